@@ -1,0 +1,118 @@
+//! The edge's config file: its two listeners, its identity, the tunnel CA it trusts,
+//! and which hostnames each tunnel serves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{normalize_host_pattern, ConfigError, Source};
+use crate::tls::identity::is_valid_tunnel_id;
+use crate::tls::pem::Identity;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    tunnel_listener: RawTunnelListener,
+    public_listener: RawPublic,
+    #[serde(default)]
+    tunnels: BTreeMap<Spanned<String>, RawTunnel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnelListener {
+    listen: Spanned<String>,
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    client_ca: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublic {
+    listen: Spanned<String>,
+    client_hello_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    hostnames: Vec<Spanned<String>>,
+}
+
+/// A validated edge configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// UDP address of the QUIC tunnel listener.
+    pub tunnel_listen: SocketAddr,
+    /// The edge's server certificate and key (presented to gateways).
+    pub identity: Identity,
+    /// CA that signs gateway client certificates.
+    pub tunnel_ca: Vec<CertificateDer<'static>>,
+    /// TCP address of the public listener MCP clients connect to.
+    pub public_listen: SocketAddr,
+    /// How long a client may take to send its ClientHello.
+    pub client_hello_timeout: Duration,
+    /// Tunnel id → hostname patterns it serves.
+    pub tunnels: HashMap<String, Vec<String>>,
+}
+
+/// Default time a public client gets to send its ClientHello.
+pub const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl EdgeConfig {
+    /// Reads and validates an edge config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_source(&Source::read(path)?)
+    }
+
+    /// Validates config text (its paths resolve against `src.path`).
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let raw: Raw = src.parse()?;
+        let addr = |key: &str, v: &Spanned<String>| {
+            v.get_ref().parse::<SocketAddr>().map_err(|_| src.invalid(key, v, "expected \"ip:port\", e.g. \"0.0.0.0:7844\""))
+        };
+        let t = &raw.tunnel_listener;
+        let tunnel_listen = addr("tunnel_listener.listen", &t.listen)?;
+        let identity = src.identity(("tunnel_listener.cert", &t.cert), ("tunnel_listener.key", &t.key))?;
+        let tunnel_ca = src.certs("tunnel_listener.client_ca", &t.client_ca)?;
+        let public_listen = addr("public_listener.listen", &raw.public_listener.listen)?;
+        let client_hello_timeout = src.duration(
+            "public_listener.client_hello_timeout",
+            raw.public_listener.client_hello_timeout.as_ref(),
+            DEFAULT_CLIENT_HELLO_TIMEOUT,
+        )?;
+        let tunnels = tunnel_map(src, &raw.tunnels)?;
+        Ok(Self { tunnel_listen, identity, tunnel_ca, public_listen, client_hello_timeout, tunnels })
+    }
+}
+
+fn tunnel_map(src: &Source, raw: &BTreeMap<Spanned<String>, RawTunnel>) -> Result<HashMap<String, Vec<String>>, ConfigError> {
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut tunnels = HashMap::new();
+    for (id, t) in raw {
+        let key = format!("tunnels.{}", id.get_ref());
+        if !is_valid_tunnel_id(id.get_ref()) {
+            return Err(src.invalid(&key, id, "tunnel ids use 1-63 characters of a-z, 0-9 and '-'"));
+        }
+        if t.hostnames.is_empty() {
+            return Err(src.invalid(&key, id, "`hostnames` is empty; list at least one"));
+        }
+        let mut names = Vec::new();
+        for (i, h) in t.hostnames.iter().enumerate() {
+            let hkey = format!("{key}.hostnames[{i}]");
+            let name = normalize_host_pattern(h.get_ref()).map_err(|why| src.invalid(&hkey, h, why))?;
+            if let Some(other) = owner.insert(name.clone(), id.get_ref().clone()) {
+                return Err(src.invalid(&hkey, h, format!("{name} is already served by tunnel {other:?}")));
+            }
+            names.push(name);
+        }
+        tunnels.insert(id.get_ref().clone(), names);
+    }
+    Ok(tunnels)
+}

@@ -1,0 +1,286 @@
+//! The gateway's config file: where the edge is, the outer and inner identities, the
+//! upstream allow-list and the routing table.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{normalize_host_pattern, ConfigError, Source};
+use crate::gateway::allowlist::AllowList;
+use crate::gateway::route::{Route, RouteTable, Scheme, UpstreamTarget};
+use crate::gateway::upstream::UpstreamClient;
+use crate::tls::configs;
+use crate::tls::pem::Identity;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    tunnel_domain: Spanned<String>,
+    edge: RawEdge,
+    inner_tls: RawInnerTls,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    shutdown_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdge {
+    address: Spanned<String>,
+    server_name: Option<Spanned<String>>,
+    ca: Spanned<String>,
+    cert: Spanned<String>,
+    key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInnerTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    allowed_networks: Option<Vec<Spanned<String>>>,
+    connect_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    host: Spanned<String>,
+    upstream: Spanned<String>,
+    path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    strip_prefix: bool,
+    ca: Option<Spanned<String>>,
+    #[serde(default)]
+    preserve_host: bool,
+    timeout: Option<Spanned<String>>,
+}
+
+/// Where and as whom the gateway dials the edge.
+#[derive(Debug, Clone)]
+pub struct EdgeTarget {
+    /// `host:port` of the edge's tunnel listener, resolved at each dial.
+    pub address: String,
+    /// Name the edge's certificate must carry.
+    pub server_name: ServerName<'static>,
+    /// The pinned edge CA.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// The gateway's client certificate (its tunnel identity) and key.
+    pub identity: Identity,
+}
+
+/// A validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Domain under which bare route names live.
+    pub tunnel_domain: String,
+    /// The edge to dial.
+    pub edge: EdgeTarget,
+    /// Certificate and key for the inner TLS (the customer's).
+    pub inner: Identity,
+    /// Host (and path) → upstream.
+    pub routes: Arc<RouteTable>,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_timeout: Duration,
+}
+
+/// Defaults for values a config may omit.
+pub mod defaults {
+    use std::time::Duration;
+    /// Time allowed to connect to an upstream.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Time allowed for an upstream's response headers (bodies and SSE may run longer).
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Grace period for in-flight requests at shutdown.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// QUIC/TLS port of the edge when an address has none.
+    pub const EDGE_PORT: u16 = 7844;
+}
+
+impl GatewayConfig {
+    /// Reads and validates a gateway config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_source(&Source::read(path)?)
+    }
+
+    /// Validates config text (its paths resolve against `src.path`).
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let raw: Raw = src.parse()?;
+        let domain = normalize_host_pattern(raw.tunnel_domain.get_ref())
+            .ok()
+            .filter(|d| !d.starts_with("*."))
+            .ok_or_else(|| src.invalid("tunnel_domain", &raw.tunnel_domain, "expected a DNS name such as \"mcp.example.com\""))?;
+        let edge = edge_target(src, &raw.edge)?;
+        let inner = src.identity(("inner_tls.cert", &raw.inner_tls.cert), ("inner_tls.key", &raw.inner_tls.key))?;
+        configs::inner_server(&inner).map_err(|e| src.invalid("inner_tls.cert", &raw.inner_tls.cert, e.to_string()))?;
+        let routes = route_table(src, &domain, &raw.upstream, &raw.routes)?;
+        let shutdown_timeout =
+            src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
+        Ok(Self { tunnel_domain: domain, edge, inner, routes: Arc::new(routes), shutdown_timeout })
+    }
+}
+
+fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
+    let address = raw.address.get_ref().trim().to_owned();
+    let (host, _) = split_host_port(&address, defaults::EDGE_PORT)
+        .ok_or_else(|| src.invalid("edge.address", &raw.address, "expected \"host:port\""))?;
+    let name = raw.server_name.as_ref().map(|s| s.get_ref().clone()).unwrap_or_else(|| host.clone());
+    let server_name = ServerName::try_from(name.clone()).map_err(|_| match &raw.server_name {
+        Some(s) => src.invalid("edge.server_name", s, format!("{name:?} is not a valid DNS name or IP address")),
+        None => src.invalid("edge.address", &raw.address, format!("{name:?} is not a valid DNS name or IP address")),
+    })?;
+    let address = if address.contains(':') && !address.ends_with(']') { address } else { format!("{address}:{}", defaults::EDGE_PORT) };
+    let ca = src.certs("edge.ca", &raw.ca)?;
+    let identity = src.identity(("edge.cert", &raw.cert), ("edge.key", &raw.key))?;
+    crate::tls::identity::tunnel_id(&identity.chain[0])
+        .map_err(|e| src.invalid("edge.cert", &raw.cert, format!("not a gateway certificate: {e}")))?;
+    Ok(EdgeTarget { address, server_name, ca, identity })
+}
+
+/// Splits `host:port`, `[v6]:port` or a bare host; `None` on a malformed port.
+pub fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && !host.is_empty() => Some((host.to_owned(), port.parse().ok()?)),
+        Some(_) => None,
+        None if !s.is_empty() => Some((s.to_owned(), default_port)),
+        None => None,
+    }
+}
+
+fn route_table(src: &Source, domain: &str, up: &RawUpstream, raw: &[RawRoute]) -> Result<RouteTable, ConfigError> {
+    let allow = match &up.allowed_networks {
+        None => AllowList::default_private(),
+        Some(list) => {
+            let mut nets = Vec::new();
+            for (i, n) in list.iter().enumerate() {
+                let net: IpNet = n
+                    .get_ref()
+                    .parse()
+                    .or_else(|_| n.get_ref().parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| src.invalid(&format!("upstream.allowed_networks[{i}]"), n, "expected a CIDR such as \"10.0.0.0/8\""))?;
+                nets.push(net);
+            }
+            AllowList::new(nets)
+        }
+    };
+    let allow = Arc::new(allow);
+    let connect_timeout = src.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT)?;
+    let default_timeout = src.duration("upstream.timeout", up.timeout.as_ref(), defaults::RESPONSE_TIMEOUT)?;
+    let mut routes = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let host = normalize_host_pattern(r.host.get_ref())
+            .ok()
+            .filter(|h| !h.starts_with("*."))
+            .ok_or_else(|| src.invalid(&key("host"), &r.host, "expected a subdomain (\"tickets\") or a full hostname"))?;
+        // A bare label is a subdomain of the tunnel domain; anything with a dot is a full name.
+        let host = if host.contains('.') { host } else { format!("{host}.{domain}") };
+        let path_prefix = match &r.path_prefix {
+            None => None,
+            Some(p) => Some(normalize_prefix(p.get_ref()).map_err(|why| src.invalid(&key("path_prefix"), p, why))?),
+        }
+        .filter(|p| p != "/");
+        let target = upstream_target(src, &key, r)?;
+        let timeout = src.duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
+        let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
+        let name = match &path_prefix {
+            Some(p) => format!("{host}{p}"),
+            None => host.clone(),
+        };
+        routes.push(Route {
+            name,
+            host,
+            path_prefix,
+            strip_prefix: r.strip_prefix,
+            upstream: target,
+            preserve_host: r.preserve_host,
+            timeout,
+            client,
+        });
+    }
+    RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
+}
+
+fn upstream_target(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Result<UpstreamTarget, ConfigError> {
+    let bad = |why: &str| src.invalid(&key("upstream"), &r.upstream, why.to_owned());
+    let uri: http::Uri = r.upstream.get_ref().parse().map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(bad("scheme must be http:// or https://")),
+    };
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+        return Err(bad("give only scheme://host:port; route paths with path_prefix"));
+    }
+    let host = uri.host().ok_or_else(|| bad("missing host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    });
+    let tls = match (scheme, &r.ca) {
+        (Scheme::Http, Some(ca)) => return Err(src.invalid(&key("ca"), ca, "a CA only applies to https:// upstreams")),
+        (Scheme::Http, None) => None,
+        (Scheme::Https, None) => return Err(bad("https:// upstreams need `ca` (the PEM file of the CA that signed the upstream)")),
+        (Scheme::Https, Some(ca)) => {
+            let certs = src.certs(&key("ca"), ca)?;
+            let config = configs::upstream_client(&certs, &src.resolve(ca.get_ref()).display().to_string())
+                .map_err(|e| src.invalid(&key("ca"), ca, e.to_string()))?;
+            Some(Arc::new(config))
+        }
+    };
+    Ok(UpstreamTarget { scheme, host, port, tls })
+}
+
+fn normalize_prefix(p: &str) -> Result<String, String> {
+    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+        return Err(format!("{p:?} must be a path starting with '/'"));
+    }
+    let trimmed = p.trim_end_matches('/');
+    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("edge.test:7000", 1), Some(("edge.test".into(), 7000)));
+        assert_eq!(split_host_port("edge.test", 1), Some(("edge.test".into(), 1)));
+        assert_eq!(split_host_port("[::1]:9", 1), Some(("::1".into(), 9)));
+        assert_eq!(split_host_port("[::1]", 1), Some(("::1".into(), 1)));
+        for bad in ["", "a:b", "::1", "[::1]x", ":80"] {
+            assert_eq!(split_host_port(bad, 1), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(normalize_prefix("/mcp/").unwrap(), "/mcp");
+        assert_eq!(normalize_prefix("/").unwrap(), "/");
+        assert!(normalize_prefix("mcp").is_err());
+        assert!(normalize_prefix("/a?b").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! The reference tunnel edge.
+//!
+//! Two listeners: QUIC for gateways (`tunnel`: mTLS, control stream, registry) and TCP
+//! for public MCP clients (`public`: SNI peek, stream per connection, splice). The edge
+//! relays ciphertext only; it holds no inner key.
+
+pub mod public;
+pub mod registry;
+pub mod sni;
+pub mod tunnel;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::edge::EdgeConfig;
+use crate::protocol::{codes, ALPN_QUIC};
+use crate::stats::Counter;
+use crate::tls::configs::{self, TlsConfigError};
+use registry::Registry;
+
+/// QUIC idle timeout (ms): a gateway that vanishes is noticed within this time.
+pub const QUIC_IDLE_TIMEOUT_MS: u32 = 30_000;
+/// How long in-flight relays may run after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Tls(#[from] TlsConfigError),
+    #[error("QUIC TLS config: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+/// Edge counters (metadata only).
+#[derive(Debug, Default)]
+pub struct EdgeStats {
+    /// Public TCP connections accepted.
+    pub public_connections: Counter,
+    /// Closed: no complete, valid ClientHello in time.
+    pub bad_client_hello: Counter,
+    /// Closed: no tunnel serves the SNI.
+    pub unknown_sni: Counter,
+    /// Closed: the tunnel has no live gateway connection.
+    pub no_gateway: Counter,
+    /// Data streams opened to gateways.
+    pub streams_opened: Counter,
+    /// Data streams that ended with an error.
+    pub streams_failed: Counter,
+    /// Bytes relayed client → gateway.
+    pub bytes_to_gateway: Counter,
+    /// Bytes relayed gateway → client.
+    pub bytes_to_client: Counter,
+    /// Gateway connections refused (handshake, identity, Hello).
+    pub tunnel_refused: Counter,
+}
+
+/// State shared by the edge's tasks.
+#[derive(Debug)]
+pub struct EdgeShared {
+    pub registry: Registry,
+    pub stats: EdgeStats,
+    client_hello_timeout: Duration,
+    next_stream_id: AtomicU64,
+}
+
+/// A bound, not yet running edge.
+pub struct Edge {
+    shared: Arc<EdgeShared>,
+    endpoint: quinn::Endpoint,
+    public: TcpListener,
+}
+
+impl Edge {
+    /// Binds both listeners (port 0 allowed) so callers learn the addresses before `run`.
+    pub async fn bind(config: &EdgeConfig) -> Result<Self, EdgeError> {
+        let tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_QUIC])?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(QUIC_IDLE_TIMEOUT_MS))));
+        // Gateways open only the control stream; data streams are opened by the edge.
+        transport.max_concurrent_bidi_streams(4u32.into());
+        transport.max_concurrent_uni_streams(0u32.into());
+        server.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::server(server, config.tunnel_listen)
+            .map_err(|source| EdgeError::Bind { what: "QUIC tunnel listener", addr: config.tunnel_listen, source })?;
+        let public = TcpListener::bind(config.public_listen)
+            .await
+            .map_err(|source| EdgeError::Bind { what: "public listener", addr: config.public_listen, source })?;
+        let shared = Arc::new(EdgeShared {
+            registry: Registry::new(&config.tunnels),
+            stats: EdgeStats::default(),
+            client_hello_timeout: config.client_hello_timeout,
+            next_stream_id: AtomicU64::new(1),
+        });
+        Ok(Self { shared, endpoint, public })
+    }
+
+    /// UDP address gateways dial.
+    pub fn tunnel_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// TCP address MCP clients connect to.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Registry and counters, shared with the running edge.
+    pub fn shared(&self) -> Arc<EdgeShared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` fires, then asks gateways to drain and lets relays finish.
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!(tunnel = %self.tunnel_addr(), public = %self.public_addr(), "edge listening");
+        let tasks = TaskTracker::new();
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    tasks.spawn(tunnel::serve_connection(incoming, self.shared.clone(), shutdown.clone()));
+                }
+                accepted = self.public.accept() => match accepted {
+                    Ok((tcp, addr)) => { tasks.spawn(public::serve_client(tcp, addr, self.shared.clone())); }
+                    Err(e) => {
+                        // Usually fd exhaustion: back off briefly instead of spinning.
+                        warn!("public accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        drop(self.public);
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+            warn!("shutdown grace period over; closing remaining streams");
+        }
+        self.endpoint.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        info!("edge stopped");
+    }
+}

@@ -1,0 +1,96 @@
+//! The edge's public side: one task per client TCP connection. Peek the ClientHello,
+//! pick the tunnel by SNI, open a stream to a live gateway connection, write the `Open`
+//! preamble and the peeked bytes, then splice both directions. TLS is never terminated.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use super::sni::{self, peek_client_hello, MAX_CLIENT_HELLO};
+use super::EdgeShared;
+use crate::protocol::{frame, Open, MAX_FRAME_LEN};
+use crate::stream::TunnelStream;
+
+/// Serves one public client connection to completion.
+pub(super) async fn serve_client(mut tcp: TcpStream, client_addr: SocketAddr, shared: Arc<EdgeShared>) {
+    let stats = &shared.stats;
+    stats.public_connections.inc();
+    let _ = tcp.set_nodelay(true);
+    let peeked = match peek_client_hello(&mut tcp, MAX_CLIENT_HELLO, shared.client_hello_timeout).await {
+        Ok(p) => p,
+        Err(e) => {
+            stats.bad_client_hello.inc();
+            info!(client = %client_addr, "closing client connection: {e}");
+            return;
+        }
+    };
+    let sni = peeked.sni.clone();
+    let Some(tunnel_id) = shared.registry.tunnel_for(&sni) else {
+        stats.unknown_sni.inc();
+        info!(client = %client_addr, %sni, "no tunnel serves this hostname; closing");
+        close_with_alert(tcp, sni::ALERT_UNRECOGNIZED_NAME).await;
+        return;
+    };
+    let Some(slot) = shared.registry.pick(tunnel_id) else {
+        stats.no_gateway.inc();
+        info!(client = %client_addr, %sni, tunnel = %tunnel_id, "no live gateway for tunnel; closing");
+        close_with_alert(tcp, sni::ALERT_INTERNAL_ERROR).await;
+        return;
+    };
+    let (send, recv) = match slot.conn().conn.open_bi().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            stats.no_gateway.inc();
+            info!(client = %client_addr, %sni, tunnel = %tunnel_id, "cannot open tunnel stream: {e}");
+            close_with_alert(tcp, sni::ALERT_INTERNAL_ERROR).await;
+            return;
+        }
+    };
+    let stream_id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+    let mut stream = TunnelStream::quic(send, recv);
+    let open = Open { stream_id, sni: sni.clone(), client_addr };
+    // Preamble and ClientHello in one write: the gateway sees the stream at once.
+    let mut first = match frame::encode(&open, MAX_FRAME_LEN) {
+        Ok(b) => b,
+        Err(e) => {
+            info!(client = %client_addr, %sni, "cannot encode preamble: {e}");
+            return;
+        }
+    };
+    first.extend_from_slice(&peeked.bytes);
+    stats.streams_opened.inc();
+    debug!(stream = stream_id, client = %client_addr, %sni, tunnel = %tunnel_id, connection = slot.conn().id, "stream opened");
+    let written = async {
+        stream.write_all(&first).await?;
+        stream.flush().await
+    };
+    if let Err(e) = written.await {
+        stats.streams_failed.inc();
+        info!(stream = stream_id, "tunnel stream failed before relay: {e}");
+        stream.abort();
+        return;
+    }
+    stats.bytes_to_gateway.add(peeked.bytes.len() as u64);
+    match tokio::io::copy_bidirectional(&mut tcp, &mut stream).await {
+        Ok((up, down)) => {
+            stats.bytes_to_gateway.add(up);
+            stats.bytes_to_client.add(down);
+            debug!(stream = stream_id, bytes_up = up, bytes_down = down, "stream closed");
+        }
+        Err(e) => {
+            stats.streams_failed.inc();
+            stream.abort();
+            debug!(stream = stream_id, "stream failed: {e}");
+        }
+    }
+}
+
+/// Sends a fatal TLS alert so the client sees a reason, then closes.
+async fn close_with_alert(mut tcp: TcpStream, description: u8) {
+    let _ = tcp.write_all(&sni::alert_record(description)).await;
+    let _ = tcp.shutdown().await;
+}

@@ -1,0 +1,163 @@
+//! Which tunnel serves which hostname, and which gateway connections each tunnel has.
+//!
+//! New streams go to the live connection with the fewest active streams.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+/// A registered gateway connection.
+#[derive(Debug)]
+pub struct LiveConn {
+    /// Edge-assigned id (also sent to the gateway in `Welcome`).
+    pub id: u64,
+    /// The tunnel this connection belongs to.
+    pub tunnel_id: String,
+    /// The QUIC connection streams are opened on.
+    pub conn: quinn::Connection,
+    /// Streams currently open on it.
+    pub active: AtomicUsize,
+}
+
+/// Hostname patterns → tunnel id, and tunnel id → live connections.
+#[derive(Debug)]
+pub struct Registry {
+    exact: HashMap<String, String>,
+    wildcard: HashMap<String, String>,
+    hostnames: HashMap<String, Vec<String>>,
+    live: Mutex<HashMap<String, Vec<Arc<LiveConn>>>>,
+    next_id: AtomicU64,
+    /// Bumped on every register/deregister, so waiters can watch for changes.
+    version: watch::Sender<u64>,
+}
+
+/// A decrement-on-drop guard for a connection's active-stream count.
+pub struct StreamSlot(Arc<LiveConn>);
+
+impl StreamSlot {
+    /// The connection this slot is on.
+    pub fn conn(&self) -> &Arc<LiveConn> {
+        &self.0
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Registry {
+    /// Builds the hostname map from `tunnel id → patterns` (validated by the config).
+    pub fn new(tunnels: &HashMap<String, Vec<String>>) -> Self {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (id, patterns) in tunnels {
+            for p in patterns {
+                match p.strip_prefix("*.") {
+                    Some(suffix) => wildcard.insert(suffix.to_owned(), id.clone()),
+                    None => exact.insert(p.clone(), id.clone()),
+                };
+            }
+        }
+        Self {
+            exact,
+            wildcard,
+            hostnames: tunnels.clone(),
+            live: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            version: watch::channel(0).0,
+        }
+    }
+
+    /// Whether the edge is configured for this tunnel id.
+    pub fn knows(&self, tunnel_id: &str) -> bool {
+        self.hostnames.contains_key(tunnel_id)
+    }
+
+    /// The hostname patterns a tunnel serves.
+    pub fn hostnames(&self, tunnel_id: &str) -> Vec<String> {
+        self.hostnames.get(tunnel_id).cloned().unwrap_or_default()
+    }
+
+    /// The tunnel serving `host` (exact names win over `*.` wildcards, which match one label).
+    pub fn tunnel_for(&self, host: &str) -> Option<&str> {
+        if let Some(id) = self.exact.get(host) {
+            return Some(id);
+        }
+        let (_, parent) = host.split_once('.')?;
+        self.wildcard.get(parent).map(String::as_str)
+    }
+
+    /// Registers a connection and returns its handle.
+    pub fn register(&self, tunnel_id: &str, conn: quinn::Connection) -> Arc<LiveConn> {
+        let live = Arc::new(LiveConn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            tunnel_id: tunnel_id.to_owned(),
+            conn,
+            active: AtomicUsize::new(0),
+        });
+        self.lock().entry(tunnel_id.to_owned()).or_default().push(live.clone());
+        self.version.send_modify(|v| *v += 1);
+        live
+    }
+
+    /// Removes a connection (when it closed).
+    pub fn deregister(&self, live: &LiveConn) {
+        if let Some(list) = self.lock().get_mut(&live.tunnel_id) {
+            list.retain(|c| c.id != live.id);
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Takes a stream slot on the least-loaded live connection of a tunnel.
+    pub fn pick(&self, tunnel_id: &str) -> Option<StreamSlot> {
+        let live = self.lock();
+        let best = live.get(tunnel_id)?.iter().min_by_key(|c| c.active.load(Ordering::Relaxed))?.clone();
+        best.active.fetch_add(1, Ordering::Relaxed);
+        Some(StreamSlot(best))
+    }
+
+    /// Number of live connections of a tunnel.
+    pub fn live_count(&self, tunnel_id: &str) -> usize {
+        self.lock().get(tunnel_id).map_or(0, Vec::len)
+    }
+
+    /// Waits until a tunnel has at least `n` live connections.
+    pub async fn wait_live(&self, tunnel_id: &str, n: usize) {
+        let mut rx = self.version.subscribe();
+        while self.live_count(tunnel_id) < n {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<LiveConn>>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_beats_wildcard_and_wildcards_match_one_label() {
+        let mut t = HashMap::new();
+        t.insert("a".to_owned(), vec!["*.a.test".to_owned()]);
+        t.insert("b".to_owned(), vec!["special.a.test".to_owned(), "b.test".to_owned()]);
+        let r = Registry::new(&t);
+        assert_eq!(r.tunnel_for("x.a.test"), Some("a"));
+        assert_eq!(r.tunnel_for("special.a.test"), Some("b"));
+        assert_eq!(r.tunnel_for("b.test"), Some("b"));
+        assert_eq!(r.tunnel_for("a.test"), None);
+        assert_eq!(r.tunnel_for("y.x.a.test"), None);
+        assert_eq!(r.tunnel_for("c.test"), None);
+        assert!(r.knows("a") && !r.knows("c"));
+        assert!(r.pick("a").is_none());
+    }
+}

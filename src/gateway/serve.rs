@@ -1,0 +1,95 @@
+//! One tunnel data stream: read the `Open` preamble, terminate the inner TLS with the
+//! customer's certificate, and serve HTTP/1.1 or HTTP/2 on it with hyper.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::proxy::{self, ConnInfo};
+use super::GatewayShared;
+use crate::protocol::{frame, Open, MAX_FRAME_LEN};
+use crate::stream::TunnelStream;
+
+/// Time allowed for the preamble and the inner TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The inner TLS server config; replaced as a whole when the certificate rotates, so
+/// handshakes in progress keep the config they started with.
+#[derive(Debug)]
+pub struct InnerTls {
+    current: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl InnerTls {
+    /// Starts with `config`.
+    pub fn new(config: rustls::ServerConfig) -> Self {
+        Self { current: RwLock::new(Arc::new(config)) }
+    }
+    /// The config new handshakes use.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current.read().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+    /// Installs a new config for future handshakes.
+    pub fn replace(&self, config: rustls::ServerConfig) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+    }
+}
+
+/// Serves one data stream until the client's connection ends or `shutdown` fires
+/// (then in-flight requests finish and the connection closes gracefully).
+pub async fn serve_stream(mut stream: TunnelStream, shared: Arc<GatewayShared>, shutdown: CancellationToken) {
+    let open = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read::<Open, _>(&mut stream, MAX_FRAME_LEN)).await {
+        Ok(Ok(Some(open))) => open,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            info!("bad stream preamble, dropping stream: {e}");
+            stream.abort();
+            return;
+        }
+        Err(_) => {
+            info!("no stream preamble within {HANDSHAKE_TIMEOUT:?}, dropping stream");
+            stream.abort();
+            return;
+        }
+    };
+    let stream_id = open.stream_id;
+    let acceptor = shared.inner_tls.acceptor();
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            info!(stream = stream_id, client = %open.client_addr, sni = %open.sni, "inner TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            info!(stream = stream_id, client = %open.client_addr, "inner TLS handshake timed out");
+            return;
+        }
+    };
+    let Open { sni, client_addr, .. } = open;
+    let conn = Arc::new(ConnInfo { stream_id, client_addr, sni });
+    debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
+    let routes = shared.routes();
+    let service = service_fn(move |req| {
+        let (routes, conn) = (routes.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, conn, req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        r = connection.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(stream = stream_id, "client connection ended with error: {e}");
+    }
+}

@@ -1,0 +1,24 @@
+//! mcp-tunnel: an outbound-only tunnel that lets MCP clients outside a private network
+//! reach MCP servers inside it.
+//!
+//! Layout, in the order a request travels:
+//! - [`edge`]: the reference tunnel edge (public TCP listener, SNI peek, QUIC to gateways).
+//! - [`protocol`]: the `mcpt/1` frames between edge and gateway.
+//! - [`stream`]: one tunnel stream as a byte pipe.
+//! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
+//! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
+//! - [`demo`]: everything in one process, with an example MCP server and client.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo;
+pub mod edge;
+pub mod gateway;
+pub mod pki;
+pub mod protocol;
+pub mod stats;
+pub mod stream;
+pub mod tls;
+
+/// This build's version, sent to the edge in `Hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
