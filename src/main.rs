@@ -1,1 +1,197 @@
-fn main() {}
+//! The `mcp-tunnel` binary: argument parsing, logging and signals. All logic lives in
+//! the library.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use mcp_tunnel::config::{edge::EdgeConfig, gateway::GatewayConfig};
+use mcp_tunnel::{demo, edge::Edge, gateway::Gateway, pki};
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-tunnel",
+    version,
+    about = "Outbound-only MCP tunnel: gateway, reference edge and tools"
+)]
+struct Cli {
+    /// Log filter when RUST_LOG is unset (e.g. info, debug, mcp_tunnel=debug);
+    /// default: info, or warn for `demo` so its own output stays readable.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reference tunnel edge.
+    Edge {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway inside the private network (outbound connections only).
+    Gateway {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Certificate tools.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Validate a config file (edge or gateway) and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Edge, gateway and an example MCP server in one process, with a real MCP session.
+    Demo {
+        /// Public port of the demo edge (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        public_port: u16,
+        /// Where to write the demo's certificates and configs (default: a new temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Exit after the MCP session instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Generate edge, tunnel and inner CAs and certificates for a deployment.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        tunnel_id: String,
+        #[arg(long)]
+        tunnel_domain: String,
+        /// DNS name of the edge's tunnel listener (repeatable; loopback IPs are always included).
+        #[arg(long = "edge-name", default_value = "localhost")]
+        edge_names: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_level));
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Edge { config } => {
+            let edge = Edge::bind(&EdgeConfig::load(&config)?).await?;
+            edge.run(shutdown_on_signal()?).await;
+        }
+        Command::Gateway { config } => {
+            let gateway = Gateway::new(GatewayConfig::load(&config)?)?;
+            gateway.run(shutdown_on_signal()?).await;
+        }
+        Command::Certs {
+            command:
+                CertsCommand::Init {
+                    out,
+                    tunnel_id,
+                    tunnel_domain,
+                    edge_names,
+                    force,
+                },
+        } => {
+            let generated = pki::generate(&pki::PkiOptions {
+                tunnel_id,
+                tunnel_domain,
+                edge_names,
+            })?;
+            for path in generated.write(&out, force)? {
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Check { config } => check(&config)?,
+        Command::Demo {
+            public_port,
+            dir,
+            once,
+        } => {
+            demo::run(
+                demo::DemoOptions {
+                    public_port,
+                    dir,
+                    once,
+                },
+                shutdown_on_signal()?,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Validates an edge or gateway config, telling which by its top-level keys.
+fn check(path: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read config", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if table.contains_key("tunnel_listener") || table.contains_key("public_listener") {
+        let c = EdgeConfig::load(path)?;
+        println!(
+            "{}: valid edge config ({} tunnels)",
+            path.display(),
+            c.tunnels.len()
+        );
+    } else if table.contains_key("tunnel_domain") || table.contains_key("routes") {
+        let c = GatewayConfig::load(path)?;
+        println!(
+            "{}: valid gateway config ({} routes, edge {})",
+            path.display(),
+            c.routes.len(),
+            c.edge.address
+        );
+    } else {
+        bail!("{}: neither an edge config (needs [tunnel_listener]) nor a gateway config (needs tunnel_domain)", path.display());
+    }
+    Ok(())
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    Ok(token)
+}

@@ -75,11 +75,16 @@ impl EdgeConfig {
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
         let raw: Raw = src.parse()?;
         let addr = |key: &str, v: &Spanned<String>| {
-            v.get_ref().parse::<SocketAddr>().map_err(|_| src.invalid(key, v, "expected \"ip:port\", e.g. \"0.0.0.0:7844\""))
+            v.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| src.invalid(key, v, "expected \"ip:port\", e.g. \"0.0.0.0:7844\""))
         };
         let t = &raw.tunnel_listener;
         let tunnel_listen = addr("tunnel_listener.listen", &t.listen)?;
-        let identity = src.identity(("tunnel_listener.cert", &t.cert), ("tunnel_listener.key", &t.key))?;
+        let identity = src.identity(
+            ("tunnel_listener.cert", &t.cert),
+            ("tunnel_listener.key", &t.key),
+        )?;
         let tunnel_ca = src.certs("tunnel_listener.client_ca", &t.client_ca)?;
         let public_listen = addr("public_listener.listen", &raw.public_listener.listen)?;
         let client_hello_timeout = src.duration(
@@ -88,17 +93,31 @@ impl EdgeConfig {
             DEFAULT_CLIENT_HELLO_TIMEOUT,
         )?;
         let tunnels = tunnel_map(src, &raw.tunnels)?;
-        Ok(Self { tunnel_listen, identity, tunnel_ca, public_listen, client_hello_timeout, tunnels })
+        Ok(Self {
+            tunnel_listen,
+            identity,
+            tunnel_ca,
+            public_listen,
+            client_hello_timeout,
+            tunnels,
+        })
     }
 }
 
-fn tunnel_map(src: &Source, raw: &BTreeMap<Spanned<String>, RawTunnel>) -> Result<HashMap<String, Vec<String>>, ConfigError> {
+fn tunnel_map(
+    src: &Source,
+    raw: &BTreeMap<Spanned<String>, RawTunnel>,
+) -> Result<HashMap<String, Vec<String>>, ConfigError> {
     let mut owner: HashMap<String, String> = HashMap::new();
     let mut tunnels = HashMap::new();
     for (id, t) in raw {
         let key = format!("tunnels.{}", id.get_ref());
         if !is_valid_tunnel_id(id.get_ref()) {
-            return Err(src.invalid(&key, id, "tunnel ids use 1-63 characters of a-z, 0-9 and '-'"));
+            return Err(src.invalid(
+                &key,
+                id,
+                "tunnel ids use 1-63 characters of a-z, 0-9 and '-'",
+            ));
         }
         if t.hostnames.is_empty() {
             return Err(src.invalid(&key, id, "`hostnames` is empty; list at least one"));
@@ -106,9 +125,14 @@ fn tunnel_map(src: &Source, raw: &BTreeMap<Spanned<String>, RawTunnel>) -> Resul
         let mut names = Vec::new();
         for (i, h) in t.hostnames.iter().enumerate() {
             let hkey = format!("{key}.hostnames[{i}]");
-            let name = normalize_host_pattern(h.get_ref()).map_err(|why| src.invalid(&hkey, h, why))?;
+            let name =
+                normalize_host_pattern(h.get_ref()).map_err(|why| src.invalid(&hkey, h, why))?;
             if let Some(other) = owner.insert(name.clone(), id.get_ref().clone()) {
-                return Err(src.invalid(&hkey, h, format!("{name} is already served by tunnel {other:?}")));
+                return Err(src.invalid(
+                    &hkey,
+                    h,
+                    format!("{name} is already served by tunnel {other:?}"),
+                ));
             }
             names.push(name);
         }

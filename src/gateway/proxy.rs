@@ -42,12 +42,21 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Handles one request end to end. Never fails: errors become HTTP responses.
-pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ClientBody> {
+pub async fn handle(
+    routes: Arc<RouteTable>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
     let started = Instant::now();
     let host = request_host(&req).unwrap_or_else(|| conn.sni.clone());
     let Some(route) = routes.lookup(&host, req.uri().path()).cloned() else {
         debug!(stream = conn.stream_id, %host, "no route");
-        return json_error(StatusCode::NOT_FOUND, "no_route", &format!("no route for host {host}"), Some(("host", &host)));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            &format!("no route for host {host}"),
+            Some(("host", &host)),
+        );
     };
     let method = req.method().clone();
     let upstream_req = match upstream_request(&route, &conn, &host, req) {
@@ -60,7 +69,12 @@ pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<I
         Ok(Err(err)) => return upstream_failure(&route, &conn, &err),
         Err(_) => {
             warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), timeout = ?route.timeout, "upstream timed out");
-            return json_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "upstream did not answer in time", Some(("route", &route.name)));
+            return json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "upstream did not answer in time",
+                Some(("route", &route.name)),
+            );
         }
     };
     debug!(stream = conn.stream_id, route = %route.name, %method, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "proxied");
@@ -74,10 +88,21 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST)?.to_str().ok().map(str::to_owned))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
 }
 
-fn upstream_request(route: &Route, conn: &ConnInfo, host: &str, req: Request<Incoming>) -> Result<Request<UpstreamBody>, String> {
+fn upstream_request(
+    route: &Route,
+    conn: &ConnInfo,
+    host: &str,
+    req: Request<Incoming>,
+) -> Result<Request<UpstreamBody>, String> {
     let (mut parts, body) = req.into_parts();
     let path = route.upstream_path(parts.uri.path());
     let path_and_query = match parts.uri.query() {
@@ -99,10 +124,20 @@ fn upstream_request(route: &Route, conn: &ConnInfo, host: &str, req: Request<Inc
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    let host_value = if route.preserve_host { host } else { authority.as_str() };
-    headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
+    let host_value = if route.preserve_host {
+        host
+    } else {
+        authority.as_str()
+    };
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?,
+    );
     append_forwarded_for(headers, conn.client_addr);
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("https"),
+    );
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), v);
     }
@@ -135,9 +170,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
+fn upstream_failure(
+    route: &Route,
+    conn: &ConnInfo,
+    err: &hyper_util::client::legacy::Error,
+) -> Response<ClientBody> {
     let (status, code) = match find_upstream_error(err) {
-        Some(UpstreamError::ConnectTimeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        Some(UpstreamError::ConnectTimeout { .. }) => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+        }
         Some(UpstreamError::Forbidden { .. }) => (StatusCode::BAD_GATEWAY, "upstream_forbidden"),
         _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
     };
@@ -146,7 +187,12 @@ fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::le
         None => error_chain(err),
     };
     warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
-    json_error(status, code, "upstream request failed", Some(("route", &route.name)))
+    json_error(
+        status,
+        code,
+        "upstream request failed",
+        Some(("route", &route.name)),
+    )
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -161,7 +207,12 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A small JSON error response. Details stay in the gateway's log, not in the body.
-pub fn json_error(status: StatusCode, code: &str, message: &str, extra: Option<(&str, &str)>) -> Response<ClientBody> {
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    extra: Option<(&str, &str)>,
+) -> Response<ClientBody> {
     let mut body = serde_json::json!({ "error": code, "message": message });
     if let (Some((k, v)), Some(obj)) = (extra, body.as_object_mut()) {
         obj.insert(k.to_owned(), v.into());
@@ -169,7 +220,10 @@ pub fn json_error(status: StatusCode, code: &str, message: &str, extra: Option<(
     let bytes = Bytes::from(body.to_string());
     let mut resp = Response::new(Full::new(bytes).map_err(|never| match never {}).boxed());
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -180,9 +234,15 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert("mcp-session-id", HeaderValue::from_static("s1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         strip_hop_by_hop(&mut h);

@@ -30,7 +30,11 @@ pub enum TunnelState {
     /// Dialing (or waiting to redial).
     Connecting,
     /// Registered with the edge; streams flow.
-    Registered { tunnel_id: String, connection_id: u64, hostnames: Vec<String> },
+    Registered {
+        tunnel_id: String,
+        connection_id: u64,
+        hostnames: Vec<String>,
+    },
     /// The edge refused this gateway (wrong identity, version...); retried with backoff.
     Rejected { reason: String },
     /// The last attempt or connection failed.
@@ -73,7 +77,8 @@ pub(super) async fn run(
     while !shutdown.is_cancelled() {
         state.send_replace(TunnelState::Connecting);
         let started = Instant::now();
-        let outcome = connect_and_serve(&shared, &edge, &client, &state, &shutdown, shutdown_timeout).await;
+        let outcome =
+            connect_and_serve(&shared, &edge, &client, &state, &shutdown, shutdown_timeout).await;
         if shutdown.is_cancelled() {
             break;
         }
@@ -88,12 +93,22 @@ pub(super) async fn run(
             }
             Err(e) => {
                 warn!(edge = %edge.address, "tunnel connection failed: {e}");
-                state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
+                state.send_replace(TunnelState::Disconnected {
+                    reason: e.to_string(),
+                });
             }
         }
-        attempt = if started.elapsed() >= STABLE_AFTER { 0 } else { attempt.saturating_add(1) };
+        attempt = if started.elapsed() >= STABLE_AFTER {
+            0
+        } else {
+            attempt.saturating_add(1)
+        };
         let delay = backoff(attempt);
-        info!(attempt, delay_ms = delay.as_millis() as u64, "redialing the edge");
+        info!(
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            "redialing the edge"
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => break,
@@ -104,13 +119,22 @@ pub(super) async fn run(
 
 /// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
 pub fn backoff(attempt: u32) -> Duration {
-    let cap = BACKOFF_BASE.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(BACKOFF_MAX);
+    let cap = BACKOFF_BASE
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(BACKOFF_MAX);
     cap.mul_f64(fastrand::f64())
 }
 
 async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
-    let err = |detail: String| DialError::Resolve { address: address.to_owned(), detail };
-    tokio::net::lookup_host(address).await.map_err(|e| err(e.to_string()))?.next().ok_or_else(|| err("no addresses".into()))
+    let err = |detail: String| DialError::Resolve {
+        address: address.to_owned(),
+        detail,
+    };
+    tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no addresses".into()))
 }
 
 /// One connection: dial, register, serve streams. `Ok(reason)` once it was registered.
@@ -123,7 +147,13 @@ async fn connect_and_serve(
     shutdown_timeout: Duration,
 ) -> Result<String, DialError> {
     let addr = resolve(&edge.address).await?;
-    let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| DialError::Bind(std::io::ErrorKind::InvalidInput.into()))?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .map_err(|_| DialError::Bind(std::io::ErrorKind::InvalidInput.into()))?;
     let mut endpoint = quinn::Endpoint::client(bind).map_err(DialError::Bind)?;
     endpoint.set_default_client_config(client.clone());
     let server_name = edge.server_name.to_str();
@@ -131,13 +161,24 @@ async fn connect_and_serve(
         .await
         .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
     let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index: 0 };
+    let hello = Control::Hello {
+        protocol: PROTOCOL_VERSION,
+        gateway_version: crate::VERSION.into(),
+        connection_index: 0,
+    };
     frame::write(&mut send, &hello, MAX_FRAME_LEN).await?;
-    let answer = tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN))
-        .await
-        .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
+    let answer = tokio::time::timeout(
+        DIAL_TIMEOUT,
+        frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN),
+    )
+    .await
+    .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
     let (tunnel_id, connection_id, hostnames) = match answer {
-        Some(Control::Welcome { tunnel_id, hostnames, connection_id }) => (tunnel_id, connection_id, hostnames),
+        Some(Control::Welcome {
+            tunnel_id,
+            hostnames,
+            connection_id,
+        }) => (tunnel_id, connection_id, hostnames),
         Some(Control::Reject { code, reason }) => {
             conn.close(codes::CLOSE_NORMAL.into(), b"rejected");
             return Err(DialError::Rejected(format!("{code:?}: {reason}")));
@@ -148,7 +189,11 @@ async fn connect_and_serve(
         }
     };
     info!(tunnel = %tunnel_id, connection = connection_id, edge = %addr, ?hostnames, "tunnel registered");
-    state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames });
+    state.send_replace(TunnelState::Registered {
+        tunnel_id,
+        connection_id,
+        hostnames,
+    });
 
     // Frame reads are not cancel-safe, so the control stream is read by its own task.
     let (control_tx, mut control) = mpsc::channel(4);
@@ -204,7 +249,10 @@ mod tests {
             for _ in 0..100 {
                 let d = backoff(attempt);
                 assert!(d <= BACKOFF_MAX, "{d:?}");
-                assert!(d <= BACKOFF_BASE.saturating_mul(1 << attempt.min(16)), "{d:?}");
+                assert!(
+                    d <= BACKOFF_BASE.saturating_mul(1 << attempt.min(16)),
+                    "{d:?}"
+                );
             }
         }
     }

@@ -1,0 +1,48 @@
+//! A plain HTTPS client through the edge (SNI = route host, trusting the inner CA), for
+//! tests that look at status codes and headers rather than MCP semantics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Why a request did not produce a response.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends one request over a fresh TLS connection to the edge; returns the full response.
+pub async fn send(
+    edge: SocketAddr,
+    sni: &str,
+    ca: &[CertificateDer<'static>],
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Bytes>, Error> {
+    let config = mcp_tunnel::tls::configs::client_trusting(ca, &[b"http/1.1"])?;
+    let tcp = TcpStream::connect(edge).await?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(sni.to_owned())?, tcp)
+        .await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        body.collect().await?.to_bytes(),
+    ))
+}
+
+/// A JSON-RPC POST to `/mcp` with the given Host.
+pub fn mcp_post(host: &str, body: &str) -> Request<Full<Bytes>> {
+    Request::post("/mcp")
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request")
+}

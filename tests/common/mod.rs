@@ -1,0 +1,177 @@
+//! Test harness: a runtime-generated PKI, an edge and a gateway running in-process on
+//! port 0, real Python MCP SDK peers, and a small HTTPS client for status-code checks.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod http;
+pub mod python;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_tunnel::config::edge::EdgeConfig;
+use mcp_tunnel::config::gateway::GatewayConfig;
+use mcp_tunnel::edge::{Edge, EdgeShared};
+use mcp_tunnel::gateway::{Gateway, TunnelState};
+use mcp_tunnel::pki::{self, PkiOptions};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Tunnel domain used by every test.
+pub const DOMAIN: &str = "tunnel.test";
+/// Tunnel id the default PKI's gateway certificate carries.
+pub const TUNNEL: &str = "acme";
+
+/// Writes a PKI (same layout as `certs init`) under `dir/<sub>`.
+pub fn write_pki(dir: &Path, sub: &str, tunnel_id: &str) -> PathBuf {
+    let out = dir.join(sub);
+    let opts = PkiOptions {
+        tunnel_id: tunnel_id.into(),
+        tunnel_domain: DOMAIN.into(),
+        edge_names: vec!["localhost".into()],
+    };
+    pki::generate(&opts)
+        .expect("generate PKI")
+        .write(&out, false)
+        .expect("write PKI");
+    out
+}
+
+/// A running edge + gateway, stopped on drop.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub edge: Arc<EdgeShared>,
+    pub public: SocketAddr,
+    pub tunnel: SocketAddr,
+    pub status: watch::Receiver<TunnelState>,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Stack {
+    /// Edge serving `*.tunnel.test` for tunnel `acme`, and a gateway with `routes`
+    /// (TOML `[[routes]]` tables, plus any other top-level gateway keys before them).
+    pub async fn start(routes: &str) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_pki(dir.path(), "certs", TUNNEL);
+        let shutdown = CancellationToken::new();
+        let edge_toml = format!(
+            r#"[tunnel_listener]
+listen = "127.0.0.1:0"
+cert = "certs/edge/server.pem"
+key = "certs/edge/server.key"
+client_ca = "certs/tunnel/ca.pem"
+[public_listener]
+listen = "127.0.0.1:0"
+client_hello_timeout = "2s"
+[tunnels.{TUNNEL}]
+hostnames = ["*.{DOMAIN}"]
+[tunnels.other]
+hostnames = ["other.example"]
+"#
+        );
+        let edge_path = dir.path().join("edge.toml");
+        std::fs::write(&edge_path, edge_toml).expect("write edge.toml");
+        let edge = Edge::bind(&EdgeConfig::load(&edge_path).expect("edge config"))
+            .await
+            .expect("bind edge");
+        let (public, tunnel, shared) = (edge.public_addr(), edge.tunnel_addr(), edge.shared());
+        tokio::spawn(edge.run(shutdown.clone()));
+        let mut stack = Stack {
+            dir,
+            edge: shared,
+            public,
+            tunnel,
+            status: watch::channel(TunnelState::Connecting).1,
+            shutdown,
+        };
+        let gateway = stack.gateway_config("certs", routes);
+        stack.status = stack.spawn_gateway(gateway);
+        let state = stack.wait_state().await;
+        assert!(
+            matches!(state, TunnelState::Registered { .. }),
+            "gateway did not register: {state:?}"
+        );
+        stack
+    }
+
+    /// Gateway config text dialing this stack's edge with the PKI in `certs_dir`.
+    pub fn gateway_toml(&self, certs_dir: &str, routes: &str) -> String {
+        format!(
+            r#"tunnel_domain = "{DOMAIN}"
+shutdown_timeout = "5s"
+[edge]
+address = "{tunnel}"
+server_name = "localhost"
+ca = "{certs_dir}/edge/ca.pem"
+cert = "{certs_dir}/tunnel/gateway.pem"
+key = "{certs_dir}/tunnel/gateway.key"
+[inner_tls]
+cert = "certs/inner/server.pem"
+key = "certs/inner/server.key"
+{routes}
+"#,
+            tunnel = self.tunnel
+        )
+    }
+
+    /// Writes and loads a gateway config (see [`Stack::gateway_toml`]).
+    pub fn gateway_config(&self, certs_dir: &str, routes: &str) -> GatewayConfig {
+        let path = self
+            .dir
+            .path()
+            .join(format!("gateway-{}.toml", fastrand::u32(..)));
+        std::fs::write(&path, self.gateway_toml(certs_dir, routes)).expect("write gateway.toml");
+        GatewayConfig::load(&path).unwrap_or_else(|e| panic!("gateway config: {e}"))
+    }
+
+    /// Starts another gateway against this edge; returns its state.
+    pub fn spawn_gateway(&self, config: GatewayConfig) -> watch::Receiver<TunnelState> {
+        let gateway = Gateway::new(config).expect("gateway");
+        let status = gateway.status();
+        tokio::spawn(gateway.run(self.shutdown.child_token()));
+        status
+    }
+
+    /// Waits (bounded) for the main gateway to register or be refused.
+    pub async fn wait_state(&mut self) -> TunnelState {
+        wait_settled(&mut self.status).await
+    }
+
+    /// CA certificates MCP clients trust (the inner CA).
+    pub fn inner_ca(&self) -> Vec<CertificateDer<'static>> {
+        mcp_tunnel::tls::pem::load_certs(&self.inner_ca_path()).expect("inner CA")
+    }
+
+    pub fn inner_ca_path(&self) -> PathBuf {
+        self.dir.path().join("certs/inner/ca.pem")
+    }
+
+    /// `https://<route>.tunnel.test:<public port>/mcp`.
+    pub fn url(&self, route: &str) -> String {
+        format!("https://{route}.{DOMAIN}:{}/mcp", self.public.port())
+    }
+}
+
+/// Waits up to 15 s for a gateway to reach Registered, Rejected or Disconnected.
+pub async fn wait_settled(status: &mut watch::Receiver<TunnelState>) -> TunnelState {
+    let settled = |s: &TunnelState| !matches!(s, TunnelState::Connecting);
+    let result = tokio::time::timeout(Duration::from_secs(15), status.wait_for(settled))
+        .await
+        .map(|r| r.map(|s| s.clone()));
+    match result {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => TunnelState::Stopped,
+        Err(_) => panic!(
+            "gateway state did not settle within 15 s (still {:?})",
+            *status.borrow()
+        ),
+    }
+}
