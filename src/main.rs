@@ -11,11 +11,7 @@ use mcp_tunnel::config::{edge::EdgeConfig, gateway::GatewayConfig};
 use mcp_tunnel::{demo, edge::Edge, gateway::Gateway, pki};
 
 #[derive(Parser)]
-#[command(
-    name = "mcp-tunnel",
-    version,
-    about = "Outbound-only MCP tunnel: gateway, reference edge and tools"
-)]
+#[command(name = "mcp-tunnel", version, about = "Outbound-only MCP tunnel: gateway, reference edge and tools")]
 struct Cli {
     /// Log filter when RUST_LOG is unset (e.g. info, debug, mcp_tunnel=debug);
     /// default: info, or warn for `demo` so its own output stays readable.
@@ -78,15 +74,25 @@ enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Issue a gateway client certificate for another tunnel from an existing tunnel CA.
+    IssueGateway {
+        /// Directory holding the tunnel CA as `ca.pem` and `ca.key` (e.g. certs/tunnel).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        tunnel_id: String,
+        /// Where to write `gateway.pem` and `gateway.key`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo { .. }) {
-        "warn"
-    } else {
-        "info"
-    };
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     init_logging(cli.log_level.as_deref().unwrap_or(default_level));
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(run(cli.command))
@@ -96,10 +102,7 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn run(command: Command) -> Result<()> {
@@ -112,40 +115,25 @@ async fn run(command: Command) -> Result<()> {
             let gateway = Gateway::new(GatewayConfig::load(&config)?)?;
             gateway.run(shutdown_on_signal()?).await;
         }
-        Command::Certs {
-            command:
-                CertsCommand::Init {
-                    out,
-                    tunnel_id,
-                    tunnel_domain,
-                    edge_names,
-                    force,
-                },
-        } => {
-            let generated = pki::generate(&pki::PkiOptions {
-                tunnel_id,
-                tunnel_domain,
-                edge_names,
-            })?;
+        Command::Certs { command: CertsCommand::Init { out, tunnel_id, tunnel_domain, edge_names, force } } => {
+            let generated = pki::generate(&pki::PkiOptions { tunnel_id, tunnel_domain, edge_names })?;
             for path in generated.write(&out, force)? {
                 println!("wrote {}", path.display());
             }
         }
+        Command::Certs { command: CertsCommand::IssueGateway { ca_dir, tunnel_id, out, force } } => {
+            let read = |name: &str| {
+                let path = ca_dir.join(name);
+                std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))
+            };
+            let issued = pki::issue_gateway_cert(&read("ca.pem")?, &read("ca.key")?, &tunnel_id)?;
+            for path in issued.write(&out, "gateway", force)? {
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Check { config } => check(&config)?,
-        Command::Demo {
-            public_port,
-            dir,
-            once,
-        } => {
-            demo::run(
-                demo::DemoOptions {
-                    public_port,
-                    dir,
-                    once,
-                },
-                shutdown_on_signal()?,
-            )
-            .await?;
+        Command::Demo { public_port, dir, once } => {
+            demo::run(demo::DemoOptions { public_port, dir, once }, shutdown_on_signal()?).await?;
         }
     }
     Ok(())
@@ -153,28 +141,19 @@ async fn run(command: Command) -> Result<()> {
 
 /// Validates an edge or gateway config, telling which by its top-level keys.
 fn check(path: &std::path::Path) -> Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read config", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if table.contains_key("tunnel_listener") || table.contains_key("public_listener") {
         let c = EdgeConfig::load(path)?;
-        println!(
-            "{}: valid edge config ({} tunnels)",
-            path.display(),
-            c.tunnels.len()
-        );
+        println!("{}: valid edge config ({} tunnels)", path.display(), c.tunnels.len());
     } else if table.contains_key("tunnel_domain") || table.contains_key("routes") {
         let c = GatewayConfig::load(path)?;
-        println!(
-            "{}: valid gateway config ({} routes, edge {})",
-            path.display(),
-            c.routes.len(),
-            c.edge.address
-        );
+        println!("{}: valid gateway config ({} routes, edge {})", path.display(), c.routes.len(), c.edge.address);
     } else {
-        bail!("{}: neither an edge config (needs [tunnel_listener]) nor a gateway config (needs tunnel_domain)", path.display());
+        bail!(
+            "{}: neither an edge config (needs [tunnel_listener]) nor a gateway config (needs tunnel_domain)",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -37,10 +37,7 @@ pub enum PkiError {
     #[error("{path}: already exists; refusing to overwrite (pass --force to replace it)")]
     Exists { path: PathBuf },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// A certificate with its key, as PEM text and DER.
@@ -117,18 +114,10 @@ fn base_params(common_name: &str, days: i64) -> CertificateParams {
 fn new_ca(common_name: &str) -> Result<(Issued, CertifiedIssuer<'static, KeyPair>), PkiError> {
     let mut params = base_params(common_name, CA_DAYS);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let key = KeyPair::generate()?;
     let issuer = CertifiedIssuer::self_signed(params, KeyPair::from_pem(&key.serialize_pem())?)?;
-    let issued = Issued {
-        cert_pem: issuer.pem(),
-        cert_der: issuer.der().clone(),
-        key,
-    };
+    let issued = Issued { cert_pem: issuer.pem(), cert_der: issuer.der().clone(), key };
     Ok((issued, issuer))
 }
 
@@ -147,11 +136,7 @@ fn new_leaf(
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
-    Ok(Issued {
-        cert_pem: cert.pem(),
-        cert_der: cert.der().clone(),
-        key,
-    })
+    Ok(Issued { cert_pem: cert.pem(), cert_der: cert.der().clone(), key })
 }
 
 fn dns(name: &str) -> Result<SanType, PkiError> {
@@ -163,28 +148,18 @@ pub fn generate(opts: &PkiOptions) -> Result<DevPki, PkiError> {
     if !is_valid_tunnel_id(&opts.tunnel_id) {
         return Err(PkiError::TunnelId(opts.tunnel_id.clone()));
     }
-    let domain = opts
-        .tunnel_domain
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let domain = opts.tunnel_domain.trim_end_matches('.').to_ascii_lowercase();
     if !is_valid_domain(&domain) {
         return Err(PkiError::Domain(opts.tunnel_domain.clone()));
     }
     let (edge_ca, edge_issuer) = new_ca("mcp-tunnel edge CA")?;
-    let mut edge_sans = vec![
-        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-    ];
+    let mut edge_sans =
+        vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)), SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST))];
     for name in &opts.edge_names {
         edge_sans.push(dns(name)?);
     }
-    let edge_server = new_leaf(
-        &edge_issuer,
-        "mcp-tunnel edge",
-        edge_sans,
-        ExtendedKeyUsagePurpose::ServerAuth,
-        OUTER_LEAF_DAYS,
-    )?;
+    let edge_server =
+        new_leaf(&edge_issuer, "mcp-tunnel edge", edge_sans, ExtendedKeyUsagePurpose::ServerAuth, OUTER_LEAF_DAYS)?;
 
     let (tunnel_ca, tunnel_issuer) = new_ca("mcp-tunnel tunnel CA")?;
     let uri = SanType::URI(format!("{TUNNEL_URI_PREFIX}{}", opts.tunnel_id).try_into()?);
@@ -204,14 +179,43 @@ pub fn generate(opts: &PkiOptions) -> Result<DevPki, PkiError> {
         ExtendedKeyUsagePurpose::ServerAuth,
         INNER_SERVER_DAYS,
     )?;
-    Ok(DevPki {
-        edge_ca,
-        edge_server,
-        tunnel_ca,
-        gateway_client,
-        inner_ca,
-        inner_server,
-    })
+    Ok(DevPki { edge_ca, edge_server, tunnel_ca, gateway_client, inner_ca, inner_server })
+}
+
+/// Issues a gateway client certificate for `tunnel_id` from an existing tunnel CA (the
+/// edge operator does this once per customer tunnel).
+pub fn issue_gateway_cert(ca_cert_pem: &str, ca_key_pem: &str, tunnel_id: &str) -> Result<Issued, PkiError> {
+    if !is_valid_tunnel_id(tunnel_id) {
+        return Err(PkiError::TunnelId(tunnel_id.to_owned()));
+    }
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let uri = SanType::URI(format!("{TUNNEL_URI_PREFIX}{tunnel_id}").try_into()?);
+    let mut params = base_params(&format!("mcp-tunnel gateway {tunnel_id}"), OUTER_LEAF_DAYS);
+    params.subject_alt_names = vec![uri];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Issued { cert_pem: cert.pem(), cert_der: cert.der().clone(), key })
+}
+
+impl Issued {
+    /// Writes the certificate (0644) and key (0600) as `<dir>/<name>.pem` and `.key`,
+    /// refusing to replace existing files unless `force`.
+    pub fn write(&self, dir: &Path, name: &str, force: bool) -> Result<Vec<PathBuf>, PkiError> {
+        let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        for path in [&cert, &key] {
+            if !force && path.exists() {
+                return Err(PkiError::Exists { path: path.clone() });
+            }
+        }
+        Ok(vec![
+            write_file(&cert, self.cert_pem.as_bytes(), 0o644)?,
+            write_file(&key, self.key_pem().as_bytes(), 0o600)?,
+        ])
+    }
 }
 
 impl DevPki {
@@ -221,11 +225,7 @@ impl DevPki {
             (&self.edge_ca, "edge/ca.pem", "edge/ca.key"),
             (&self.edge_server, "edge/server.pem", "edge/server.key"),
             (&self.tunnel_ca, "tunnel/ca.pem", "tunnel/ca.key"),
-            (
-                &self.gateway_client,
-                "tunnel/gateway.pem",
-                "tunnel/gateway.key",
-            ),
+            (&self.gateway_client, "tunnel/gateway.pem", "tunnel/gateway.key"),
             (&self.inner_ca, "inner/ca.pem", "inner/ca.key"),
             (&self.inner_server, "inner/server.pem", "inner/server.key"),
         ]
@@ -247,16 +247,8 @@ impl DevPki {
         }
         let mut written = Vec::new();
         for (issued, cert, key) in layout {
-            written.push(write_file(
-                &dir.join(cert),
-                issued.cert_pem.as_bytes(),
-                0o644,
-            )?);
-            written.push(write_file(
-                &dir.join(key),
-                issued.key_pem().as_bytes(),
-                0o600,
-            )?);
+            written.push(write_file(&dir.join(cert), issued.cert_pem.as_bytes(), 0o644)?);
+            written.push(write_file(&dir.join(key), issued.key_pem().as_bytes(), 0o600)?);
         }
         Ok(written)
     }
@@ -265,23 +257,14 @@ impl DevPki {
 /// Writes a file with `mode` set at creation, so a key is never briefly world-readable.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, PkiError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let io = |source| PkiError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| PkiError::Io { path: path.to_owned(), source };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).map_err(io)?;
     // `mode` applies only to new files; enforce it when replacing one with --force.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io)?;
     file.write_all(contents).map_err(io)?;
     Ok(path.to_owned())
 }
@@ -306,49 +289,39 @@ mod tests {
         let bc = ca.basic_constraints().unwrap().unwrap();
         assert!(bc.critical && bc.value.ca);
         assert!(ca.key_usage().unwrap().unwrap().value.key_cert_sign());
-        let ski = ca
-            .extensions()
-            .iter()
-            .find_map(|e| match e.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-                _ => None,
-            });
+        let ski = ca.extensions().iter().find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        });
         let (_, leaf) = parse_x509_certificate(&pki.inner_server.cert_der).unwrap();
-        let aki = leaf
-            .extensions()
-            .iter()
-            .find_map(|e| match e.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => {
-                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                }
-                _ => None,
-            });
+        let aki = leaf.extensions().iter().find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            _ => None,
+        });
         assert!(ski.is_some());
         assert_eq!(ski, aki);
-        assert!(
-            leaf.extended_key_usage()
-                .unwrap()
-                .unwrap()
-                .value
-                .server_auth
-        );
-        let days = (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp())
-            / 86400;
+        assert!(leaf.extended_key_usage().unwrap().unwrap().value.server_auth);
+        let days = (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp()) / 86400;
         assert!((90..=91).contains(&days), "{days}");
         let sans = leaf.subject_alternative_name().unwrap().unwrap();
-        assert!(sans
-            .value
-            .general_names
-            .contains(&GeneralName::DNSName("*.mcp.acme.test")));
+        assert!(sans.value.general_names.contains(&GeneralName::DNSName("*.mcp.acme.test")));
     }
 
     #[test]
     fn gateway_certificate_carries_the_tunnel_id() {
         let pki = generate(&opts()).unwrap();
-        assert_eq!(
-            crate::tls::identity::tunnel_id(&pki.gateway_client.cert_der).unwrap(),
-            "acme"
-        );
+        assert_eq!(crate::tls::identity::tunnel_id(&pki.gateway_client.cert_der).unwrap(), "acme");
+    }
+
+    #[test]
+    fn gateway_certificates_can_be_issued_from_an_existing_tunnel_ca() {
+        let pki = generate(&opts()).unwrap();
+        let issued = issue_gateway_cert(&pki.tunnel_ca.cert_pem, &pki.tunnel_ca.key_pem(), "second").unwrap();
+        assert_eq!(crate::tls::identity::tunnel_id(&issued.cert_der).unwrap(), "second");
+        let (_, leaf) = parse_x509_certificate(&issued.cert_der).unwrap();
+        let (_, ca) = parse_x509_certificate(&pki.tunnel_ca.cert_der).unwrap();
+        assert_eq!(leaf.issuer(), ca.subject());
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
     }
 
     #[test]
@@ -369,16 +342,9 @@ mod tests {
         let pki = generate(&opts()).unwrap();
         let written = pki.write(&dir, false).unwrap();
         assert_eq!(written.len(), 12);
-        let mode = std::fs::metadata(dir.join("inner/server.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(dir.join("inner/server.key")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(matches!(
-            pki.write(&dir, false),
-            Err(PkiError::Exists { .. })
-        ));
+        assert!(matches!(pki.write(&dir, false), Err(PkiError::Exists { .. })));
         pki.write(&dir, true).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -13,10 +13,7 @@ use crate::protocol::codes;
 #[derive(Debug)]
 pub enum TunnelStream {
     /// A QUIC bidirectional stream.
-    Quic {
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-    },
+    Quic { send: quinn::SendStream, recv: quinn::RecvStream },
     /// An in-memory pipe (tests and in-process use).
     Memory(DuplexStream),
 }
@@ -39,11 +36,7 @@ impl TunnelStream {
 }
 
 impl AsyncRead for TunnelStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Quic { recv, .. } => Pin::new(recv).poll_read(cx, buf),
             Self::Memory(d) => Pin::new(d).poll_read(cx, buf),
@@ -52,11 +45,7 @@ impl AsyncRead for TunnelStream {
 }
 
 impl AsyncWrite for TunnelStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Quic { send, .. } => Pin::new(send).poll_write(cx, buf).map_err(io::Error::from),
             Self::Memory(d) => Pin::new(d).poll_write(cx, buf),

@@ -81,10 +81,7 @@ impl EdgeConfig {
         };
         let t = &raw.tunnel_listener;
         let tunnel_listen = addr("tunnel_listener.listen", &t.listen)?;
-        let identity = src.identity(
-            ("tunnel_listener.cert", &t.cert),
-            ("tunnel_listener.key", &t.key),
-        )?;
+        let identity = src.identity(("tunnel_listener.cert", &t.cert), ("tunnel_listener.key", &t.key))?;
         let tunnel_ca = src.certs("tunnel_listener.client_ca", &t.client_ca)?;
         let public_listen = addr("public_listener.listen", &raw.public_listener.listen)?;
         let client_hello_timeout = src.duration(
@@ -93,14 +90,7 @@ impl EdgeConfig {
             DEFAULT_CLIENT_HELLO_TIMEOUT,
         )?;
         let tunnels = tunnel_map(src, &raw.tunnels)?;
-        Ok(Self {
-            tunnel_listen,
-            identity,
-            tunnel_ca,
-            public_listen,
-            client_hello_timeout,
-            tunnels,
-        })
+        Ok(Self { tunnel_listen, identity, tunnel_ca, public_listen, client_hello_timeout, tunnels })
     }
 }
 
@@ -113,11 +103,7 @@ fn tunnel_map(
     for (id, t) in raw {
         let key = format!("tunnels.{}", id.get_ref());
         if !is_valid_tunnel_id(id.get_ref()) {
-            return Err(src.invalid(
-                &key,
-                id,
-                "tunnel ids use 1-63 characters of a-z, 0-9 and '-'",
-            ));
+            return Err(src.invalid(&key, id, "tunnel ids use 1-63 characters of a-z, 0-9 and '-'"));
         }
         if t.hostnames.is_empty() {
             return Err(src.invalid(&key, id, "`hostnames` is empty; list at least one"));
@@ -125,14 +111,9 @@ fn tunnel_map(
         let mut names = Vec::new();
         for (i, h) in t.hostnames.iter().enumerate() {
             let hkey = format!("{key}.hostnames[{i}]");
-            let name =
-                normalize_host_pattern(h.get_ref()).map_err(|why| src.invalid(&hkey, h, why))?;
+            let name = normalize_host_pattern(h.get_ref()).map_err(|why| src.invalid(&hkey, h, why))?;
             if let Some(other) = owner.insert(name.clone(), id.get_ref().clone()) {
-                return Err(src.invalid(
-                    &hkey,
-                    h,
-                    format!("{name} is already served by tunnel {other:?}"),
-                ));
+                return Err(src.invalid(&hkey, h, format!("{name} is already served by tunnel {other:?}")));
             }
             names.push(name);
         }

@@ -119,36 +119,17 @@ impl GatewayConfig {
     /// Validates config text (its paths resolve against `src.path`).
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
         let raw: Raw = src.parse()?;
-        let domain = normalize_host_pattern(raw.tunnel_domain.get_ref())
-            .ok()
-            .filter(|d| !d.starts_with("*."))
-            .ok_or_else(|| {
-                src.invalid(
-                    "tunnel_domain",
-                    &raw.tunnel_domain,
-                    "expected a DNS name such as \"mcp.example.com\"",
-                )
-            })?;
+        let domain =
+            normalize_host_pattern(raw.tunnel_domain.get_ref()).ok().filter(|d| !d.starts_with("*.")).ok_or_else(
+                || src.invalid("tunnel_domain", &raw.tunnel_domain, "expected a DNS name such as \"mcp.example.com\""),
+            )?;
         let edge = edge_target(src, &raw.edge)?;
-        let inner = src.identity(
-            ("inner_tls.cert", &raw.inner_tls.cert),
-            ("inner_tls.key", &raw.inner_tls.key),
-        )?;
-        configs::inner_server(&inner)
-            .map_err(|e| src.invalid("inner_tls.cert", &raw.inner_tls.cert, e.to_string()))?;
+        let inner = src.identity(("inner_tls.cert", &raw.inner_tls.cert), ("inner_tls.key", &raw.inner_tls.key))?;
+        configs::inner_server(&inner).map_err(|e| src.invalid("inner_tls.cert", &raw.inner_tls.cert, e.to_string()))?;
         let routes = route_table(src, &domain, &raw.upstream, &raw.routes)?;
-        let shutdown_timeout = src.duration(
-            "shutdown_timeout",
-            raw.shutdown_timeout.as_ref(),
-            defaults::SHUTDOWN_TIMEOUT,
-        )?;
-        Ok(Self {
-            tunnel_domain: domain,
-            edge,
-            inner,
-            routes: Arc::new(routes),
-            shutdown_timeout,
-        })
+        let shutdown_timeout =
+            src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
+        Ok(Self { tunnel_domain: domain, edge, inner, routes: Arc::new(routes), shutdown_timeout })
     }
 }
 
@@ -156,22 +137,10 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
     let address = raw.address.get_ref().trim().to_owned();
     let (host, _) = split_host_port(&address, defaults::EDGE_PORT)
         .ok_or_else(|| src.invalid("edge.address", &raw.address, "expected \"host:port\""))?;
-    let name = raw
-        .server_name
-        .as_ref()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_else(|| host.clone());
+    let name = raw.server_name.as_ref().map(|s| s.get_ref().clone()).unwrap_or_else(|| host.clone());
     let server_name = ServerName::try_from(name.clone()).map_err(|_| match &raw.server_name {
-        Some(s) => src.invalid(
-            "edge.server_name",
-            s,
-            format!("{name:?} is not a valid DNS name or IP address"),
-        ),
-        None => src.invalid(
-            "edge.address",
-            &raw.address,
-            format!("{name:?} is not a valid DNS name or IP address"),
-        ),
+        Some(s) => src.invalid("edge.server_name", s, format!("{name:?} is not a valid DNS name or IP address")),
+        None => src.invalid("edge.address", &raw.address, format!("{name:?} is not a valid DNS name or IP address")),
     })?;
     let address = if address.contains(':') && !address.ends_with(']') {
         address
@@ -180,19 +149,9 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
     };
     let ca = src.certs("edge.ca", &raw.ca)?;
     let identity = src.identity(("edge.cert", &raw.cert), ("edge.key", &raw.key))?;
-    crate::tls::identity::tunnel_id(&identity.chain[0]).map_err(|e| {
-        src.invalid(
-            "edge.cert",
-            &raw.cert,
-            format!("not a gateway certificate: {e}"),
-        )
-    })?;
-    Ok(EdgeTarget {
-        address,
-        server_name,
-        ca,
-        identity,
-    })
+    crate::tls::identity::tunnel_id(&identity.chain[0])
+        .map_err(|e| src.invalid("edge.cert", &raw.cert, format!("not a gateway certificate: {e}")))?;
+    Ok(EdgeTarget { address, server_name, ca, identity })
 }
 
 /// Splits `host:port`, `[v6]:port` or a bare host; `None` on a malformed port.
@@ -207,78 +166,49 @@ pub fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
         return Some((host.to_owned(), port));
     }
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && !host.is_empty() => {
-            Some((host.to_owned(), port.parse().ok()?))
-        }
+        Some((host, port)) if !host.contains(':') && !host.is_empty() => Some((host.to_owned(), port.parse().ok()?)),
         Some(_) => None,
         None if !s.is_empty() => Some((s.to_owned(), default_port)),
         None => None,
     }
 }
 
-fn route_table(
-    src: &Source,
-    domain: &str,
-    up: &RawUpstream,
-    raw: &[RawRoute],
-) -> Result<RouteTable, ConfigError> {
+fn route_table(src: &Source, domain: &str, up: &RawUpstream, raw: &[RawRoute]) -> Result<RouteTable, ConfigError> {
     let allow = match &up.allowed_networks {
         None => AllowList::default_private(),
         Some(list) => {
             let mut nets = Vec::new();
             for (i, n) in list.iter().enumerate() {
-                let net: IpNet = n
-                    .get_ref()
-                    .parse()
-                    .or_else(|_| n.get_ref().parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        src.invalid(
-                            &format!("upstream.allowed_networks[{i}]"),
-                            n,
-                            "expected a CIDR such as \"10.0.0.0/8\"",
-                        )
-                    })?;
+                let net: IpNet =
+                    n.get_ref().parse().or_else(|_| n.get_ref().parse::<std::net::IpAddr>().map(IpNet::from)).map_err(
+                        |_| {
+                            src.invalid(
+                                &format!("upstream.allowed_networks[{i}]"),
+                                n,
+                                "expected a CIDR such as \"10.0.0.0/8\"",
+                            )
+                        },
+                    )?;
                 nets.push(net);
             }
             AllowList::new(nets)
         }
     };
     let allow = Arc::new(allow);
-    let connect_timeout = src.duration(
-        "upstream.connect_timeout",
-        up.connect_timeout.as_ref(),
-        defaults::CONNECT_TIMEOUT,
-    )?;
-    let default_timeout = src.duration(
-        "upstream.timeout",
-        up.timeout.as_ref(),
-        defaults::RESPONSE_TIMEOUT,
-    )?;
+    let connect_timeout =
+        src.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT)?;
+    let default_timeout = src.duration("upstream.timeout", up.timeout.as_ref(), defaults::RESPONSE_TIMEOUT)?;
     let mut routes = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let key = |k: &str| format!("routes[{i}].{k}");
-        let host = normalize_host_pattern(r.host.get_ref())
-            .ok()
-            .filter(|h| !h.starts_with("*."))
-            .ok_or_else(|| {
-                src.invalid(
-                    &key("host"),
-                    &r.host,
-                    "expected a subdomain (\"tickets\") or a full hostname",
-                )
-            })?;
+        let host = normalize_host_pattern(r.host.get_ref()).ok().filter(|h| !h.starts_with("*.")).ok_or_else(|| {
+            src.invalid(&key("host"), &r.host, "expected a subdomain (\"tickets\") or a full hostname")
+        })?;
         // A bare label is a subdomain of the tunnel domain; anything with a dot is a full name.
-        let host = if host.contains('.') {
-            host
-        } else {
-            format!("{host}.{domain}")
-        };
+        let host = if host.contains('.') { host } else { format!("{host}.{domain}") };
         let path_prefix = match &r.path_prefix {
             None => None,
-            Some(p) => Some(
-                normalize_prefix(p.get_ref())
-                    .map_err(|why| src.invalid(&key("path_prefix"), p, why))?,
-            ),
+            Some(p) => Some(normalize_prefix(p.get_ref()).map_err(|why| src.invalid(&key("path_prefix"), p, why))?),
         }
         .filter(|p| p != "/");
         let target = upstream_target(src, &key, r)?;
@@ -299,68 +229,40 @@ fn route_table(
             client,
         });
     }
-    RouteTable::new(routes)
-        .map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
+    RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
 }
 
-fn upstream_target(
-    src: &Source,
-    key: &dyn Fn(&str) -> String,
-    r: &RawRoute,
-) -> Result<UpstreamTarget, ConfigError> {
+fn upstream_target(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Result<UpstreamTarget, ConfigError> {
     let bad = |why: &str| src.invalid(&key("upstream"), &r.upstream, why.to_owned());
-    let uri: http::Uri = r
-        .upstream
-        .get_ref()
-        .parse()
-        .map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
+    let uri: http::Uri =
+        r.upstream.get_ref().parse().map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::Http,
         Some("https") => Scheme::Https,
         _ => return Err(bad("scheme must be http:// or https://")),
     };
-    if uri
-        .path_and_query()
-        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
-    {
-        return Err(bad(
-            "give only scheme://host:port; route paths with path_prefix",
-        ));
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+        return Err(bad("give only scheme://host:port; route paths with path_prefix"));
     }
-    let host = uri
-        .host()
-        .ok_or_else(|| bad("missing host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = uri.host().ok_or_else(|| bad("missing host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
     let port = uri.port_u16().unwrap_or(match scheme {
         Scheme::Http => 80,
         Scheme::Https => 443,
     });
     let tls = match (scheme, &r.ca) {
-        (Scheme::Http, Some(ca)) => {
-            return Err(src.invalid(&key("ca"), ca, "a CA only applies to https:// upstreams"))
-        }
+        (Scheme::Http, Some(ca)) => return Err(src.invalid(&key("ca"), ca, "a CA only applies to https:// upstreams")),
         (Scheme::Http, None) => None,
         (Scheme::Https, None) => {
-            return Err(bad(
-                "https:// upstreams need `ca` (the PEM file of the CA that signed the upstream)",
-            ))
+            return Err(bad("https:// upstreams need `ca` (the PEM file of the CA that signed the upstream)"))
         }
         (Scheme::Https, Some(ca)) => {
             let certs = src.certs(&key("ca"), ca)?;
-            let config =
-                configs::upstream_client(&certs, &src.resolve(ca.get_ref()).display().to_string())
-                    .map_err(|e| src.invalid(&key("ca"), ca, e.to_string()))?;
+            let config = configs::upstream_client(&certs, &src.resolve(ca.get_ref()).display().to_string())
+                .map_err(|e| src.invalid(&key("ca"), ca, e.to_string()))?;
             Some(Arc::new(config))
         }
     };
-    Ok(UpstreamTarget {
-        scheme,
-        host,
-        port,
-        tls,
-    })
+    Ok(UpstreamTarget { scheme, host, port, tls })
 }
 
 fn normalize_prefix(p: &str) -> Result<String, String> {
@@ -368,11 +270,7 @@ fn normalize_prefix(p: &str) -> Result<String, String> {
         return Err(format!("{p:?} must be a path starting with '/'"));
     }
     let trimmed = p.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
-    })
+    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }
 
 #[cfg(test)]
@@ -381,14 +279,8 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(
-            split_host_port("edge.test:7000", 1),
-            Some(("edge.test".into(), 7000))
-        );
-        assert_eq!(
-            split_host_port("edge.test", 1),
-            Some(("edge.test".into(), 1))
-        );
+        assert_eq!(split_host_port("edge.test:7000", 1), Some(("edge.test".into(), 7000)));
+        assert_eq!(split_host_port("edge.test", 1), Some(("edge.test".into(), 1)));
         assert_eq!(split_host_port("[::1]:9", 1), Some(("::1".into(), 9)));
         assert_eq!(split_host_port("[::1]", 1), Some(("::1".into(), 1)));
         for bad in ["", "a:b", "::1", "[::1]x", ":80"] {

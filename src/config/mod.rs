@@ -22,26 +22,13 @@ use crate::tls::pem::{self, Identity, PemError};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read config: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}{line}: `{key}`: {reason}")]
-    Invalid {
-        path: PathBuf,
-        line: LineRef,
-        key: String,
-        reason: String,
-    },
+    Invalid { path: PathBuf, line: LineRef, key: String, reason: String },
     #[error("{path}{line}: `{key}`: {source}")]
-    Pem {
-        path: PathBuf,
-        line: LineRef,
-        key: String,
-        source: PemError,
-    },
+    Pem { path: PathBuf, line: LineRef, key: String, source: PemError },
 }
 
 /// An optional 1-based line number, printed as `:N` after the file name.
@@ -67,22 +54,14 @@ pub struct Source {
 impl Source {
     /// Reads a config file.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Self {
-            path: path.to_owned(),
-            text,
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Ok(Self { path: path.to_owned(), text })
     }
 
     /// Wraps text that did not come from a file (tests, examples).
     pub fn from_text(path: &Path, text: &str) -> Self {
-        Self {
-            path: path.to_owned(),
-            text: text.to_owned(),
-        }
+        Self { path: path.to_owned(), text: text.to_owned() }
     }
 
     /// Parses the text into a raw (unvalidated) config.
@@ -110,12 +89,7 @@ impl Source {
 
     /// An error about a key with no position (a missing or whole-table problem).
     pub fn invalid_key(&self, key: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.clone(),
-            line: LineRef(None),
-            key: key.into(),
-            reason: reason.into(),
-        }
+        ConfigError::Invalid { path: self.path.clone(), line: LineRef(None), key: key.into(), reason: reason.into() }
     }
 
     /// Resolves a path from the config against the config file's directory.
@@ -128,13 +102,8 @@ impl Source {
     }
 
     /// Loads every certificate from the file a key names.
-    pub fn certs(
-        &self,
-        key: &str,
-        at: &Spanned<String>,
-    ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-        pem::load_certs(&self.resolve(at.get_ref()))
-            .map_err(|source| self.pem_error(key, at, source))
+    pub fn certs(&self, key: &str, at: &Spanned<String>) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        pem::load_certs(&self.resolve(at.get_ref())).map_err(|source| self.pem_error(key, at, source))
     }
 
     /// Loads a certificate chain and the matching key from two keys' files.
@@ -147,23 +116,13 @@ impl Source {
         let chain = pem::load_certs(&cert_path).map_err(|e| self.pem_error(cert_key, cert, e))?;
         let key_path = self.resolve(key.get_ref());
         let secret = pem::load_key(&key_path).map_err(|e| self.pem_error(key_key, key, e))?;
-        let identity = Identity {
-            chain,
-            key: secret,
-            source: cert_path.display().to_string(),
-        };
-        pem::check_key_matches(&identity, &key_path)
-            .map_err(|e| self.pem_error(key_key, key, e))?;
+        let identity = Identity { chain, key: secret, source: cert_path.display().to_string() };
+        pem::check_key_matches(&identity, &key_path).map_err(|e| self.pem_error(key_key, key, e))?;
         Ok(identity)
     }
 
     fn pem_error<T>(&self, key: &str, at: &Spanned<T>, source: PemError) -> ConfigError {
-        ConfigError::Pem {
-            path: self.path.clone(),
-            line: self.line_of(&at.span()),
-            key: key.into(),
-            source,
-        }
+        ConfigError::Pem { path: self.path.clone(), line: self.line_of(&at.span()), key: key.into(), source }
     }
 
     /// Parses an optional duration value, falling back to `default`.
@@ -185,9 +144,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration such as \"30s\", got {text:?}"))?;
+    let n: u64 = num.parse().map_err(|_| format!("expected a duration such as \"30s\", got {text:?}"))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1_000),
@@ -195,8 +152,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         _ => return Err(format!("unknown unit in {text:?}: use ms, s, m or h")),
     };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {text:?} is too large"))
+    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 /// Lower-cases a hostname pattern and checks it: a DNS name, or `*.` followed by one.
@@ -206,17 +162,12 @@ pub fn normalize_host_pattern(raw: &str) -> Result<String, String> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if ok {
         Ok(host)
     } else {
-        Err(format!(
-            "{raw:?} is not a valid hostname (use a DNS name, optionally starting with '*.')"
-        ))
+        Err(format!("{raw:?} is not a valid hostname (use a DNS name, optionally starting with '*.')"))
     }
 }
 
@@ -237,10 +188,7 @@ mod tests {
 
     #[test]
     fn host_patterns() {
-        assert_eq!(
-            normalize_host_pattern("Tickets.Example.COM.").unwrap(),
-            "tickets.example.com"
-        );
+        assert_eq!(normalize_host_pattern("Tickets.Example.COM.").unwrap(), "tickets.example.com");
         assert_eq!(normalize_host_pattern("*.a.test").unwrap(), "*.a.test");
         for bad in ["", "*.", "a..b", "a b", "a.*.b", "*"] {
             assert!(normalize_host_pattern(bad).is_err(), "{bad}");
@@ -259,13 +207,8 @@ mod tests {
         let raw: Raw = src.parse().unwrap();
         let err = src.invalid("b", &raw.b, "bad value");
         assert_eq!(err.to_string(), "x.toml:2: `b`: bad value");
-        let err = src
-            .parse::<Raw>()
-            .and(Source::from_text(Path::new("y.toml"), "a = \"x\"").parse::<Raw>());
+        let err = src.parse::<Raw>().and(Source::from_text(Path::new("y.toml"), "a = \"x\"").parse::<Raw>());
         let msg = err.err().unwrap().to_string();
-        assert!(
-            msg.starts_with("y.toml: TOML parse error at line 1"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("y.toml: TOML parse error at line 1"), "{msg}");
     }
 }

@@ -49,31 +49,18 @@ pub struct McpClient {
 
 impl McpClient {
     /// Opens a TLS connection to `edge` with SNI `host`, verifying against `ca`.
-    pub async fn connect(
-        edge: SocketAddr,
-        host: &str,
-        ca: &[CertificateDer<'static>],
-    ) -> Result<Self, ClientError> {
-        let config = crate::tls::configs::client_trusting(ca, &[b"http/1.1"])
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
-        let name =
-            ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Tls(e.to_string()))?;
-        let tcp = TcpStream::connect(edge)
-            .await
-            .map_err(ClientError::Connect)?;
+    pub async fn connect(edge: SocketAddr, host: &str, ca: &[CertificateDer<'static>]) -> Result<Self, ClientError> {
+        let config =
+            crate::tls::configs::client_trusting(ca, &[b"http/1.1"]).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let tcp = TcpStream::connect(edge).await.map_err(ClientError::Connect)?;
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(conn);
-        Ok(Self {
-            sender,
-            host: host.to_owned(),
-            session: None,
-            version: None,
-            next_id: 1,
-        })
+        Ok(Self { sender, host: host.to_owned(), session: None, version: None, next_id: 1 })
     }
 
     /// `initialize` + `notifications/initialized`; returns the server's info.
@@ -81,12 +68,8 @@ impl McpClient {
         let params = json!({ "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": { "name": "mcp-tunnel-demo-client", "version": crate::VERSION } });
         let (result, _) = self.request("initialize", params, |_| {}).await?;
-        self.version = result
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        self.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
-            .await?;
+        self.version = result.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
+        self.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await?;
         Ok(result)
     }
 
@@ -104,20 +87,12 @@ impl McpClient {
             obj.insert("_meta".into(), json!({ "progressToken": id }));
         }
         let started = Instant::now();
-        let resp = self
-            .post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
-            .await?;
-        if let Some(s) = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-        {
+        let resp = self.post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).await?;
+        if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.session = Some(s.to_owned());
         }
-        let sse = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let sse =
+            resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let mut body = resp.into_body();
         let mut progress = Vec::new();
         let mut events = SseParser::default();
@@ -131,8 +106,8 @@ impl McpClient {
                 continue;
             }
             for event in events.push(&data) {
-                let msg: Value = serde_json::from_str(&event)
-                    .map_err(|e| ClientError::Protocol(method.into(), e.to_string()))?;
+                let msg: Value =
+                    serde_json::from_str(&event).map_err(|e| ClientError::Protocol(method.into(), e.to_string()))?;
                 if msg.get("method").and_then(Value::as_str) == Some("notifications/progress") {
                     let p = &msg["params"];
                     let message = p.get("message").and_then(Value::as_str).unwrap_or_default();
@@ -147,20 +122,13 @@ impl McpClient {
                 }
             }
         }
-        let msg: Value = serde_json::from_slice(&whole)
-            .map_err(|e| ClientError::Protocol(method.into(), e.to_string()))?;
+        let msg: Value =
+            serde_json::from_slice(&whole).map_err(|e| ClientError::Protocol(method.into(), e.to_string()))?;
         Ok((result_of(method, msg)?, progress))
     }
 
-    async fn post(
-        &mut self,
-        msg: Value,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let method = msg
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+    async fn post(&mut self, msg: Value) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut req = Request::post("/mcp")
             .header(header::HOST, &self.host)
             .header(header::CONTENT_TYPE, "application/json")
@@ -187,9 +155,7 @@ fn result_of(method: &str, msg: Value) -> Result<Value, ClientError> {
     if let Some(err) = msg.get("error") {
         return Err(ClientError::Protocol(method.into(), err.to_string()));
     }
-    msg.get("result")
-        .cloned()
-        .ok_or_else(|| ClientError::Protocol(method.into(), "no result".into()))
+    msg.get("result").cloned().ok_or_else(|| ClientError::Protocol(method.into(), "no result".into()))
 }
 
 /// Collects the `data:` lines of server-sent events across arbitrary chunk boundaries.
@@ -228,10 +194,7 @@ mod tests {
     fn events_split_across_chunks() {
         let mut p = SseParser::default();
         assert!(p.push(b"event: message\nda").is_empty());
-        assert_eq!(
-            p.push(b"ta: {\"a\":1}\n\ndata: x\r\n\r\n: comment\n\n"),
-            vec!["{\"a\":1}", "x"]
-        );
+        assert_eq!(p.push(b"ta: {\"a\":1}\n\ndata: x\r\n\r\n: comment\n\n"), vec!["{\"a\":1}", "x"]);
         assert_eq!(p.push(b"data: a\ndata: b\n\n"), vec!["a\nb"]);
     }
 }

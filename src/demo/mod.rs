@@ -40,10 +40,7 @@ pub enum DemoError {
     #[error("{0}")]
     Gateway(#[from] crate::gateway::GatewayError),
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error("the gateway did not register with the edge: {0}")]
     NotRegistered(String),
     #[error("MCP session through the tunnel failed: {0}")]
@@ -62,17 +59,15 @@ pub struct DemoOptions {
 }
 
 fn io(what: &str) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
-    move |source| DemoError::Io {
-        what: what.to_owned(),
-        source,
-    }
+    move |source| DemoError::Io { what: what.to_owned(), source }
 }
 
 /// Runs the demo; returns after the session (`once`) or when `shutdown` fires.
 pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), DemoError> {
-    let dir = opts.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("mcp-tunnel-demo-{}", std::process::id()))
-    });
+    let dir = opts
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("mcp-tunnel-demo-{}", std::process::id())));
     let pki = pki::generate(&PkiOptions {
         tunnel_id: "demo".into(),
         tunnel_domain: DEMO_DOMAIN.into(),
@@ -82,16 +77,13 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), D
     println!("generated a PKI and configs in {}", dir.display());
 
     let tasks = tokio_util::task::TaskTracker::new();
-    let mcp = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(io("bind the example MCP server"))?;
+    let mcp = TcpListener::bind("127.0.0.1:0").await.map_err(io("bind the example MCP server"))?;
     let mcp_addr = mcp.local_addr().map_err(io("example MCP server address"))?;
     tasks.spawn(server::run(mcp, shutdown.clone()));
 
     let edge_path = write(&dir, "edge.toml", &edge_toml(opts.public_port))?;
     let edge = Edge::bind(&EdgeConfig::load(&edge_path)?).await?;
-    let (tunnel_addr, public_addr, edge_state) =
-        (edge.tunnel_addr(), edge.public_addr(), edge.shared());
+    let (tunnel_addr, public_addr, edge_state) = (edge.tunnel_addr(), edge.public_addr(), edge.shared());
     tasks.spawn(edge.run(shutdown.clone()));
 
     let gateway_path = write(&dir, "gateway.toml", &gateway_toml(tunnel_addr, mcp_addr))?;
@@ -100,12 +92,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), D
     tasks.spawn(gateway.run(shutdown.clone()));
     let registered = tokio::time::timeout(
         Duration::from_secs(15),
-        status.wait_for(|s| {
-            matches!(
-                s,
-                TunnelState::Registered { .. } | TunnelState::Rejected { .. }
-            )
-        }),
+        status.wait_for(|s| matches!(s, TunnelState::Registered { .. } | TunnelState::Rejected { .. })),
     )
     .await
     .map_err(|_| DemoError::NotRegistered("timed out".into()))?
@@ -145,32 +132,18 @@ async fn session(public: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     let host = format!("{DEMO_ROUTE}.{DEMO_DOMAIN}");
     let mut client = McpClient::connect(public, &host, &ca).await?;
     let info = client.initialize().await?;
-    println!(
-        "  initialize -> {} (protocol {})",
-        info["serverInfo"]["name"], info["protocolVersion"]
-    );
+    println!("  initialize -> {} (protocol {})", info["serverInfo"]["name"], info["protocolVersion"]);
     let (tools, _) = client.request("tools/list", json!({}), |_| {}).await?;
-    let names: Vec<&str> = tools["tools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names: Vec<&str> = tools["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     println!("  tools/list -> {}", names.join(", "));
     let (echo, _) = client
-        .request(
-            "tools/call",
-            json!({ "name": "echo", "arguments": { "text": "hello through the tunnel" } }),
-            |_| {},
-        )
+        .request("tools/call", json!({ "name": "echo", "arguments": { "text": "hello through the tunnel" } }), |_| {})
         .await?;
     println!("  tools/call echo -> {}", first_text(&echo));
     let (done, progress) = client
-        .request(
-            "tools/call",
-            json!({ "name": "countdown", "arguments": { "steps": 3 } }),
-            |p| println!("    progress at {:>4} ms: {}", p.at_ms, p.message),
-        )
+        .request("tools/call", json!({ "name": "countdown", "arguments": { "steps": 3 } }), |p| {
+            println!("    progress at {:>4} ms: {}", p.at_ms, p.message)
+        })
         .await?;
     println!(
         "  tools/call countdown -> {} ({} progress events streamed as they happened)",
@@ -188,10 +161,7 @@ fn print_try_it(public: SocketAddr, dir: &Path) {
     let port = public.port();
     let host = format!("{DEMO_ROUTE}.{DEMO_DOMAIN}");
     println!("\nThe tunnel stays up until Ctrl-C. Point an MCP client at:");
-    println!(
-        "  https://{host}:{port}/mcp   (trust {})",
-        dir.join("inner/ca.pem").display()
-    );
+    println!("  https://{host}:{port}/mcp   (trust {})", dir.join("inner/ca.pem").display());
     println!("or try it with curl:");
     println!(
         "  curl --cacert {} --resolve {host}:{port}:127.0.0.1 https://{host}:{port}/mcp \\\n    -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'",

@@ -58,16 +58,9 @@ pub async fn run(listener: TcpListener, shutdown: CancellationToken) {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<UpstreamBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|n| match n {})
-            .boxed(),
-    );
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).map_err(|n| match n {}).boxed());
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -83,10 +76,7 @@ fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
 
 async fn handle(req: Request<Incoming>, sessions: &AtomicU64) -> Response<UpstreamBody> {
     if req.uri().path() != "/mcp" {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            &json!({ "error": "not found; the MCP endpoint is /mcp" }),
-        );
+        return json_response(StatusCode::NOT_FOUND, &json!({ "error": "not found; the MCP endpoint is /mcp" }));
     }
     match *req.method() {
         Method::POST => {}
@@ -98,23 +88,13 @@ async fn handle(req: Request<Incoming>, sessions: &AtomicU64) -> Response<Upstre
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return json_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &rpc_error(&Value::Null, -32600, "request too large"),
-            )
+            return json_response(StatusCode::PAYLOAD_TOO_LARGE, &rpc_error(&Value::Null, -32600, "request too large"))
         }
     };
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &rpc_error(&Value::Null, -32700, "parse error"),
-        );
+        return json_response(StatusCode::BAD_REQUEST, &rpc_error(&Value::Null, -32700, "parse error"));
     };
-    let method = msg
-        .get("method")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
     let Some(id) = msg.get("id").cloned() else {
         // Notifications and client responses are accepted without a body.
         return empty(StatusCode::ACCEPTED);
@@ -123,46 +103,26 @@ async fn handle(req: Request<Incoming>, sessions: &AtomicU64) -> Response<Upstre
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     match method.as_str() {
         "initialize" => {
-            let asked = params
-                .get("protocolVersion")
-                .and_then(Value::as_str)
-                .unwrap_or(VERSIONS[0]);
-            let version = VERSIONS
-                .iter()
-                .find(|v| **v == asked)
-                .copied()
-                .unwrap_or(VERSIONS[0]);
+            let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(VERSIONS[0]);
+            let version = VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(VERSIONS[0]);
             let result = json!({
                 "protocolVersion": version,
                 "capabilities": { "tools": { "listChanged": false } },
                 "serverInfo": { "name": "mcp-tunnel-demo", "version": crate::VERSION },
             });
-            let mut r = json_response(
-                StatusCode::OK,
-                &json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-            );
-            let session = format!(
-                "demo-{:016x}",
-                sessions.fetch_add(1, Ordering::Relaxed) ^ fastrand::u64(..)
-            );
+            let mut r = json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "result": result }));
+            let session = format!("demo-{:016x}", sessions.fetch_add(1, Ordering::Relaxed) ^ fastrand::u64(..));
             if let Ok(v) = HeaderValue::from_str(&session) {
                 r.headers_mut().insert("mcp-session-id", v);
             }
             r
         }
-        "ping" => json_response(
-            StatusCode::OK,
-            &json!({ "jsonrpc": "2.0", "id": id, "result": {} }),
-        ),
-        "tools/list" => json_response(
-            StatusCode::OK,
-            &json!({ "jsonrpc": "2.0", "id": id, "result": { "tools": tools() } }),
-        ),
+        "ping" => json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "result": {} })),
+        "tools/list" => {
+            json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "result": { "tools": tools() } }))
+        }
         "tools/call" => call_tool(id, &params),
-        _ => json_response(
-            StatusCode::OK,
-            &rpc_error(&id, -32601, &format!("method not found: {method}")),
-        ),
+        _ => json_response(StatusCode::OK, &rpc_error(&id, -32601, &format!("method not found: {method}"))),
     }
 }
 
@@ -184,13 +144,7 @@ fn text_result(id: &Value, text: String) -> Value {
 fn call_tool(id: Value, params: &Value) -> Response<UpstreamBody> {
     let args = params.get("arguments").cloned().unwrap_or(Value::Null);
     let reply = match params.get("name").and_then(Value::as_str) {
-        Some("echo") => text_result(
-            &id,
-            args.get("text")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        ),
+        Some("echo") => text_result(&id, args.get("text").and_then(Value::as_str).unwrap_or_default().to_owned()),
         Some("add") => {
             let n = |k: &str| args.get(k).and_then(Value::as_f64);
             match (n("a"), n("b")) {
@@ -199,15 +153,8 @@ fn call_tool(id: Value, params: &Value) -> Response<UpstreamBody> {
             }
         }
         Some("countdown") => {
-            let steps = args
-                .get("steps")
-                .and_then(Value::as_u64)
-                .unwrap_or(3)
-                .clamp(1, 20);
-            let token = params
-                .get("_meta")
-                .and_then(|m| m.get("progressToken"))
-                .cloned();
+            let steps = args.get("steps").and_then(Value::as_u64).unwrap_or(3).clamp(1, 20);
+            let token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
             return countdown(id, steps, token);
         }
         Some(other) => rpc_error(&id, -32602, &format!("unknown tool: {other}")),
@@ -225,27 +172,17 @@ fn countdown(id: Value, steps: u64, token: Option<Value>) -> Response<UpstreamBo
             if let Some(token) = &token {
                 let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress",
                     "params": { "progressToken": token, "progress": i, "total": steps, "message": format!("{} to go", steps - i) } });
-                if tx
-                    .send(Bytes::from(format!("event: message\ndata: {note}\n\n")))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Bytes::from(format!("event: message\ndata: {note}\n\n"))).await.is_err() {
                     return;
                 }
             }
             tokio::time::sleep(COUNTDOWN_STEP).await;
         }
         let done = text_result(&id, format!("liftoff after {steps} steps"));
-        let _ = tx
-            .send(Bytes::from(format!("event: message\ndata: {done}\n\n")))
-            .await;
+        let _ = tx.send(Bytes::from(format!("event: message\ndata: {done}\n\n"))).await;
     });
     let mut r = Response::new(body.boxed());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }

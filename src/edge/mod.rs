@@ -35,11 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error("cannot bind {what} on {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Tls(#[from] TlsConfigError),
     #[error("QUIC TLS config: {0}")]
@@ -89,55 +85,40 @@ impl Edge {
     /// Binds both listeners (port 0 allowed) so callers learn the addresses before `run`.
     pub async fn bind(config: &EdgeConfig) -> Result<Self, EdgeError> {
         let tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_QUIC])?;
-        let mut server =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
         let mut transport = quinn::TransportConfig::default();
-        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-            QUIC_IDLE_TIMEOUT_MS,
-        ))));
+        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(QUIC_IDLE_TIMEOUT_MS))));
         // Gateways open only the control stream; data streams are opened by the edge.
         transport.max_concurrent_bidi_streams(4u32.into());
         transport.max_concurrent_uni_streams(0u32.into());
         server.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(server, config.tunnel_listen).map_err(|source| {
-            EdgeError::Bind {
-                what: "QUIC tunnel listener",
-                addr: config.tunnel_listen,
-                source,
-            }
+        let endpoint = quinn::Endpoint::server(server, config.tunnel_listen).map_err(|source| EdgeError::Bind {
+            what: "QUIC tunnel listener",
+            addr: config.tunnel_listen,
+            source,
         })?;
-        let public = TcpListener::bind(config.public_listen)
-            .await
-            .map_err(|source| EdgeError::Bind {
-                what: "public listener",
-                addr: config.public_listen,
-                source,
-            })?;
+        let public = TcpListener::bind(config.public_listen).await.map_err(|source| EdgeError::Bind {
+            what: "public listener",
+            addr: config.public_listen,
+            source,
+        })?;
         let shared = Arc::new(EdgeShared {
             registry: Registry::new(&config.tunnels),
             stats: EdgeStats::default(),
             client_hello_timeout: config.client_hello_timeout,
             next_stream_id: AtomicU64::new(1),
         });
-        Ok(Self {
-            shared,
-            endpoint,
-            public,
-        })
+        Ok(Self { shared, endpoint, public })
     }
 
     /// UDP address gateways dial.
     pub fn tunnel_addr(&self) -> SocketAddr {
-        self.endpoint
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// TCP address MCP clients connect to.
     pub fn public_addr(&self) -> SocketAddr {
-        self.public
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.public.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Registry and counters, shared with the running edge.
@@ -168,14 +149,10 @@ impl Edge {
         }
         drop(self.public);
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
             warn!("shutdown grace period over; closing remaining streams");
         }
-        self.endpoint
-            .close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
+        self.endpoint.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         info!("edge stopped");
     }

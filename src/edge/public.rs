@@ -16,23 +16,18 @@ use crate::protocol::{frame, Open, MAX_FRAME_LEN};
 use crate::stream::TunnelStream;
 
 /// Serves one public client connection to completion.
-pub(super) async fn serve_client(
-    mut tcp: TcpStream,
-    client_addr: SocketAddr,
-    shared: Arc<EdgeShared>,
-) {
+pub(super) async fn serve_client(mut tcp: TcpStream, client_addr: SocketAddr, shared: Arc<EdgeShared>) {
     let stats = &shared.stats;
     stats.public_connections.inc();
     let _ = tcp.set_nodelay(true);
-    let peeked =
-        match peek_client_hello(&mut tcp, MAX_CLIENT_HELLO, shared.client_hello_timeout).await {
-            Ok(p) => p,
-            Err(e) => {
-                stats.bad_client_hello.inc();
-                info!(client = %client_addr, "closing client connection: {e}");
-                return;
-            }
-        };
+    let peeked = match peek_client_hello(&mut tcp, MAX_CLIENT_HELLO, shared.client_hello_timeout).await {
+        Ok(p) => p,
+        Err(e) => {
+            stats.bad_client_hello.inc();
+            info!(client = %client_addr, "closing client connection: {e}");
+            return;
+        }
+    };
     let sni = peeked.sni.clone();
     let Some(tunnel_id) = shared.registry.tunnel_for(&sni) else {
         stats.unknown_sni.inc();
@@ -57,11 +52,7 @@ pub(super) async fn serve_client(
     };
     let stream_id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
     let mut stream = TunnelStream::quic(send, recv);
-    let open = Open {
-        stream_id,
-        sni: sni.clone(),
-        client_addr,
-    };
+    let open = Open { stream_id, sni: sni.clone(), client_addr };
     // Preamble and ClientHello in one write: the gateway sees the stream at once.
     let mut first = match frame::encode(&open, MAX_FRAME_LEN) {
         Ok(b) => b,
@@ -88,12 +79,7 @@ pub(super) async fn serve_client(
         Ok((up, down)) => {
             stats.bytes_to_gateway.add(up);
             stats.bytes_to_client.add(down);
-            debug!(
-                stream = stream_id,
-                bytes_up = up,
-                bytes_down = down,
-                "stream closed"
-            );
+            debug!(stream = stream_id, bytes_up = up, bytes_down = down, "stream closed");
         }
         Err(e) => {
             stats.streams_failed.inc();

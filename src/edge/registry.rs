@@ -99,10 +99,7 @@ impl Registry {
             conn,
             active: AtomicUsize::new(0),
         });
-        self.lock()
-            .entry(tunnel_id.to_owned())
-            .or_default()
-            .push(live.clone());
+        self.lock().entry(tunnel_id.to_owned()).or_default().push(live.clone());
         self.version.send_modify(|v| *v += 1);
         live
     }
@@ -118,11 +115,7 @@ impl Registry {
     /// Takes a stream slot on the least-loaded live connection of a tunnel.
     pub fn pick(&self, tunnel_id: &str) -> Option<StreamSlot> {
         let live = self.lock();
-        let best = live
-            .get(tunnel_id)?
-            .iter()
-            .min_by_key(|c| c.active.load(Ordering::Relaxed))?
-            .clone();
+        let best = live.get(tunnel_id)?.iter().min_by_key(|c| c.active.load(Ordering::Relaxed))?.clone();
         best.active.fetch_add(1, Ordering::Relaxed);
         Some(StreamSlot(best))
     }
@@ -156,10 +149,7 @@ mod tests {
     fn exact_beats_wildcard_and_wildcards_match_one_label() {
         let mut t = HashMap::new();
         t.insert("a".to_owned(), vec!["*.a.test".to_owned()]);
-        t.insert(
-            "b".to_owned(),
-            vec!["special.a.test".to_owned(), "b.test".to_owned()],
-        );
+        t.insert("b".to_owned(), vec!["special.a.test".to_owned(), "b.test".to_owned()]);
         let r = Registry::new(&t);
         assert_eq!(r.tunnel_for("x.a.test"), Some("a"));
         assert_eq!(r.tunnel_for("special.a.test"), Some("b"));

@@ -41,22 +41,15 @@ pub struct Peeked {
 pub fn parse_sni(buf: &[u8]) -> Result<Option<String>, PeekError> {
     // Cheap first check: a TLS handshake record starts with content type 22.
     if buf.first().is_some_and(|b| *b != 0x16) {
-        return Err(PeekError::NotTls(
-            "first byte is not a TLS handshake record".into(),
-        ));
+        return Err(PeekError::NotTls("first byte is not a TLS handshake record".into()));
     }
     let mut acceptor = rustls::server::Acceptor::default();
     let mut rd = buf;
     while !rd.is_empty() {
-        acceptor
-            .read_tls(&mut rd)
-            .map_err(|e| PeekError::NotTls(e.to_string()))?;
+        acceptor.read_tls(&mut rd).map_err(|e| PeekError::NotTls(e.to_string()))?;
         match acceptor.accept() {
             Ok(Some(accepted)) => {
-                let name = accepted
-                    .client_hello()
-                    .server_name()
-                    .map(str::to_ascii_lowercase);
+                let name = accepted.client_hello().server_name().map(str::to_ascii_lowercase);
                 return name.map(Some).ok_or(PeekError::NoSni);
             }
             Ok(None) => continue,
@@ -90,9 +83,7 @@ pub async fn peek_client_hello<R: AsyncRead + Unpin>(
             }
         }
     };
-    tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| PeekError::Timeout(timeout))?
+    tokio::time::timeout(timeout, read).await.map_err(|_| PeekError::Timeout(timeout))?
 }
 
 /// A TLS alert record (fatal), sent before closing so the client gets a clear reason.
@@ -119,9 +110,7 @@ mod tests {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut conn =
-            rustls::ClientConnection::new(Arc::new(config), name.to_owned().try_into().unwrap())
-                .unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name.to_owned().try_into().unwrap()).unwrap();
         let mut out = Vec::new();
         conn.write_tls(&mut out).unwrap();
         out
@@ -130,10 +119,7 @@ mod tests {
     #[test]
     fn reads_the_server_name() {
         let hello = client_hello("Tickets.Acme.Test");
-        assert_eq!(
-            parse_sni(&hello).unwrap().as_deref(),
-            Some("tickets.acme.test")
-        );
+        assert_eq!(parse_sni(&hello).unwrap().as_deref(), Some("tickets.acme.test"));
     }
 
     #[test]
@@ -146,14 +132,8 @@ mod tests {
 
     #[test]
     fn garbage_is_not_tls() {
-        assert!(matches!(
-            parse_sni(b"GET / HTTP/1.1\r\n"),
-            Err(PeekError::NotTls(_))
-        ));
-        assert!(matches!(
-            parse_sni(&[0x16, 3, 1, 0, 4, 99, 0, 0, 0]),
-            Err(PeekError::NotTls(_))
-        ));
+        assert!(matches!(parse_sni(b"GET / HTTP/1.1\r\n"), Err(PeekError::NotTls(_))));
+        assert!(matches!(parse_sni(&[0x16, 3, 1, 0, 4, 99, 0, 0, 0]), Err(PeekError::NotTls(_))));
         let mut bad = client_hello("a.test");
         bad.truncate(20);
         bad[5] = 2; // handshake type: ServerHello instead of ClientHello
@@ -170,24 +150,17 @@ mod tests {
     async fn peek_is_bounded_in_size_and_time() {
         let hello = client_hello("a.test");
         let mut rd = &hello[..];
-        let p = peek_client_hello(&mut rd, MAX_CLIENT_HELLO, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let p = peek_client_hello(&mut rd, MAX_CLIENT_HELLO, Duration::from_secs(1)).await.unwrap();
         assert_eq!((p.sni.as_str(), p.bytes.len()), ("a.test", hello.len()));
         let mut rd = &hello[..];
-        assert!(matches!(
-            peek_client_hello(&mut rd, 10, Duration::from_secs(1)).await,
-            Err(PeekError::TooLarge(10))
-        ));
+        assert!(matches!(peek_client_hello(&mut rd, 10, Duration::from_secs(1)).await, Err(PeekError::TooLarge(10))));
         let mut rd = &hello[..10];
         assert!(matches!(
             peek_client_hello(&mut rd, MAX_CLIENT_HELLO, Duration::from_secs(1)).await,
             Err(PeekError::Closed(10))
         ));
         let (_keep_open, mut silent) = tokio::io::duplex(64);
-        let err = peek_client_hello(&mut silent, MAX_CLIENT_HELLO, Duration::from_millis(50))
-            .await
-            .unwrap_err();
+        let err = peek_client_hello(&mut silent, MAX_CLIENT_HELLO, Duration::from_millis(50)).await.unwrap_err();
         assert!(matches!(err, PeekError::Timeout(_)));
     }
 }

@@ -30,11 +30,7 @@ enum Refusal {
 }
 
 /// Serves one incoming gateway connection until it closes.
-pub(super) async fn serve_connection(
-    incoming: quinn::Incoming,
-    shared: Arc<EdgeShared>,
-    shutdown: CancellationToken,
-) {
+pub(super) async fn serve_connection(incoming: quinn::Incoming, shared: Arc<EdgeShared>, shutdown: CancellationToken) {
     let remote = incoming.remote_address();
     if let Err(why) = register_and_serve(incoming, &shared, &shutdown).await {
         shared.stats.tunnel_refused.inc();
@@ -45,10 +41,7 @@ pub(super) async fn serve_connection(
 fn peer_tunnel_id(conn: &quinn::Connection) -> Result<String, Refusal> {
     let certs = conn
         .peer_identity()
-        .and_then(|any| {
-            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
+        .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
         .ok_or(identity::IdentityError::Missing)?;
     let leaf = certs.first().ok_or(identity::IdentityError::Missing)?;
     Ok(identity::tunnel_id(leaf)?)
@@ -65,49 +58,26 @@ async fn register_and_serve(
     let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| Refusal::NoControl(HELLO_TIMEOUT))??;
-    let hello = tokio::time::timeout(
-        HELLO_TIMEOUT,
-        frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN),
-    )
-    .await;
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN)).await;
     let verdict = match (tunnel_id, hello) {
         (Err(e), _) => Err((RejectCode::UnknownTunnel, e.to_string())),
-        (Ok(id), _) if !shared.registry.knows(&id) => Err((
-            RejectCode::UnknownTunnel,
-            format!("tunnel {id:?} is not configured on this edge"),
-        )),
-        (
-            Ok(id),
-            Ok(Ok(Some(Control::Hello {
-                protocol: PROTOCOL_VERSION,
-                ..
-            }))),
-        ) => Ok(id),
+        (Ok(id), _) if !shared.registry.knows(&id) => {
+            Err((RejectCode::UnknownTunnel, format!("tunnel {id:?} is not configured on this edge")))
+        }
+        (Ok(id), Ok(Ok(Some(Control::Hello { protocol: PROTOCOL_VERSION, .. })))) => Ok(id),
         (_, Ok(Ok(Some(Control::Hello { protocol, .. })))) => Err((
             RejectCode::UnsupportedVersion,
             format!("protocol {protocol} unsupported; this edge speaks {PROTOCOL_VERSION}"),
         )),
-        (_, Ok(Ok(other))) => Err((
-            RejectCode::BadHello,
-            format!("expected Hello, got {other:?}"),
-        )),
+        (_, Ok(Ok(other))) => Err((RejectCode::BadHello, format!("expected Hello, got {other:?}"))),
         (_, Ok(Err(e))) => Err((RejectCode::BadHello, e.to_string())),
-        (_, Err(_)) => Err((
-            RejectCode::BadHello,
-            format!("no Hello within {HELLO_TIMEOUT:?}"),
-        )),
+        (_, Err(_)) => Err((RejectCode::BadHello, format!("no Hello within {HELLO_TIMEOUT:?}"))),
     };
     let tunnel_id = match verdict {
         Ok(id) => id,
         Err((code, reason)) => {
-            let reject = Control::Reject {
-                code,
-                reason: reason.clone(),
-            };
-            if frame::write(&mut send, &reject, MAX_FRAME_LEN)
-                .await
-                .is_ok()
-            {
+            let reject = Control::Reject { code, reason: reason.clone() };
+            if frame::write(&mut send, &reject, MAX_FRAME_LEN).await.is_ok() {
                 let _ = send.finish();
                 // Let the Reject reach the gateway (it closes on receipt) before closing.
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;

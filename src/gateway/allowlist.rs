@@ -14,14 +14,8 @@ pub struct AllowList {
 
 /// The default: loopback, RFC 1918 and IPv6 unique-local. Link-local (cloud metadata)
 /// and public addresses are refused unless an operator lists them.
-pub const DEFAULT_NETWORKS: &[&str] = &[
-    "127.0.0.0/8",
-    "::1/128",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
-];
+pub const DEFAULT_NETWORKS: &[&str] =
+    &["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
 
 impl AllowList {
     /// An explicit list.
@@ -31,12 +25,7 @@ impl AllowList {
 
     /// [`DEFAULT_NETWORKS`].
     pub fn default_private() -> Self {
-        Self {
-            nets: DEFAULT_NETWORKS
-                .iter()
-                .filter_map(|n| n.parse().ok())
-                .collect(),
-        }
+        Self { nets: DEFAULT_NETWORKS.iter().filter_map(|n| n.parse().ok()).collect() }
     }
 
     /// Whether a resolved address may be connected to.
@@ -63,26 +52,12 @@ mod tests {
     fn defaults_allow_private_and_refuse_the_rest() {
         let a = AllowList::default_private();
         assert_eq!(a.networks().len(), DEFAULT_NETWORKS.len());
-        for ok in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.31.0.1",
-            "192.168.1.1",
-            "::1",
-            "fd00::1",
-            "::ffff:10.0.0.1",
-        ] {
+        for ok in ["127.0.0.1", "10.1.2.3", "172.31.0.1", "192.168.1.1", "::1", "fd00::1", "::ffff:10.0.0.1"] {
             assert!(a.allows(ok.parse().unwrap()), "{ok}");
         }
-        for no in [
-            "169.254.169.254",
-            "fe80::1",
-            "8.8.8.8",
-            "172.32.0.1",
-            "2001:db8::1",
-            "::ffff:169.254.169.254",
-            "0.0.0.0",
-        ] {
+        for no in
+            ["169.254.169.254", "fe80::1", "8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:169.254.169.254", "0.0.0.0"]
+        {
             assert!(!a.allows(no.parse().unwrap()), "{no}");
         }
     }

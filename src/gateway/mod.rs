@@ -52,10 +52,7 @@ pub struct GatewayShared {
 impl GatewayShared {
     /// The routing table in force.
     pub fn routes(&self) -> Arc<RouteTable> {
-        self.routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -71,27 +68,17 @@ impl Gateway {
     /// Builds TLS configs from the validated config.
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
-        let outer =
-            configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_QUIC])?;
+        let outer = configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_QUIC])?;
         let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(outer)?));
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(KEEP_ALIVE));
-        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-            IDLE_TIMEOUT_MS,
-        ))));
+        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
         transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
         transport.max_concurrent_uni_streams(0u32.into());
         client.transport_config(Arc::new(transport));
-        let shared = Arc::new(GatewayShared {
-            routes: RwLock::new(config.routes.clone()),
-            inner_tls: InnerTls::new(inner),
-        });
-        Ok(Self {
-            config,
-            shared,
-            client,
-            state: watch::channel(TunnelState::Connecting).0,
-        })
+        let shared =
+            Arc::new(GatewayShared { routes: RwLock::new(config.routes.clone()), inner_tls: InnerTls::new(inner) });
+        Ok(Self { config, shared, client, state: watch::channel(TunnelState::Connecting).0 })
     }
 
     /// Watches the tunnel's state.

@@ -42,11 +42,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Handles one request end to end. Never fails: errors become HTTP responses.
-pub async fn handle(
-    routes: Arc<RouteTable>,
-    conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
-) -> Response<ClientBody> {
+pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ClientBody> {
     let started = Instant::now();
     let host = request_host(&req).unwrap_or_else(|| conn.sni.clone());
     let Some(route) = routes.lookup(&host, req.uri().path()).cloned() else {
@@ -88,13 +84,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)?
-                .to_str()
-                .ok()
-                .map(str::to_owned)
-        })
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok().map(str::to_owned))
 }
 
 fn upstream_request(
@@ -124,20 +114,10 @@ fn upstream_request(
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    let host_value = if route.preserve_host {
-        host
-    } else {
-        authority.as_str()
-    };
-    headers.insert(
-        header::HOST,
-        HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?,
-    );
+    let host_value = if route.preserve_host { host } else { authority.as_str() };
+    headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
     append_forwarded_for(headers, conn.client_addr);
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("https"),
-    );
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), v);
     }
@@ -170,15 +150,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn upstream_failure(
-    route: &Route,
-    conn: &ConnInfo,
-    err: &hyper_util::client::legacy::Error,
-) -> Response<ClientBody> {
+fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
     let (status, code) = match find_upstream_error(err) {
-        Some(UpstreamError::ConnectTimeout { .. }) => {
-            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
-        }
+        Some(UpstreamError::ConnectTimeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
         Some(UpstreamError::Forbidden { .. }) => (StatusCode::BAD_GATEWAY, "upstream_forbidden"),
         _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
     };
@@ -187,12 +161,7 @@ fn upstream_failure(
         None => error_chain(err),
     };
     warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
-    json_error(
-        status,
-        code,
-        "upstream request failed",
-        Some(("route", &route.name)),
-    )
+    json_error(status, code, "upstream request failed", Some(("route", &route.name)))
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -207,12 +176,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A small JSON error response. Details stay in the gateway's log, not in the body.
-pub fn json_error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    extra: Option<(&str, &str)>,
-) -> Response<ClientBody> {
+pub fn json_error(status: StatusCode, code: &str, message: &str, extra: Option<(&str, &str)>) -> Response<ClientBody> {
     let mut body = serde_json::json!({ "error": code, "message": message });
     if let (Some((k, v)), Some(obj)) = (extra, body.as_object_mut()) {
         obj.insert(k.to_owned(), v.into());
@@ -220,10 +184,7 @@ pub fn json_error(
     let bytes = Bytes::from(body.to_string());
     let mut resp = Response::new(Full::new(bytes).map_err(|never| match never {}).boxed());
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -234,15 +195,9 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-secret-hop"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert("mcp-session-id", HeaderValue::from_static("s1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         strip_hop_by_hop(&mut h);

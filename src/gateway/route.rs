@@ -93,8 +93,7 @@ pub struct RouteTable {
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 impl RouteTable {
@@ -115,11 +114,7 @@ impl RouteTable {
     /// Finds the route for a request. `host` may carry a port and any case.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-        self.by_host.get(&host)?.iter().find(|r| {
-            r.path_prefix
-                .as_deref()
-                .is_none_or(|p| prefix_matches(p, path))
-        })
+        self.by_host.get(&host)?.iter().find(|r| r.path_prefix.as_deref().is_none_or(|p| prefix_matches(p, path)))
     }
 
     /// Every route, for logs at startup.
@@ -155,17 +150,8 @@ mod tests {
     use crate::gateway::allowlist::AllowList;
 
     fn route(host: &str, prefix: Option<&str>, port: u16) -> Route {
-        let upstream = UpstreamTarget {
-            scheme: Scheme::Http,
-            host: "127.0.0.1".into(),
-            port,
-            tls: None,
-        };
-        let client = UpstreamClient::new(
-            &upstream,
-            Arc::new(AllowList::default_private()),
-            Duration::from_secs(1),
-        );
+        let upstream = UpstreamTarget { scheme: Scheme::Http, host: "127.0.0.1".into(), port, tls: None };
+        let client = UpstreamClient::new(&upstream, Arc::new(AllowList::default_private()), Duration::from_secs(1));
         Route {
             name: host.into(),
             host: host.into(),
@@ -216,8 +202,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused() {
-        let err =
-            RouteTable::new(vec![route("a.test", None, 1), route("a.test", None, 2)]).unwrap_err();
+        let err = RouteTable::new(vec![route("a.test", None, 1), route("a.test", None, 2)]).unwrap_err();
         assert_eq!(err.0, 1);
     }
 

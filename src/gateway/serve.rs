@@ -29,18 +29,11 @@ pub struct InnerTls {
 impl InnerTls {
     /// Starts with `config`.
     pub fn new(config: rustls::ServerConfig) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(config)),
-        }
+        Self { current: RwLock::new(Arc::new(config)) }
     }
     /// The config new handshakes use.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(
-            self.current
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
-        )
+        TlsAcceptor::from(self.current.read().unwrap_or_else(PoisonError::into_inner).clone())
     }
     /// Installs a new config for future handshakes.
     pub fn replace(&self, config: rustls::ServerConfig) {
@@ -50,17 +43,8 @@ impl InnerTls {
 
 /// Serves one data stream until the client's connection ends or `shutdown` fires
 /// (then in-flight requests finish and the connection closes gracefully).
-pub async fn serve_stream(
-    mut stream: TunnelStream,
-    shared: Arc<GatewayShared>,
-    shutdown: CancellationToken,
-) {
-    let open = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        frame::read::<Open, _>(&mut stream, MAX_FRAME_LEN),
-    )
-    .await
-    {
+pub async fn serve_stream(mut stream: TunnelStream, shared: Arc<GatewayShared>, shutdown: CancellationToken) {
+    let open = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read::<Open, _>(&mut stream, MAX_FRAME_LEN)).await {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
@@ -87,14 +71,8 @@ pub async fn serve_stream(
             return;
         }
     };
-    let Open {
-        sni, client_addr, ..
-    } = open;
-    let conn = Arc::new(ConnInfo {
-        stream_id,
-        client_addr,
-        sni,
-    });
+    let Open { sni, client_addr, .. } = open;
+    let conn = Arc::new(ConnInfo { stream_id, client_addr, sni });
     debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
     let routes = shared.routes();
     let service = service_fn(move |req| {
@@ -112,9 +90,6 @@ pub async fn serve_stream(
         }
     };
     if let Err(e) = result {
-        debug!(
-            stream = stream_id,
-            "client connection ended with error: {e}"
-        );
+        debug!(stream = stream_id, "client connection ended with error: {e}");
     }
 }

@@ -30,11 +30,7 @@ pub enum TunnelState {
     /// Dialing (or waiting to redial).
     Connecting,
     /// Registered with the edge; streams flow.
-    Registered {
-        tunnel_id: String,
-        connection_id: u64,
-        hostnames: Vec<String>,
-    },
+    Registered { tunnel_id: String, connection_id: u64, hostnames: Vec<String> },
     /// The edge refused this gateway (wrong identity, version...); retried with backoff.
     Rejected { reason: String },
     /// The last attempt or connection failed.
@@ -62,6 +58,8 @@ pub enum DialError {
     Rejected(String),
     #[error("edge answered Hello with {0}")]
     Unexpected(String),
+    #[error("edge closed the connection: {0}")]
+    Closed(String),
 }
 
 /// Dials forever (until `shutdown`), serving streams while connected.
@@ -77,8 +75,7 @@ pub(super) async fn run(
     while !shutdown.is_cancelled() {
         state.send_replace(TunnelState::Connecting);
         let started = Instant::now();
-        let outcome =
-            connect_and_serve(&shared, &edge, &client, &state, &shutdown, shutdown_timeout).await;
+        let outcome = connect_and_serve(&shared, &edge, &client, &state, &shutdown, shutdown_timeout).await;
         if shutdown.is_cancelled() {
             break;
         }
@@ -93,22 +90,12 @@ pub(super) async fn run(
             }
             Err(e) => {
                 warn!(edge = %edge.address, "tunnel connection failed: {e}");
-                state.send_replace(TunnelState::Disconnected {
-                    reason: e.to_string(),
-                });
+                state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
             }
         }
-        attempt = if started.elapsed() >= STABLE_AFTER {
-            0
-        } else {
-            attempt.saturating_add(1)
-        };
+        attempt = if started.elapsed() >= STABLE_AFTER { 0 } else { attempt.saturating_add(1) };
         let delay = backoff(attempt);
-        info!(
-            attempt,
-            delay_ms = delay.as_millis() as u64,
-            "redialing the edge"
-        );
+        info!(attempt, delay_ms = delay.as_millis() as u64, "redialing the edge");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => break,
@@ -119,17 +106,12 @@ pub(super) async fn run(
 
 /// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
 pub fn backoff(attempt: u32) -> Duration {
-    let cap = BACKOFF_BASE
-        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-        .min(BACKOFF_MAX);
+    let cap = BACKOFF_BASE.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(BACKOFF_MAX);
     cap.mul_f64(fastrand::f64())
 }
 
 async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
-    let err = |detail: String| DialError::Resolve {
-        address: address.to_owned(),
-        detail,
-    };
+    let err = |detail: String| DialError::Resolve { address: address.to_owned(), detail };
     tokio::net::lookup_host(address)
         .await
         .map_err(|e| err(e.to_string()))?
@@ -148,52 +130,71 @@ async fn connect_and_serve(
 ) -> Result<String, DialError> {
     let addr = resolve(&edge.address).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0"
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
-        "0.0.0.0:0"
-    }
-    .parse()
-    .map_err(|_| DialError::Bind(std::io::ErrorKind::InvalidInput.into()))?;
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
     let mut endpoint = quinn::Endpoint::client(bind).map_err(DialError::Bind)?;
     endpoint.set_default_client_config(client.clone());
     let server_name = edge.server_name.to_str();
     let conn = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(addr, &server_name)?)
         .await
         .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
+    match hello_exchange(&conn).await {
+        Ok(welcome) => serve_connection(shared, &endpoint, conn, welcome, state, shutdown, shutdown_timeout).await,
+        Err(e) => {
+            // With TLS 1.3 client auth the edge judges our certificate only after our side
+            // considers the handshake done; its verdict arrives as the close reason.
+            let err = match conn.close_reason() {
+                Some(reason) => DialError::Closed(describe_close(&reason)),
+                None => e,
+            };
+            conn.close(codes::CLOSE_PROTOCOL.into(), b"handshake failed");
+            Err(err)
+        }
+    }
+}
+
+/// What the edge answered to `Hello`.
+struct Welcomed {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    tunnel_id: String,
+    connection_id: u64,
+    hostnames: Vec<String>,
+}
+
+async fn hello_exchange(conn: &quinn::Connection) -> Result<Welcomed, DialError> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = Control::Hello {
-        protocol: PROTOCOL_VERSION,
-        gateway_version: crate::VERSION.into(),
-        connection_index: 0,
-    };
+    let hello =
+        Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index: 0 };
     frame::write(&mut send, &hello, MAX_FRAME_LEN).await?;
-    let answer = tokio::time::timeout(
-        DIAL_TIMEOUT,
-        frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN),
-    )
-    .await
-    .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
-    let (tunnel_id, connection_id, hostnames) = match answer {
-        Some(Control::Welcome {
-            tunnel_id,
-            hostnames,
-            connection_id,
-        }) => (tunnel_id, connection_id, hostnames),
-        Some(Control::Reject { code, reason }) => {
-            conn.close(codes::CLOSE_NORMAL.into(), b"rejected");
-            return Err(DialError::Rejected(format!("{code:?}: {reason}")));
+    let answer = tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN))
+        .await
+        .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
+    match answer {
+        Some(Control::Welcome { tunnel_id, hostnames, connection_id }) => {
+            Ok(Welcomed { send, recv, tunnel_id, connection_id, hostnames })
         }
-        other => {
-            conn.close(codes::CLOSE_PROTOCOL.into(), b"expected Welcome");
-            return Err(DialError::Unexpected(format!("{other:?}")));
-        }
-    };
+        Some(Control::Reject { code, reason }) => Err(DialError::Rejected(format!("{code:?}: {reason}"))),
+        other => Err(DialError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Serves a registered connection until it ends; returns why it ended.
+async fn serve_connection(
+    shared: &Arc<GatewayShared>,
+    endpoint: &quinn::Endpoint,
+    conn: quinn::Connection,
+    welcome: Welcomed,
+    state: &watch::Sender<TunnelState>,
+    shutdown: &CancellationToken,
+    shutdown_timeout: Duration,
+) -> Result<String, DialError> {
+    let Welcomed { mut send, mut recv, tunnel_id, connection_id, hostnames } = welcome;
+    let addr = conn.remote_address();
     info!(tunnel = %tunnel_id, connection = connection_id, edge = %addr, ?hostnames, "tunnel registered");
-    state.send_replace(TunnelState::Registered {
-        tunnel_id,
-        connection_id,
-        hostnames,
-    });
+    state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames });
 
     // Frame reads are not cancel-safe, so the control stream is read by its own task.
     let (control_tx, mut control) = mpsc::channel(4);
@@ -239,6 +240,21 @@ async fn connect_and_serve(
     Ok(reason)
 }
 
+/// Explains a connection close, naming the TLS alert when the handshake was refused.
+pub fn describe_close(err: &quinn::ConnectionError) -> String {
+    if let quinn::ConnectionError::ConnectionClosed(close) = err {
+        let code = u64::from(close.error_code);
+        if (0x100..0x200).contains(&code) {
+            let alert = rustls::AlertDescription::from((code - 0x100) as u8);
+            return format!(
+                "TLS alert {alert:?}: the edge refused this gateway's client certificate \
+                 (is it issued by the edge's tunnel CA and still valid?)"
+            );
+        }
+    }
+    err.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,10 +265,7 @@ mod tests {
             for _ in 0..100 {
                 let d = backoff(attempt);
                 assert!(d <= BACKOFF_MAX, "{d:?}");
-                assert!(
-                    d <= BACKOFF_BASE.saturating_mul(1 << attempt.min(16)),
-                    "{d:?}"
-                );
+                assert!(d <= BACKOFF_BASE.saturating_mul(1 << attempt.min(16)), "{d:?}");
             }
         }
     }

@@ -60,22 +60,13 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     /// A client that connects only to addresses `allow` permits.
     pub fn new(target: &UpstreamTarget, allow: Arc<AllowList>, connect_timeout: Duration) -> Self {
-        let connector = Connector {
-            allow,
-            tls: target.tls.clone().map(TlsConnector::from),
-            connect_timeout,
-        };
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let connector = Connector { allow, tls: target.tls.clone().map(TlsConnector::from), connect_timeout };
+        let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
         Self { inner }
     }
 
     /// Sends a request; the response body streams.
-    pub fn request(
-        &self,
-        req: http::Request<UpstreamBody>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
+    pub fn request(&self, req: http::Request<UpstreamBody>) -> hyper_util::client::legacy::ResponseFuture {
         self.inner.request(req)
     }
 }
@@ -105,33 +96,19 @@ impl tower_service::Service<Uri> for Connector {
 
 impl Connector {
     async fn connect(self, uri: Uri) -> Result<UpstreamConn, UpstreamError> {
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = uri.port_u16().unwrap_or(if self.tls.is_some() { 443 } else { 80 });
         let timeout = self.connect_timeout;
         let tcp = tokio::time::timeout(timeout, self.connect_tcp(&host, port))
             .await
-            .map_err(|_| UpstreamError::ConnectTimeout {
-                host: host.clone(),
-                after: timeout,
-            })??;
+            .map_err(|_| UpstreamError::ConnectTimeout { host: host.clone(), after: timeout })??;
         let Some(tls) = &self.tls else {
             return Ok(UpstreamConn::Plain(tcp));
         };
-        let name = ServerName::try_from(host.clone())
-            .map_err(|_| UpstreamError::ServerName { host: host.clone() })?;
+        let name = ServerName::try_from(host.clone()).map_err(|_| UpstreamError::ServerName { host: host.clone() })?;
         let stream = tokio::time::timeout(timeout, tls.connect(name, tcp))
             .await
-            .map_err(|_| UpstreamError::ConnectTimeout {
-                host: host.clone(),
-                after: timeout,
-            })?
+            .map_err(|_| UpstreamError::ConnectTimeout { host: host.clone(), after: timeout })?
             .map_err(|source| UpstreamError::Tls { host, source })?;
         Ok(UpstreamConn::Tls(Box::new(stream)))
     }
@@ -139,16 +116,9 @@ impl Connector {
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
         let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|source| UpstreamError::Resolve {
-                host: host.to_owned(),
-                source,
-            })?
+            .map_err(|source| UpstreamError::Resolve { host: host.to_owned(), source })?
             .collect();
-        let allowed: Vec<SocketAddr> = resolved
-            .iter()
-            .copied()
-            .filter(|a| self.allow.allows(a.ip()))
-            .collect();
+        let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| self.allow.allows(a.ip())).collect();
         if allowed.is_empty() {
             return Err(UpstreamError::Forbidden {
                 host: host.to_owned(),
@@ -166,10 +136,7 @@ impl Connector {
                 Err(source) => last = Some(UpstreamError::Connect { addr, source }),
             }
         }
-        Err(last.unwrap_or(UpstreamError::Forbidden {
-            host: host.to_owned(),
-            addrs: vec![],
-        }))
+        Err(last.unwrap_or(UpstreamError::Forbidden { host: host.to_owned(), addrs: vec![] }))
     }
 }
 
@@ -183,20 +150,14 @@ impl Connection for UpstreamConn {
     fn connected(&self) -> Connected {
         match self {
             Self::Plain(_) => Connected::new(),
-            Self::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                Connected::new().negotiated_h2()
-            }
+            Self::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Connected::new().negotiated_h2(),
             Self::Tls(_) => Connected::new(),
         }
     }
 }
 
 impl AsyncRead for UpstreamConn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -205,11 +166,7 @@ impl AsyncRead for UpstreamConn {
 }
 
 impl AsyncWrite for UpstreamConn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -230,9 +187,7 @@ impl AsyncWrite for UpstreamConn {
 }
 
 /// Finds our own connect error inside a hyper client error, to choose 502 vs 504.
-pub fn find_upstream_error<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a UpstreamError> {
+pub fn find_upstream_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a UpstreamError> {
     let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(u) = e.downcast_ref::<UpstreamError>() {

@@ -28,15 +28,9 @@ pub enum FrameError {
 pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
     let body = serde_json::to_vec(msg)?;
     if body.len() > max {
-        return Err(FrameError::Oversized {
-            len: body.len(),
-            max,
-        });
+        return Err(FrameError::Oversized { len: body.len(), max });
     }
-    let len = u32::try_from(body.len()).map_err(|_| FrameError::Oversized {
-        len: body.len(),
-        max,
-    })?;
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::Oversized { len: body.len(), max })?;
     let mut out = Vec::with_capacity(4 + body.len());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&body);
@@ -48,10 +42,7 @@ pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> 
 /// Returns `Ok(None)` when `buf` holds only part of a frame, or `Ok(Some((msg, used)))`
 /// with the number of bytes consumed. The length is checked before waiting for the body,
 /// so an oversized frame is refused without buffering it.
-pub fn decode<T: DeserializeOwned>(
-    buf: &[u8],
-    max: usize,
-) -> Result<Option<(T, usize)>, FrameError> {
+pub fn decode<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<Option<(T, usize)>, FrameError> {
     let Some(header) = buf.get(..4) else {
         return Ok(None);
     };
@@ -76,11 +67,7 @@ where
     while got < 4 {
         let n = r.read(&mut header[got..]).await?;
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated { got, want: 4 })
-            };
+            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated { got, want: 4 }) };
         }
         got += n;
     }
@@ -93,10 +80,7 @@ where
     while got < len {
         let n = r.read(&mut body[got..]).await?;
         if n == 0 {
-            return Err(FrameError::Truncated {
-                got: 4 + got,
-                want: 4 + len,
-            });
+            return Err(FrameError::Truncated { got: 4 + got, want: 4 + len });
         }
         got += n;
     }
@@ -121,30 +105,15 @@ mod tests {
     use crate::protocol::{Control, Open, RejectCode, MAX_FRAME_LEN};
 
     fn open() -> Open {
-        Open {
-            stream_id: 7,
-            sni: "a.example".into(),
-            client_addr: "127.0.0.1:5000".parse().unwrap(),
-        }
+        Open { stream_id: 7, sni: "a.example".into(), client_addr: "127.0.0.1:5000".parse().unwrap() }
     }
 
     #[test]
     fn round_trip_every_control_message() {
         let msgs = vec![
-            Control::Hello {
-                protocol: 1,
-                gateway_version: "0.1.0".into(),
-                connection_index: 2,
-            },
-            Control::Welcome {
-                tunnel_id: "acme".into(),
-                hostnames: vec!["*.a.example".into()],
-                connection_id: 9,
-            },
-            Control::Reject {
-                code: RejectCode::UnknownTunnel,
-                reason: "no".into(),
-            },
+            Control::Hello { protocol: 1, gateway_version: "0.1.0".into(), connection_index: 2 },
+            Control::Welcome { tunnel_id: "acme".into(), hostnames: vec!["*.a.example".into()], connection_id: 9 },
+            Control::Reject { code: RejectCode::UnknownTunnel, reason: "no".into() },
             Control::Drain { grace_ms: 500 },
         ];
         for m in msgs {
@@ -159,12 +128,7 @@ mod tests {
     fn partial_input_asks_for_more() {
         let bytes = encode(&open(), MAX_FRAME_LEN).unwrap();
         for cut in 0..bytes.len() {
-            assert!(
-                decode::<Open>(&bytes[..cut], MAX_FRAME_LEN)
-                    .unwrap()
-                    .is_none(),
-                "cut at {cut}"
-            );
+            assert!(decode::<Open>(&bytes[..cut], MAX_FRAME_LEN).unwrap().is_none(), "cut at {cut}");
         }
     }
 
@@ -174,25 +138,16 @@ mod tests {
         let err = decode::<Open>(&header, MAX_FRAME_LEN).unwrap_err();
         assert!(matches!(err, FrameError::Oversized { .. }), "{err}");
         let err = encode(&"x".repeat(100), 10).unwrap_err();
-        assert!(
-            matches!(err, FrameError::Oversized { len: 102, max: 10 }),
-            "{err}"
-        );
+        assert!(matches!(err, FrameError::Oversized { len: 102, max: 10 }), "{err}");
     }
 
     #[test]
     fn garbage_and_wrong_messages_are_malformed() {
         let mut bytes = 3u32.to_be_bytes().to_vec();
         bytes.extend_from_slice(b"{{{");
-        assert!(matches!(
-            decode::<Open>(&bytes, MAX_FRAME_LEN),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode::<Open>(&bytes, MAX_FRAME_LEN), Err(FrameError::Malformed(_))));
         let hello = encode(&Control::Drain { grace_ms: 1 }, MAX_FRAME_LEN).unwrap();
-        assert!(matches!(
-            decode::<Open>(&hello, MAX_FRAME_LEN),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode::<Open>(&hello, MAX_FRAME_LEN), Err(FrameError::Malformed(_))));
     }
 
     #[test]
@@ -201,13 +156,7 @@ mod tests {
         let mut bytes = (json.len() as u32).to_be_bytes().to_vec();
         bytes.extend_from_slice(json);
         let (msg, _): (Control, usize) = decode(&bytes, MAX_FRAME_LEN).unwrap().unwrap();
-        assert_eq!(
-            msg,
-            Control::Reject {
-                code: RejectCode::Other,
-                reason: "x".into()
-            }
-        );
+        assert_eq!(msg, Control::Reject { code: RejectCode::Other, reason: "x".into() });
     }
 
     #[tokio::test]
@@ -224,19 +173,10 @@ mod tests {
     async fn async_read_reports_truncation_and_clean_eof() {
         let bytes = encode(&open(), MAX_FRAME_LEN).unwrap();
         let mut rd = &bytes[..bytes.len() - 1];
-        assert!(matches!(
-            read::<Open, _>(&mut rd, MAX_FRAME_LEN).await,
-            Err(FrameError::Truncated { .. })
-        ));
+        assert!(matches!(read::<Open, _>(&mut rd, MAX_FRAME_LEN).await, Err(FrameError::Truncated { .. })));
         let mut rd = &bytes[..2];
-        assert!(matches!(
-            read::<Open, _>(&mut rd, MAX_FRAME_LEN).await,
-            Err(FrameError::Truncated { .. })
-        ));
+        assert!(matches!(read::<Open, _>(&mut rd, MAX_FRAME_LEN).await, Err(FrameError::Truncated { .. })));
         let mut empty: &[u8] = &[];
-        assert!(read::<Open, _>(&mut empty, MAX_FRAME_LEN)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(read::<Open, _>(&mut empty, MAX_FRAME_LEN).await.unwrap().is_none());
     }
 }

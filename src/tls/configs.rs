@@ -28,23 +28,13 @@ pub enum TlsConfigError {
 }
 
 /// Builds a root store from CA certificates; `what` names the origin in errors.
-pub fn roots(
-    cas: &[CertificateDer<'static>],
-    what: &str,
-) -> Result<Arc<RootCertStore>, TlsConfigError> {
+pub fn roots(cas: &[CertificateDer<'static>], what: &str) -> Result<Arc<RootCertStore>, TlsConfigError> {
     let mut store = RootCertStore::empty();
     for ca in cas {
-        store
-            .add(ca.clone())
-            .map_err(|source| TlsConfigError::BadCa {
-                what: what.to_owned(),
-                source,
-            })?;
+        store.add(ca.clone()).map_err(|source| TlsConfigError::BadCa { what: what.to_owned(), source })?;
     }
     if store.is_empty() {
-        return Err(TlsConfigError::EmptyRoots {
-            what: what.to_owned(),
-        });
+        return Err(TlsConfigError::EmptyRoots { what: what.to_owned() });
     }
     Ok(Arc::new(store))
 }
@@ -55,17 +45,12 @@ pub fn edge_tunnel_server(
     tunnel_ca: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> Result<ServerConfig, TlsConfigError> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(tunnel_ca, "tunnel CA")?, provider())
-            .build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(tunnel_ca, "tunnel CA")?, provider()).build()?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.der())
-        .map_err(|source| TlsConfigError::Identity {
-            what: identity.source.clone(),
-            source,
-        })?;
+        .map_err(|source| TlsConfigError::Identity { what: identity.source.clone(), source })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -81,10 +66,7 @@ pub fn gateway_tunnel_client(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(edge_ca, "edge CA")?)
         .with_client_auth_cert(identity.chain.clone(), identity.key.der())
-        .map_err(|source| TlsConfigError::Identity {
-            what: identity.source.clone(),
-            source,
-        })?;
+        .map_err(|source| TlsConfigError::Identity { what: identity.source.clone(), source })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -96,19 +78,13 @@ pub fn inner_server(identity: &Identity) -> Result<ServerConfig, TlsConfigError>
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.der())
-        .map_err(|source| TlsConfigError::Identity {
-            what: identity.source.clone(),
-            source,
-        })?;
+        .map_err(|source| TlsConfigError::Identity { what: identity.source.clone(), source })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
 /// HTTPS to an upstream MCP server, trusting only the route's CA.
-pub fn upstream_client(
-    ca: &[CertificateDer<'static>],
-    what: &str,
-) -> Result<ClientConfig, TlsConfigError> {
+pub fn upstream_client(ca: &[CertificateDer<'static>], what: &str) -> Result<ClientConfig, TlsConfigError> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca, what)?)
@@ -118,10 +94,7 @@ pub fn upstream_client(
 }
 
 /// A client config trusting `ca` (the demo's MCP client and tests use it).
-pub fn client_trusting(
-    ca: &[CertificateDer<'static>],
-    alpn: &[&[u8]],
-) -> Result<ClientConfig, TlsConfigError> {
+pub fn client_trusting(ca: &[CertificateDer<'static>], alpn: &[&[u8]]) -> Result<ClientConfig, TlsConfigError> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca, "CA")?)

@@ -24,15 +24,12 @@ pub fn is_valid_tunnel_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 63
         && !id.starts_with('-')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Extracts the tunnel id from a (verified) client certificate.
 pub fn tunnel_id(cert: &CertificateDer<'_>) -> Result<String, IdentityError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| IdentityError::Parse(e.to_string()))?;
     let san = parsed
         .subject_alternative_name()
         .map_err(|e| IdentityError::Parse(e.to_string()))?
@@ -59,20 +56,13 @@ mod tests {
     fn cert_with(sans: Vec<SanType>) -> CertificateDer<'static> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = sans;
-        params
-            .self_signed(&KeyPair::generate().unwrap())
-            .unwrap()
-            .der()
-            .clone()
+        params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().clone()
     }
 
     #[test]
     fn reads_the_tunnel_uri() {
         let uri = format!("{TUNNEL_URI_PREFIX}acme-prod").try_into().unwrap();
-        let cert = cert_with(vec![
-            SanType::DnsName("x.test".try_into().unwrap()),
-            SanType::URI(uri),
-        ]);
+        let cert = cert_with(vec![SanType::DnsName("x.test".try_into().unwrap()), SanType::URI(uri)]);
         assert_eq!(tunnel_id(&cert).unwrap(), "acme-prod");
     }
 
@@ -81,14 +71,8 @@ mod tests {
         let cert = cert_with(vec![SanType::DnsName("x.test".try_into().unwrap())]);
         assert!(matches!(tunnel_id(&cert), Err(IdentityError::Missing)));
         let uri = format!("{TUNNEL_URI_PREFIX}Bad/Id").try_into().unwrap();
-        assert!(matches!(
-            tunnel_id(&cert_with(vec![SanType::URI(uri)])),
-            Err(IdentityError::Invalid(_))
-        ));
-        assert!(matches!(
-            tunnel_id(&CertificateDer::from(vec![1, 2, 3])),
-            Err(IdentityError::Parse(_))
-        ));
+        assert!(matches!(tunnel_id(&cert_with(vec![SanType::URI(uri)])), Err(IdentityError::Invalid(_))));
+        assert!(matches!(tunnel_id(&CertificateDer::from(vec![1, 2, 3])), Err(IdentityError::Parse(_))));
     }
 
     #[test]

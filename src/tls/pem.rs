@@ -48,20 +48,13 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: no PEM certificate found (expected a '-----BEGIN CERTIFICATE-----' block)")]
     NoCertificate { path: PathBuf },
     #[error("{path}: invalid PEM: {detail}")]
     Invalid { path: PathBuf, detail: String },
     #[error("{path}: certificate #{index} is not valid X.509: {detail}")]
-    BadCertificate {
-        path: PathBuf,
-        index: usize,
-        detail: String,
-    },
+    BadCertificate { path: PathBuf, index: usize, detail: String },
     #[error("{path}: no usable private key (expected PKCS#8, PKCS#1 or SEC1 PEM): {detail}")]
     BadKey { path: PathBuf, detail: String },
     #[error("{key}: private key does not match the certificate in {cert}")]
@@ -69,20 +62,14 @@ pub enum PemError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PemError> {
-    std::fs::read(path).map_err(|source| PemError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| PemError::Read { path: path.to_owned(), source })
 }
 
 /// Parses every certificate in a PEM buffer; `path` only names the origin in errors.
 pub fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let mut certs = Vec::new();
     for (index, item) in CertificateDer::pem_slice_iter(pem).enumerate() {
-        let cert = item.map_err(|e| PemError::Invalid {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let cert = item.map_err(|e| PemError::Invalid { path: path.to_owned(), detail: e.to_string() })?;
         // Parse now so a corrupt certificate is reported here, not as a handshake failure later.
         x509_parser::parse_x509_certificate(&cert).map_err(|e| PemError::BadCertificate {
             path: path.to_owned(),
@@ -92,9 +79,7 @@ pub fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static
         certs.push(cert);
     }
     if certs.is_empty() {
-        return Err(PemError::NoCertificate {
-            path: path.to_owned(),
-        });
+        return Err(PemError::NoCertificate { path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -108,10 +93,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError>
 pub fn parse_key(pem: &[u8], path: &Path) -> Result<SecretKey, PemError> {
     PrivateKeyDer::from_pem_slice(pem)
         .map(SecretKey)
-        .map_err(|e| PemError::BadKey {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })
+        .map_err(|e| PemError::BadKey { path: path.to_owned(), detail: e.to_string() })
 }
 
 /// Loads the first private key from a PEM file.
@@ -123,11 +105,7 @@ pub fn load_key(path: &Path) -> Result<SecretKey, PemError> {
 pub fn load_identity(cert_path: &Path, key_path: &Path) -> Result<Identity, PemError> {
     let chain = load_certs(cert_path)?;
     let key = load_key(key_path)?;
-    let identity = Identity {
-        chain,
-        key,
-        source: cert_path.display().to_string(),
-    };
+    let identity = Identity { chain, key, source: cert_path.display().to_string() };
     check_key_matches(&identity, key_path)?;
     Ok(identity)
 }
@@ -138,16 +116,10 @@ pub fn check_key_matches(identity: &Identity, key_path: &Path) -> Result<(), Pem
     let signing = provider
         .key_provider
         .load_private_key(identity.key.der())
-        .map_err(|e| PemError::BadKey {
-            path: key_path.to_owned(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| PemError::BadKey { path: key_path.to_owned(), detail: e.to_string() })?;
     CertifiedKey::new(identity.chain.clone(), signing)
         .keys_match()
-        .map_err(|_| PemError::KeyMismatch {
-            cert: identity.source.clone(),
-            key: key_path.to_owned(),
-        })
+        .map_err(|_| PemError::KeyMismatch { cert: identity.source.clone(), key: key_path.to_owned() })
 }
 
 #[cfg(test)]
@@ -164,23 +136,12 @@ mod tests {
     #[test]
     fn errors_name_the_file() {
         let err = parse_certs(b"not pem", Path::new("/etc/x.pem")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("/etc/x.pem: no PEM certificate"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("/etc/x.pem: no PEM certificate"), "{err}");
         let bogus = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let err = parse_certs(bogus, Path::new("c.pem")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("c.pem: certificate #0 is not valid X.509"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("c.pem: certificate #0 is not valid X.509"), "{err}");
         let err = parse_key(b"", Path::new("k.pem")).unwrap_err();
-        assert!(
-            err.to_string().starts_with("k.pem: no usable private key"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("k.pem: no usable private key"), "{err}");
     }
 
     #[test]
@@ -193,9 +154,6 @@ mod tests {
             source: "a.pem".into(),
         };
         let err = check_key_matches(&identity, Path::new("b.key")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "b.key: private key does not match the certificate in a.pem"
-        );
+        assert_eq!(err.to_string(), "b.key: private key does not match the certificate in a.pem");
     }
 }

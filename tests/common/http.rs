@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response};
+pub use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -24,17 +24,12 @@ pub async fn send(
 ) -> Result<Response<Bytes>, Error> {
     let config = mcp_tunnel::tls::configs::client_trusting(ca, &[b"http/1.1"])?;
     let tcp = TcpStream::connect(edge).await?;
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(sni.to_owned())?, tcp)
-        .await?;
+    let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(sni.to_owned())?, tcp).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn);
     let resp = sender.send_request(req).await?;
     let (parts, body) = resp.into_parts();
-    Ok(Response::from_parts(
-        parts,
-        body.collect().await?.to_bytes(),
-    ))
+    Ok(Response::from_parts(parts, body.collect().await?.to_bytes()))
 }
 
 /// A JSON-RPC POST to `/mcp` with the given Host.

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod python;
+pub mod tap;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,15 +28,9 @@ pub const TUNNEL: &str = "acme";
 /// Writes a PKI (same layout as `certs init`) under `dir/<sub>`.
 pub fn write_pki(dir: &Path, sub: &str, tunnel_id: &str) -> PathBuf {
     let out = dir.join(sub);
-    let opts = PkiOptions {
-        tunnel_id: tunnel_id.into(),
-        tunnel_domain: DOMAIN.into(),
-        edge_names: vec!["localhost".into()],
-    };
-    pki::generate(&opts)
-        .expect("generate PKI")
-        .write(&out, false)
-        .expect("write PKI");
+    let opts =
+        PkiOptions { tunnel_id: tunnel_id.into(), tunnel_domain: DOMAIN.into(), edge_names: vec!["localhost".into()] };
+    pki::generate(&opts).expect("generate PKI").write(&out, false).expect("write PKI");
     out
 }
 
@@ -79,40 +74,30 @@ hostnames = ["other.example"]
         );
         let edge_path = dir.path().join("edge.toml");
         std::fs::write(&edge_path, edge_toml).expect("write edge.toml");
-        let edge = Edge::bind(&EdgeConfig::load(&edge_path).expect("edge config"))
-            .await
-            .expect("bind edge");
+        let edge = Edge::bind(&EdgeConfig::load(&edge_path).expect("edge config")).await.expect("bind edge");
         let (public, tunnel, shared) = (edge.public_addr(), edge.tunnel_addr(), edge.shared());
         tokio::spawn(edge.run(shutdown.clone()));
-        let mut stack = Stack {
-            dir,
-            edge: shared,
-            public,
-            tunnel,
-            status: watch::channel(TunnelState::Connecting).1,
-            shutdown,
-        };
-        let gateway = stack.gateway_config("certs", routes);
+        let mut stack =
+            Stack { dir, edge: shared, public, tunnel, status: watch::channel(TunnelState::Connecting).1, shutdown };
+        let gateway = stack.gateway_config("certs", "certs/tunnel", routes);
         stack.status = stack.spawn_gateway(gateway);
         let state = stack.wait_state().await;
-        assert!(
-            matches!(state, TunnelState::Registered { .. }),
-            "gateway did not register: {state:?}"
-        );
+        assert!(matches!(state, TunnelState::Registered { .. }), "gateway did not register: {state:?}");
         stack
     }
 
-    /// Gateway config text dialing this stack's edge with the PKI in `certs_dir`.
-    pub fn gateway_toml(&self, certs_dir: &str, routes: &str) -> String {
+    /// Gateway config text dialing this stack's edge, pinning the edge CA of the PKI in
+    /// `edge_ca_dir` and presenting `<client_dir>/gateway.pem`.
+    pub fn gateway_toml(&self, edge_ca_dir: &str, client_dir: &str, routes: &str) -> String {
         format!(
             r#"tunnel_domain = "{DOMAIN}"
 shutdown_timeout = "5s"
 [edge]
 address = "{tunnel}"
 server_name = "localhost"
-ca = "{certs_dir}/edge/ca.pem"
-cert = "{certs_dir}/tunnel/gateway.pem"
-key = "{certs_dir}/tunnel/gateway.key"
+ca = "{edge_ca_dir}/edge/ca.pem"
+cert = "{client_dir}/gateway.pem"
+key = "{client_dir}/gateway.key"
 [inner_tls]
 cert = "certs/inner/server.pem"
 key = "certs/inner/server.key"
@@ -123,12 +108,9 @@ key = "certs/inner/server.key"
     }
 
     /// Writes and loads a gateway config (see [`Stack::gateway_toml`]).
-    pub fn gateway_config(&self, certs_dir: &str, routes: &str) -> GatewayConfig {
-        let path = self
-            .dir
-            .path()
-            .join(format!("gateway-{}.toml", fastrand::u32(..)));
-        std::fs::write(&path, self.gateway_toml(certs_dir, routes)).expect("write gateway.toml");
+    pub fn gateway_config(&self, edge_ca_dir: &str, client_dir: &str, routes: &str) -> GatewayConfig {
+        let path = self.dir.path().join(format!("gateway-{}.toml", fastrand::u32(..)));
+        std::fs::write(&path, self.gateway_toml(edge_ca_dir, client_dir, routes)).expect("write gateway.toml");
         GatewayConfig::load(&path).unwrap_or_else(|e| panic!("gateway config: {e}"))
     }
 
@@ -143,6 +125,18 @@ key = "certs/inner/server.key"
     /// Waits (bounded) for the main gateway to register or be refused.
     pub async fn wait_state(&mut self) -> TunnelState {
         wait_settled(&mut self.status).await
+    }
+
+    /// Issues a gateway certificate for `tunnel_id` from this stack's tunnel CA into
+    /// `<dir>/<sub>/gateway.{pem,key}`; returns `sub` for [`Stack::gateway_config`].
+    pub fn issue_gateway(&self, tunnel_id: &str, sub: &str) -> String {
+        let ca = self.dir.path().join("certs/tunnel");
+        let read = |n: &str| std::fs::read_to_string(ca.join(n)).expect("read tunnel CA");
+        let issued = pki::issue_gateway_cert(&read("ca.pem"), &read("ca.key"), tunnel_id).expect("issue");
+        let out = self.dir.path().join(sub);
+        std::fs::create_dir_all(&out).expect("mkdir");
+        issued.write(&out, "gateway", false).expect("write gateway cert");
+        sub.to_owned()
     }
 
     /// CA certificates MCP clients trust (the inner CA).
@@ -163,15 +157,11 @@ key = "certs/inner/server.key"
 /// Waits up to 15 s for a gateway to reach Registered, Rejected or Disconnected.
 pub async fn wait_settled(status: &mut watch::Receiver<TunnelState>) -> TunnelState {
     let settled = |s: &TunnelState| !matches!(s, TunnelState::Connecting);
-    let result = tokio::time::timeout(Duration::from_secs(15), status.wait_for(settled))
-        .await
-        .map(|r| r.map(|s| s.clone()));
+    let result =
+        tokio::time::timeout(Duration::from_secs(15), status.wait_for(settled)).await.map(|r| r.map(|s| s.clone()));
     match result {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => TunnelState::Stopped,
-        Err(_) => panic!(
-            "gateway state did not settle within 15 s (still {:?})",
-            *status.borrow()
-        ),
+        Err(_) => panic!("gateway state did not settle within 15 s (still {:?})", *status.borrow()),
     }
 }

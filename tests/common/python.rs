@@ -15,9 +15,8 @@ fn root() -> PathBuf {
 
 /// The venv's Python (`MCPT_PYTHON`, or `target/py-venv` as `scripts/test.sh` makes it).
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("MCPT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/py-venv/bin/python"));
+    let path =
+        std::env::var_os("MCPT_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join("target/py-venv/bin/python"));
     assert!(
         path.exists(),
         "Python with the MCP SDK not found at {}: run ./scripts/test.sh, which creates it",
@@ -70,11 +69,7 @@ impl Drop for PyServer {
 /// Runs `mcp_client.py` against `url` (resolving the test domain to loopback and
 /// trusting `ca`), returning its JSON result. `args` are mode/scenario arguments.
 pub async fn client(url: &str, ca: &std::path::Path, args: &[&str]) -> Value {
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split(':').next())
-        .expect("host in url");
+    let host = url.split("://").nth(1).and_then(|r| r.split(':').next()).expect("host in url");
     let out = Command::new(python())
         .arg(root().join("tests/py/mcp_client.py"))
         .args(["--url", url, "--ca"])
