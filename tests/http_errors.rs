@@ -23,6 +23,15 @@ async fn closed_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// The example MCP server on a free port; cancel the token to stop it.
+async fn demo_upstream() -> (u16, tokio_util::sync::CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
+    (port, stop)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404_naming_the_host() {
     let stack = Stack::start("").await;
@@ -74,10 +83,7 @@ async fn silent_upstream_is_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_outside_the_allow_list_is_refused() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
+    let (port, stop) = demo_upstream().await;
     let stack = Stack::start(&format!(
         "[upstream]\nallowed_networks = [\"10.0.0.0/8\"]\n[[routes]]\nhost = \"loop\"\nupstream = \"http://localhost:{port}\"\n"
     ))
@@ -90,10 +96,7 @@ async fn upstream_outside_the_allow_list_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_prefix_routes_and_strips() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
+    let (port, stop) = demo_upstream().await;
     let routes = format!(
         "[[routes]]\nhost = \"api\"\npath_prefix = \"/tools\"\nstrip_prefix = true\nupstream = \"http://127.0.0.1:{port}\"\n"
     );

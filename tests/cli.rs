@@ -1,0 +1,166 @@
+//! The `mcp-tunnel` binary as an operator uses it: certs, check, demo, and edge +
+//! gateway as separate processes stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("run mcp-tunnel")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn certs_init(dir: &Path) -> Output {
+    run(&[
+        "certs",
+        "init",
+        "--out",
+        dir.to_str().expect("utf8"),
+        "--tunnel-id",
+        "acme",
+        "--tunnel-domain",
+        "mcp.acme.test",
+    ])
+}
+
+#[test]
+fn certs_init_writes_private_keys_0600_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = certs_init(dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    for key in
+        ["edge/ca.key", "edge/server.key", "tunnel/ca.key", "tunnel/gateway.key", "inner/ca.key", "inner/server.key"]
+    {
+        let mode = std::fs::metadata(dir.path().join(key)).expect(key).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let before = std::fs::read(dir.path().join("inner/server.key")).expect("key");
+    let again = certs_init(dir.path());
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists; refusing to overwrite"), "{}", text(&again));
+    assert_eq!(std::fs::read(dir.path().join("inner/server.key")).expect("key"), before, "key untouched");
+
+    let issued = run(&[
+        "certs",
+        "issue-gateway",
+        "--ca-dir",
+        dir.path().join("tunnel").to_str().expect("utf8"),
+        "--tunnel-id",
+        "globex",
+        "--out",
+        dir.path().join("globex").to_str().expect("utf8"),
+    ]);
+    assert!(issued.status.success(), "{}", text(&issued));
+    let mode = std::fs::metadata(dir.path().join("globex/gateway.key")).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+fn write_configs(dir: &Path, edge_port: u16, public_port: u16) {
+    let edge = format!(
+        "[tunnel_listener]\nlisten = \"127.0.0.1:{edge_port}\"\ncert = \"edge/server.pem\"\nkey = \"edge/server.key\"\nclient_ca = \"tunnel/ca.pem\"\n\
+         [public_listener]\nlisten = \"127.0.0.1:{public_port}\"\n[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n"
+    );
+    let gateway = format!(
+        "tunnel_domain = \"mcp.acme.test\"\nshutdown_timeout = \"5s\"\n[edge]\naddress = \"127.0.0.1:{edge_port}\"\nserver_name = \"localhost\"\n\
+         ca = \"edge/ca.pem\"\ncert = \"tunnel/gateway.pem\"\nkey = \"tunnel/gateway.key\"\n\
+         [inner_tls]\ncert = \"inner/server.pem\"\nkey = \"inner/server.key\"\n[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:9\"\n"
+    );
+    std::fs::write(dir.join("edge.toml"), edge).expect("edge.toml");
+    std::fs::write(dir.join("gateway.toml"), gateway).expect("gateway.toml");
+}
+
+#[test]
+fn check_accepts_valid_configs_and_names_the_problem_in_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    write_configs(dir.path(), 7844, 8443);
+    for (file, what) in [("edge.toml", "valid edge config"), ("gateway.toml", "valid gateway config")] {
+        let out = run(&["check", "--config", dir.path().join(file).to_str().expect("utf8")]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(what), "{}", text(&out));
+    }
+    let bad = dir.path().join("gateway.toml");
+    let fixed = std::fs::read_to_string(&bad).expect("read");
+    std::fs::write(&bad, fixed.replace("http://127.0.0.1:9", "127.0.0.1:9")).expect("write");
+    let out = run(&["check", "--config", bad.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("gateway.toml:14: `routes[0].upstream`: scheme must be http:// or https://"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn demo_runs_a_real_mcp_session_through_the_tunnel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["demo", "--once", "--dir", dir.path().join("demo").to_str().expect("utf8")]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("tools/list -> echo, add, countdown"), "{all}");
+    assert!(all.contains("tools/call echo -> hello through the tunnel"), "{all}");
+    assert!(all.contains("3 progress events streamed"), "{all}");
+    assert!(all.contains("MCP session through the tunnel: OK"), "{all}");
+}
+
+/// Waits (bounded) until a process's stderr shows `needle`.
+fn wait_for_log(child: &mut std::process::Child, needle: &str) {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&needle) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("log line did not appear within 20 s");
+}
+
+fn free_port_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr").port()
+}
+
+fn free_port_tcp() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("tcp").local_addr().expect("addr").port()
+}
+
+#[test]
+fn edge_and_gateway_processes_register_and_exit_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    write_configs(dir.path(), free_port_udp(), free_port_tcp());
+    let spawn = |role: &str| {
+        Command::new(BIN)
+            .args([role, "--config", dir.path().join(format!("{role}.toml")).to_str().expect("utf8")])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut edge = spawn("edge");
+    wait_for_log(&mut edge, "edge listening");
+    let mut gateway = spawn("gateway");
+    wait_for_log(&mut gateway, "tunnel registered");
+    for (name, child) in [("gateway", &mut gateway), ("edge", &mut edge)] {
+        let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{name} did not exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{name} exited with {status}");
+    }
+}
