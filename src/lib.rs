@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod edge;
 pub mod gateway;
+pub mod idle;
 pub mod pki;
 pub mod protocol;
 pub mod stats;

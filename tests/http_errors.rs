@@ -119,3 +119,37 @@ async fn path_prefix_routes_and_strips() {
     assert_eq!(miss.status(), 404);
     stop.cancel();
 }
+
+/// A client may not use one route's TLS name to reach another route by `Host`, nor walk
+/// out of a path prefix with dot segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_must_match_sni_and_paths_must_be_clean() {
+    let (port, stop) = demo_upstream().await;
+    let routes = format!(
+        "[[routes]]\nhost = \"public\"\nupstream = \"http://127.0.0.1:{port}\"\n\
+         [[routes]]\nhost = \"admin\"\nupstream = \"http://127.0.0.1:{port}\"\n"
+    );
+    let stack = Stack::start(&routes).await;
+    let ca = stack.inner_ca();
+    let sni = format!("public.{DOMAIN}");
+    let resp =
+        http::send(stack.public, &sni, &ca, http::mcp_post(&format!("admin.{DOMAIN}"), "{}")).await.expect("response");
+    assert_eq!(resp.status(), 421);
+    let body: Value = serde_json::from_slice(resp.body()).expect("json");
+    assert_eq!(body["error"], "misdirected_request");
+
+    for path in ["/mcp/../admin", "/mcp/%2e%2e/admin", "/a%2Fb"] {
+        let req = http::Request::post(path)
+            .header("host", &sni)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let resp = http::send(stack.public, &sni, &ca, req).await.expect("response");
+        assert_eq!(resp.status(), 400, "{path}");
+    }
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let ok = http::send(stack.public, &sni, &ca, http::mcp_post(&format!("Public.{DOMAIN}:443"), ping))
+        .await
+        .expect("response");
+    assert_eq!(ok.status(), 200, "Host compares without port and case");
+    stop.cancel();
+}

@@ -11,9 +11,7 @@ const ROUTES: &str = "[[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1
 /// for the route's closed upstream port, or 404 for an unknown host).
 async fn assert_tunnel_works(stack: &Stack) {
     let host = format!("nobody.{DOMAIN}");
-    let resp = http::send(stack.public, &format!("echo.{DOMAIN}"), &stack.inner_ca(), http::mcp_post(&host, "{}"))
-        .await
-        .expect("request");
+    let resp = http::send(stack.public, &host, &stack.inner_ca(), http::mcp_post(&host, "{}")).await.expect("request");
     assert_eq!(resp.status(), 404);
 }
 

@@ -37,6 +37,8 @@ struct RawTunnelListener {
 struct RawPublic {
     listen: Spanned<String>,
     client_hello_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,12 +60,20 @@ pub struct EdgeConfig {
     pub public_listen: SocketAddr,
     /// How long a client may take to send its ClientHello.
     pub client_hello_timeout: Duration,
+    /// A relay with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most public connections open at once; more are closed on accept.
+    pub max_connections: usize,
     /// Tunnel id → hostname patterns it serves.
     pub tunnels: HashMap<String, Vec<String>>,
 }
 
 /// Default time a public client gets to send its ClientHello.
 pub const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idle timeout of a relay (MCP server streams can be quiet for minutes).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default cap on concurrent public connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 impl EdgeConfig {
     /// Reads and validates an edge config file.
@@ -89,8 +99,27 @@ impl EdgeConfig {
             raw.public_listener.client_hello_timeout.as_ref(),
             DEFAULT_CLIENT_HELLO_TIMEOUT,
         )?;
+        let public = &raw.public_listener;
+        let idle_timeout =
+            src.duration("public_listener.idle_timeout", public.idle_timeout.as_ref(), DEFAULT_IDLE_TIMEOUT)?;
+        let max_connections = match &public.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(n) => usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| src.invalid("public_listener.max_connections", n, "expected a positive number"))?,
+        };
         let tunnels = tunnel_map(src, &raw.tunnels)?;
-        Ok(Self { tunnel_listen, identity, tunnel_ca, public_listen, client_hello_timeout, tunnels })
+        Ok(Self {
+            tunnel_listen,
+            identity,
+            tunnel_ca,
+            public_listen,
+            client_hello_timeout,
+            idle_timeout,
+            max_connections,
+            tunnels,
+        })
     }
 }
 

@@ -28,6 +28,7 @@ struct Raw {
     #[serde(default)]
     routes: Vec<RawRoute>,
     shutdown_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +96,8 @@ pub struct GatewayConfig {
     pub routes: Arc<RouteTable>,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// A client connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// Defaults for values a config may omit.
@@ -106,6 +109,8 @@ pub mod defaults {
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Grace period for in-flight requests at shutdown.
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Idle time after which a client connection is closed (MCP streams can be quiet).
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
     /// QUIC/TLS port of the edge when an address has none.
     pub const EDGE_PORT: u16 = 7844;
 }
@@ -129,7 +134,8 @@ impl GatewayConfig {
         let routes = route_table(src, &domain, &raw.upstream, &raw.routes)?;
         let shutdown_timeout =
             src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
-        Ok(Self { tunnel_domain: domain, edge, inner, routes: Arc::new(routes), shutdown_timeout })
+        let idle_timeout = src.duration("idle_timeout", raw.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT)?;
+        Ok(Self { tunnel_domain: domain, edge, inner, routes: Arc::new(routes), shutdown_timeout, idle_timeout })
     }
 }
 

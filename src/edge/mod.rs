@@ -29,7 +29,7 @@ use registry::Registry;
 /// QUIC idle timeout (ms): a gateway that vanishes is noticed within this time.
 pub const QUIC_IDLE_TIMEOUT_MS: u32 = 30_000;
 /// How long in-flight relays may run after shutdown is requested.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,10 @@ pub struct EdgeStats {
     pub bytes_to_client: Counter,
     /// Gateway connections refused (handshake, identity, Hello).
     pub tunnel_refused: Counter,
+    /// Relays closed after the idle timeout.
+    pub streams_idle: Counter,
+    /// Public connections closed at once because `max_connections` were open.
+    pub over_capacity: Counter,
 }
 
 /// State shared by the edge's tasks.
@@ -71,6 +75,8 @@ pub struct EdgeShared {
     pub registry: Registry,
     pub stats: EdgeStats,
     client_hello_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
     next_stream_id: AtomicU64,
 }
 
@@ -106,6 +112,8 @@ impl Edge {
             registry: Registry::new(&config.tunnels),
             stats: EdgeStats::default(),
             client_hello_timeout: config.client_hello_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
             next_stream_id: AtomicU64::new(1),
         });
         Ok(Self { shared, endpoint, public })
@@ -126,34 +134,67 @@ impl Edge {
         self.shared.clone()
     }
 
-    /// Serves until `shutdown` fires, then asks gateways to drain and lets relays finish.
+    /// Serves until `shutdown` fires. Then: stop accepting, ask every gateway to drain,
+    /// let in-flight relays finish (up to the grace period), close the tunnels.
     pub async fn run(self, shutdown: CancellationToken) {
         info!(tunnel = %self.tunnel_addr(), public = %self.public_addr(), "edge listening");
-        let tasks = TaskTracker::new();
+        let relays = TaskTracker::new();
+        let tunnels = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        let public = tokio::spawn(accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    tasks.spawn(tunnel::serve_connection(incoming, self.shared.clone(), shutdown.clone()));
+                    let (shared, drain, stop) = (self.shared.clone(), shutdown.clone(), hard_stop.clone());
+                    tunnels.spawn(tunnel::serve_connection(incoming, shared, drain, stop));
                 }
-                accepted = self.public.accept() => match accepted {
-                    Ok((tcp, addr)) => { tasks.spawn(public::serve_client(tcp, addr, self.shared.clone())); }
-                    Err(e) => {
-                        // Usually fd exhaustion: back off briefly instead of spinning.
-                        warn!("public accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
                 _ = shutdown.cancelled() => break,
             }
         }
-        drop(self.public);
-        tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
-            warn!("shutdown grace period over; closing remaining streams");
+        let _ = public.await;
+        relays.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, relays.wait()).await.is_err() {
+            warn!("shutdown grace period over; cutting remaining relays");
         }
+        hard_stop.cancel();
+        tunnels.close();
+        tunnels.wait().await;
         self.endpoint.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         info!("edge stopped");
+    }
+}
+
+/// Accepts public clients until `shutdown`; each runs as a task on `relays`. Beyond
+/// `max_connections` concurrent clients, new ones are closed at once.
+async fn accept_public(
+    listener: TcpListener,
+    shared: Arc<EdgeShared>,
+    relays: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(shared.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((tcp, addr)) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    relays.spawn(public::serve_client(tcp, addr, shared.clone(), permit));
+                }
+                Err(_) => {
+                    shared.stats.over_capacity.inc();
+                    drop(tcp);
+                }
+            },
+            Err(e) => {
+                // Usually fd exhaustion: back off briefly instead of spinning.
+                warn!("public accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -12,11 +13,20 @@ use tracing::{debug, info};
 
 use super::sni::{self, peek_client_hello, MAX_CLIENT_HELLO};
 use super::EdgeShared;
+use crate::idle::{Activity, Tracked};
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};
 use crate::stream::TunnelStream;
 
+/// How long to wait for a gateway to accept a new stream.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves one public client connection to completion.
-pub(super) async fn serve_client(mut tcp: TcpStream, client_addr: SocketAddr, shared: Arc<EdgeShared>) {
+pub(super) async fn serve_client(
+    mut tcp: TcpStream,
+    client_addr: SocketAddr,
+    shared: Arc<EdgeShared>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let stats = &shared.stats;
     stats.public_connections.inc();
     let _ = tcp.set_nodelay(true);
@@ -41,7 +51,9 @@ pub(super) async fn serve_client(mut tcp: TcpStream, client_addr: SocketAddr, sh
         close_with_alert(tcp, sni::ALERT_INTERNAL_ERROR).await;
         return;
     };
-    let (send, recv) = match slot.conn().conn.open_bi().await {
+    // A gateway at its stream limit makes open_bi wait; bound that wait.
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, slot.conn().conn.open_bi()).await;
+    let (send, recv) = match opened.unwrap_or(Err(quinn::ConnectionError::TimedOut)) {
         Ok(pair) => pair,
         Err(e) => {
             stats.no_gateway.inc();
@@ -75,7 +87,18 @@ pub(super) async fn serve_client(mut tcp: TcpStream, client_addr: SocketAddr, sh
         return;
     }
     stats.bytes_to_gateway.add(peeked.bytes.len() as u64);
-    match tokio::io::copy_bidirectional(&mut tcp, &mut stream).await {
+    let activity = Activity::new();
+    let mut tcp = Tracked::new(tcp, activity.clone());
+    let relayed = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut tcp, &mut stream) => r,
+        _ = activity.idle_for(shared.idle_timeout) => {
+            stats.streams_idle.inc();
+            info!(stream = stream_id, "closing stream idle for {:?}", shared.idle_timeout);
+            stream.abort();
+            return;
+        }
+    };
+    match relayed {
         Ok((up, down)) => {
             stats.bytes_to_gateway.add(up);
             stats.bytes_to_client.add(down);

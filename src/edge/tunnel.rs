@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::EdgeShared;
 use crate::protocol::{codes, frame, Control, RejectCode, MAX_FRAME_LEN, PROTOCOL_VERSION};
@@ -30,9 +30,17 @@ enum Refusal {
 }
 
 /// Serves one incoming gateway connection until it closes.
-pub(super) async fn serve_connection(incoming: quinn::Incoming, shared: Arc<EdgeShared>, shutdown: CancellationToken) {
+///
+/// On `drain` the gateway is asked to drain and gets no new streams; the connection stays
+/// open for in-flight streams until `stop`.
+pub(super) async fn serve_connection(
+    incoming: quinn::Incoming,
+    shared: Arc<EdgeShared>,
+    drain: CancellationToken,
+    stop: CancellationToken,
+) {
     let remote = incoming.remote_address();
-    if let Err(why) = register_and_serve(incoming, &shared, &shutdown).await {
+    if let Err(why) = register_and_serve(incoming, &shared, &drain, &stop).await {
         shared.stats.tunnel_refused.inc();
         warn!(%remote, "gateway connection refused: {why}");
     }
@@ -50,7 +58,8 @@ fn peer_tunnel_id(conn: &quinn::Connection) -> Result<String, Refusal> {
 async fn register_and_serve(
     incoming: quinn::Incoming,
     shared: &EdgeShared,
-    shutdown: &CancellationToken,
+    drain: &CancellationToken,
+    stop: &CancellationToken,
 ) -> Result<(), Refusal> {
     let conn = incoming.await.map_err(Refusal::Handshake)?;
     let remote = conn.remote_address();
@@ -99,27 +108,40 @@ async fn register_and_serve(
     }
     info!(tunnel = %tunnel_id, connection = live.id, %remote, "gateway registered");
 
+    let mut draining = false;
     let reason = loop {
         tokio::select! {
-            msg = frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN) => match msg {
+            msg = frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN), if !draining => match msg {
                 Ok(Some(Control::Drain { grace_ms })) => {
                     // The gateway is going away: route no new streams here.
                     shared.registry.deregister(&live);
                     info!(tunnel = %tunnel_id, connection = live.id, grace_ms, "gateway draining");
                 }
-                Ok(Some(other)) => warn!(tunnel = %tunnel_id, connection = live.id, "ignoring unexpected control message {other:?}"),
+                Ok(Some(other)) => {
+                    debug!(tunnel = %tunnel_id, connection = live.id, "ignoring control message {other:?}")
+                }
                 Ok(None) => break "control stream closed".to_owned(),
                 Err(e) => break format!("control stream failed: {e}"),
             },
-            _ = shutdown.cancelled() => {
-                let _ = frame::write(&mut send, &Control::Drain { grace_ms: 0 }, MAX_FRAME_LEN).await;
-                conn.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
-                break "edge shutting down".to_owned();
+            _ = drain.cancelled(), if !draining => {
+                // Edge shutdown: no new streams here; in-flight ones may finish.
+                draining = true;
+                shared.registry.deregister(&live);
+                let grace_ms = u64::try_from(super::SHUTDOWN_GRACE.as_millis()).unwrap_or(u64::MAX);
+                let _ = frame::write(&mut send, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
             }
+            _ = stop.cancelled() => break "edge shutting down".to_owned(),
+            err = conn.closed() => break err.to_string(),
         }
     };
-    // Wait for the connection itself to end: in-flight streams may outlive the control stream.
-    let err = conn.closed().await;
+    // In-flight streams may outlive the control stream: wait for the connection to end.
+    let err = tokio::select! {
+        err = conn.closed() => err.to_string(),
+        _ = stop.cancelled() => {
+            conn.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
+            "closed by edge shutdown".to_owned()
+        }
+    };
     shared.registry.deregister(&live);
     info!(tunnel = %tunnel_id, connection = live.id, "gateway connection closed ({reason}; {err})");
     Ok(())

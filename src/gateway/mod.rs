@@ -47,6 +47,8 @@ pub struct GatewayShared {
     routes: RwLock<Arc<RouteTable>>,
     /// The inner TLS config (hot-swappable).
     pub inner_tls: InnerTls,
+    /// A client connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl GatewayShared {
@@ -76,8 +78,11 @@ impl Gateway {
         transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
         transport.max_concurrent_uni_streams(0u32.into());
         client.transport_config(Arc::new(transport));
-        let shared =
-            Arc::new(GatewayShared { routes: RwLock::new(config.routes.clone()), inner_tls: InnerTls::new(inner) });
+        let shared = Arc::new(GatewayShared {
+            routes: RwLock::new(config.routes.clone()),
+            inner_tls: InnerTls::new(inner),
+            idle_timeout: config.idle_timeout,
+        });
         Ok(Self { config, shared, client, state: watch::channel(TunnelState::Connecting).0 })
     }
 

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
-use super::route::{Route, RouteTable};
+use super::route::{strip_port, Route, RouteTable};
 use super::upstream::{find_upstream_error, UpstreamBody, UpstreamError};
 
 /// Body type of responses to the client.
@@ -45,6 +45,21 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ClientBody> {
     let started = Instant::now();
     let host = request_host(&req).unwrap_or_else(|| conn.sni.clone());
+    // The edge picked this tunnel by SNI; a different Host would reach routes the edge
+    // never published under that name (RFC 9110 §15.5.20).
+    if !strip_port(&host).trim_end_matches('.').eq_ignore_ascii_case(&conn.sni) {
+        debug!(stream = conn.stream_id, %host, sni = %conn.sni, "Host does not match SNI");
+        let message = format!("host {host} does not match the TLS server name {}", conn.sni);
+        return json_error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request", &message, None);
+    }
+    if !is_safe_path(req.uri().path()) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "dot segments and encoded separators are not allowed",
+            None,
+        );
+    }
     let Some(route) = routes.lookup(&host, req.uri().path()).cloned() else {
         debug!(stream = conn.stream_id, %host, "no route");
         return json_error(
@@ -77,6 +92,14 @@ pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<I
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.boxed())
+}
+
+/// Whether a path is free of dot segments and encoded dots or separators, which could
+/// otherwise step outside a route's path prefix once the upstream normalises it.
+fn is_safe_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    !path.split('/').any(|seg| seg == "." || seg == "..")
+        && !["%2e", "%2f", "%5c", "\\"].iter().any(|bad| lower.contains(bad))
 }
 
 /// The host a request is for: the URI authority (HTTP/2) or the `Host` header (HTTP/1.1).
@@ -116,7 +139,7 @@ fn upstream_request(
     strip_hop_by_hop(headers);
     let host_value = if route.preserve_host { host } else { authority.as_str() };
     headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
-    append_forwarded_for(headers, conn.client_addr);
+    set_forwarded_for(headers, conn.client_addr);
     headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), v);
@@ -124,15 +147,12 @@ fn upstream_request(
     Ok(Request::from_parts(parts, body.boxed()))
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
-    let name = HeaderName::from_static("x-forwarded-for");
+/// Sets `X-Forwarded-For` to the address the edge saw. A value sent by the client is
+/// replaced, not extended: the gateway is the trust boundary and the client is not.
+fn set_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
     let ip = client.ip().to_canonical().to_string();
-    let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(name, v);
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
 }
 
@@ -207,11 +227,20 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends() {
+    fn forwarded_for_replaces_what_the_client_sent() {
         let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, "[::ffff:10.0.0.1]:5".parse().unwrap());
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        set_forwarded_for(&mut h, "[::ffff:10.0.0.1]:5".parse().unwrap());
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
-        append_forwarded_for(&mut h, "192.0.2.1:5".parse().unwrap());
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.1");
+    }
+
+    #[test]
+    fn unsafe_paths() {
+        for ok in ["/", "/mcp", "/mcp/", "/a.b/c..d", "/.well-known/oauth-protected-resource"] {
+            assert!(is_safe_path(ok), "{ok}");
+        }
+        for bad in ["/pub/../secret", "/pub/..", "/./x", "/pub/%2e%2e/secret", "/pub/%2E./x", "/a%2Fb", "/a\\b"] {
+            assert!(!is_safe_path(bad), "{bad}");
+        }
     }
 }

@@ -134,7 +134,7 @@ impl RouteTable {
 }
 
 /// `host:port` → `host`, `[v6]:port` → `v6`.
-fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -13,11 +13,14 @@ use tracing::{debug, info};
 
 use super::proxy::{self, ConnInfo};
 use super::GatewayShared;
+use crate::idle::{Activity, Tracked};
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};
 use crate::stream::TunnelStream;
 
 /// Time allowed for the preamble and the inner TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to send a request's headers (HTTP/1.1).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The inner TLS server config; replaced as a whole when the certificate rotates, so
 /// handshakes in progress keep the config they started with.
@@ -60,6 +63,8 @@ pub async fn serve_stream(mut stream: TunnelStream, shared: Arc<GatewayShared>, 
     };
     let stream_id = open.stream_id;
     let acceptor = shared.inner_tls.acceptor();
+    let activity = Activity::new();
+    let stream = Tracked::new(stream, activity.clone());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -79,14 +84,20 @@ pub async fn serve_stream(mut stream: TunnelStream, shared: Arc<GatewayShared>, 
         let (routes, conn) = (routes.clone(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, conn, req).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
+    let idle = shared.idle_timeout;
     let result = tokio::select! {
         r = connection.as_mut() => r,
         _ = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
+        }
+        _ = activity.idle_for(idle) => {
+            info!(stream = stream_id, "closing client connection idle for {idle:?}");
+            return;
         }
     };
     if let Err(e) = result {

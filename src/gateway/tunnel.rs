@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::serve::serve_stream;
 use super::GatewayShared;
@@ -71,16 +71,31 @@ pub(super) async fn run(
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 ) {
+    let lingering = TaskTracker::new();
+    let link = Link {
+        shared: &shared,
+        edge: &edge,
+        client: &client,
+        state: &state,
+        shutdown: &shutdown,
+        shutdown_timeout,
+        lingering: &lingering,
+    };
     let mut attempt: u32 = 0;
     while !shutdown.is_cancelled() {
         state.send_replace(TunnelState::Connecting);
         let started = Instant::now();
-        let outcome = connect_and_serve(&shared, &edge, &client, &state, &shutdown, shutdown_timeout).await;
+        let outcome = connect_and_serve(&link).await;
         if shutdown.is_cancelled() {
             break;
         }
         match outcome {
-            Ok(reason) => {
+            Ok(Ended::Drained(_)) => {
+                attempt = 0;
+                continue;
+            }
+            Ok(Ended::Shutdown) => break,
+            Ok(Ended::Lost(reason)) => {
                 warn!(edge = %edge.address, "tunnel connection lost: {reason}");
                 state.send_replace(TunnelState::Disconnected { reason });
             }
@@ -101,7 +116,22 @@ pub(super) async fn run(
             _ = shutdown.cancelled() => break,
         }
     }
+    lingering.close();
+    lingering.wait().await;
     state.send_replace(TunnelState::Stopped);
+}
+
+/// Everything one connection attempt needs, borrowed from the dial loop.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    shared: &'a Arc<GatewayShared>,
+    edge: &'a EdgeTarget,
+    client: &'a quinn::ClientConfig,
+    state: &'a watch::Sender<TunnelState>,
+    shutdown: &'a CancellationToken,
+    shutdown_timeout: Duration,
+    /// Drained connections finishing their streams in the background.
+    lingering: &'a TaskTracker,
 }
 
 /// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
@@ -120,14 +150,8 @@ async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
 }
 
 /// One connection: dial, register, serve streams. `Ok(reason)` once it was registered.
-async fn connect_and_serve(
-    shared: &Arc<GatewayShared>,
-    edge: &EdgeTarget,
-    client: &quinn::ClientConfig,
-    state: &watch::Sender<TunnelState>,
-    shutdown: &CancellationToken,
-    shutdown_timeout: Duration,
-) -> Result<String, DialError> {
+async fn connect_and_serve(link: &Link<'_>) -> Result<Ended, DialError> {
+    let Link { edge, client, .. } = *link;
     let addr = resolve(&edge.address).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -141,7 +165,7 @@ async fn connect_and_serve(
         .await
         .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
     match hello_exchange(&conn).await {
-        Ok(welcome) => serve_connection(shared, &endpoint, conn, welcome, state, shutdown, shutdown_timeout).await,
+        Ok(welcome) => serve_connection(link, &endpoint, conn, welcome).await,
         Err(e) => {
             // With TLS 1.3 client auth the edge judges our certificate only after our side
             // considers the handshake done; its verdict arrives as the close reason.
@@ -183,14 +207,12 @@ async fn hello_exchange(conn: &quinn::Connection) -> Result<Welcomed, DialError>
 
 /// Serves a registered connection until it ends; returns why it ended.
 async fn serve_connection(
-    shared: &Arc<GatewayShared>,
+    link: &Link<'_>,
     endpoint: &quinn::Endpoint,
     conn: quinn::Connection,
     welcome: Welcomed,
-    state: &watch::Sender<TunnelState>,
-    shutdown: &CancellationToken,
-    shutdown_timeout: Duration,
-) -> Result<String, DialError> {
+) -> Result<Ended, DialError> {
+    let Link { shared, state, shutdown, shutdown_timeout, lingering, .. } = *link;
     let Welcomed { mut send, mut recv, tunnel_id, connection_id, hostnames } = welcome;
     let addr = conn.remote_address();
     info!(tunnel = %tunnel_id, connection = connection_id, edge = %addr, ?hostnames, "tunnel registered");
@@ -209,35 +231,85 @@ async fn serve_connection(
     });
     let streams = TaskTracker::new();
     let drain = CancellationToken::new();
-    let reason = loop {
+    let ended = loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
                 Ok((s, r)) => { streams.spawn(serve_stream(TunnelStream::quic(s, r), shared.clone(), drain.clone())); }
-                Err(e) => break e.to_string(),
+                Err(e) => break Ended::Lost(e.to_string()),
             },
             msg = control.recv() => match msg.unwrap_or(Ok(None)) {
-                Ok(Some(Control::Drain { grace_ms })) => info!(connection = connection_id, grace_ms, "edge asked to drain"),
-                Ok(Some(other)) => warn!(connection = connection_id, "ignoring unexpected control message {other:?}"),
-                Ok(None) => break "edge closed the control stream".to_owned(),
-                Err(e) => break format!("control stream failed: {e}"),
+                Ok(Some(Control::Drain { grace_ms })) => break Ended::Drained(Duration::from_millis(grace_ms)),
+                Ok(Some(other)) => debug!(connection = connection_id, "ignoring control message {other:?}"),
+                Ok(None) => break Ended::Lost("edge closed the control stream".to_owned()),
+                Err(e) => break Ended::Lost(format!("control stream failed: {e}")),
             },
             _ = shutdown.cancelled() => {
                 // Graceful: tell the edge to route nothing new here, let in-flight finish.
                 let grace_ms = u64::try_from(shutdown_timeout.as_millis()).unwrap_or(u64::MAX);
                 let _ = frame::write(&mut send, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
-                drain.cancel();
-                streams.close();
-                if tokio::time::timeout(shutdown_timeout, streams.wait()).await.is_err() {
-                    warn!(connection = connection_id, "shutdown timeout reached with streams in flight; closing");
-                }
-                break "gateway shutting down".to_owned();
+                finish(&conn, shared, &streams, &drain, shutdown_timeout).await;
+                break Ended::Shutdown;
             }
         }
     };
     reader.abort();
+    if let Ended::Drained(grace) = ended {
+        // Make-before-break: the caller dials a replacement now, while this connection
+        // finishes its in-flight streams in the background.
+        info!(connection = connection_id, ?grace, "edge asked this connection to drain; replacing it");
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        let grace = grace.min(shutdown_timeout.max(Duration::from_secs(1)));
+        lingering.spawn(async move {
+            tokio::select! {
+                _ = finish(&conn, &shared, &streams, &drain, grace) => {}
+                _ = shutdown.cancelled() => finish(&conn, &shared, &streams, &drain, shutdown_timeout).await,
+            }
+            conn.close(codes::CLOSE_NORMAL.into(), b"drained");
+        });
+        return Ok(ended);
+    }
     conn.close(codes::CLOSE_NORMAL.into(), b"bye");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    Ok(reason)
+    Ok(ended)
+}
+
+/// Lets in-flight streams finish (up to `limit`), still serving streams that raced the
+/// drain, then returns so the caller can close the connection.
+async fn finish(
+    conn: &quinn::Connection,
+    shared: &Arc<GatewayShared>,
+    streams: &TaskTracker,
+    drain: &CancellationToken,
+    limit: Duration,
+) {
+    drain.cancel();
+    streams.close();
+    let serve_stragglers = async {
+        while let Ok((s, r)) = conn.accept_bi().await {
+            streams.spawn(serve_stream(TunnelStream::quic(s, r), shared.clone(), drain.clone()));
+        }
+        std::future::pending::<()>().await
+    };
+    let done = async {
+        tokio::select! {
+            _ = streams.wait() => {}
+            _ = serve_stragglers => {}
+        }
+    };
+    if tokio::time::timeout(limit, done).await.is_err() {
+        warn!(remote = %conn.remote_address(), "drain time limit reached with streams in flight; closing");
+    }
+}
+
+/// How a registered connection ended.
+#[derive(Debug)]
+pub(super) enum Ended {
+    /// The connection failed or the edge went away.
+    Lost(String),
+    /// The edge asked for a drain; the connection finishes in the background.
+    Drained(Duration),
+    /// The gateway is shutting down.
+    Shutdown,
 }
 
 /// Explains a connection close, naming the TLS alert when the handshake was refused.

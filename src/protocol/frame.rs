@@ -151,6 +151,15 @@ mod tests {
     }
 
     #[test]
+    fn unknown_message_types_decode_as_unknown() {
+        let json = br#"{"type":"from_the_future","x":[1,2]}"#;
+        let mut bytes = (json.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(json);
+        let (msg, _): (Control, usize) = decode(&bytes, MAX_FRAME_LEN).unwrap().unwrap();
+        assert_eq!(msg, Control::Unknown);
+    }
+
+    #[test]
     fn unknown_reject_codes_and_extra_fields_are_tolerated() {
         let json = br#"{"type":"reject","code":"new_reason","reason":"x","extra":1}"#;
         let mut bytes = (json.len() as u32).to_be_bytes().to_vec();

@@ -56,6 +56,9 @@ pub enum Control {
         /// How long the sender will wait for in-flight streams.
         grace_ms: u64,
     },
+    /// A message type this version does not know; ignored, so newer peers can add types.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Why an edge refused a gateway connection.

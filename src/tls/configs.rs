@@ -72,10 +72,11 @@ pub fn gateway_tunnel_client(
 }
 
 /// Inner TLS, terminated by the gateway with the customer's certificate; offers h2 and
-/// http/1.1 so MCP clients can use either.
+/// http/1.1 so MCP clients can use either. TLS 1.3 only: with 1.2 the server certificate
+/// would cross the edge in clear.
 pub fn inner_server(identity: &Identity) -> Result<ServerConfig, TlsConfigError> {
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.der())
         .map_err(|source| TlsConfigError::Identity { what: identity.source.clone(), source })?;
