@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod stats;
 pub mod stream;
 pub mod tls;
+pub mod transport;
 
 /// This build's version, sent to the edge in `Hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

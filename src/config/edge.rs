@@ -27,6 +27,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawTunnelListener {
     listen: Spanned<String>,
+    tcp_listen: Option<Spanned<String>>,
     cert: Spanned<String>,
     key: Spanned<String>,
     client_ca: Spanned<String>,
@@ -52,6 +53,8 @@ struct RawTunnel {
 pub struct EdgeConfig {
     /// UDP address of the QUIC tunnel listener.
     pub tunnel_listen: SocketAddr,
+    /// TCP address of the HTTP/2 fallback listener (default: same address as QUIC).
+    pub tunnel_tcp_listen: Option<SocketAddr>,
     /// The edge's server certificate and key (presented to gateways).
     pub identity: Identity,
     /// CA that signs gateway client certificates.
@@ -91,6 +94,7 @@ impl EdgeConfig {
         };
         let t = &raw.tunnel_listener;
         let tunnel_listen = addr("tunnel_listener.listen", &t.listen)?;
+        let tunnel_tcp_listen = t.tcp_listen.as_ref().map(|v| addr("tunnel_listener.tcp_listen", v)).transpose()?;
         let identity = src.identity(("tunnel_listener.cert", &t.cert), ("tunnel_listener.key", &t.key))?;
         let tunnel_ca = src.certs("tunnel_listener.client_ca", &t.client_ca)?;
         let public_listen = addr("public_listener.listen", &raw.public_listener.listen)?;
@@ -112,6 +116,7 @@ impl EdgeConfig {
         let tunnels = tunnel_map(src, &raw.tunnels)?;
         Ok(Self {
             tunnel_listen,
+            tunnel_tcp_listen,
             identity,
             tunnel_ca,
             public_listen,

@@ -35,6 +35,9 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawEdge {
     address: Spanned<String>,
+    tcp_address: Option<Spanned<String>>,
+    transport: Option<Spanned<String>>,
+    quic_retry_interval: Option<Spanned<String>>,
     server_name: Option<Spanned<String>>,
     ca: Spanned<String>,
     cert: Spanned<String>,
@@ -70,11 +73,28 @@ struct RawRoute {
     timeout: Option<Spanned<String>>,
 }
 
+/// Which transport the gateway uses to reach the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportMode {
+    /// QUIC first; HTTP/2 over TCP when UDP looks blocked, moving back when QUIC works.
+    Auto,
+    /// QUIC only.
+    Quic,
+    /// HTTP/2 over TLS/TCP only.
+    Http2,
+}
+
 /// Where and as whom the gateway dials the edge.
 #[derive(Debug, Clone)]
 pub struct EdgeTarget {
     /// `host:port` of the edge's tunnel listener, resolved at each dial.
     pub address: String,
+    /// `host:port` of the HTTP/2 fallback listener, when it differs from `address`.
+    pub tcp_address: Option<String>,
+    /// Transport policy.
+    pub transport: TransportMode,
+    /// While on HTTP/2 in `auto` mode, how often to check whether QUIC works again.
+    pub quic_retry_interval: Duration,
     /// Name the edge's certificate must carry.
     pub server_name: ServerName<'static>,
     /// The pinned edge CA.
@@ -113,6 +133,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
     /// QUIC/TLS port of the edge when an address has none.
     pub const EDGE_PORT: u16 = 7844;
+    /// How often an `auto` gateway on HTTP/2 retries QUIC.
+    pub const QUIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 }
 
 impl GatewayConfig {
@@ -157,7 +179,23 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
     let identity = src.identity(("edge.cert", &raw.cert), ("edge.key", &raw.key))?;
     crate::tls::identity::tunnel_id(&identity.chain[0])
         .map_err(|e| src.invalid("edge.cert", &raw.cert, format!("not a gateway certificate: {e}")))?;
-    Ok(EdgeTarget { address, server_name, ca, identity })
+    let tcp_address = match &raw.tcp_address {
+        None => None,
+        Some(a) => {
+            split_host_port(a.get_ref(), defaults::EDGE_PORT)
+                .ok_or_else(|| src.invalid("edge.tcp_address", a, "expected \"host:port\""))?;
+            Some(a.get_ref().trim().to_owned())
+        }
+    };
+    let transport = match raw.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "auto")) => TransportMode::Auto,
+        Some((_, "quic")) => TransportMode::Quic,
+        Some((_, "http2")) => TransportMode::Http2,
+        Some((t, _)) => return Err(src.invalid("edge.transport", t, "expected \"auto\", \"quic\" or \"http2\"")),
+    };
+    let quic_retry_interval =
+        src.duration("edge.quic_retry_interval", raw.quic_retry_interval.as_ref(), defaults::QUIC_RETRY_INTERVAL)?;
+    Ok(EdgeTarget { address, tcp_address, transport, quic_retry_interval, server_name, ca, identity })
 }
 
 /// Splits `host:port`, `[v6]:port` or a bare host; `None` on a malformed port.

@@ -4,6 +4,7 @@
 //! for public MCP clients (`public`: SNI peek, stream per connection, splice). The edge
 //! relays ciphertext only; it holds no inner key.
 
+pub mod link;
 pub mod public;
 pub mod registry;
 pub mod sni;
@@ -24,6 +25,7 @@ use crate::config::edge::EdgeConfig;
 use crate::protocol::{codes, ALPN_QUIC};
 use crate::stats::Counter;
 use crate::tls::configs::{self, TlsConfigError};
+use crate::transport::ALPN_H2;
 use registry::Registry;
 
 /// QUIC idle timeout (ms): a gateway that vanishes is noticed within this time.
@@ -84,6 +86,9 @@ pub struct EdgeShared {
 pub struct Edge {
     shared: Arc<EdgeShared>,
     endpoint: quinn::Endpoint,
+    /// TCP listener of the HTTP/2 fallback transport.
+    tunnel_tcp: TcpListener,
+    tunnel_tls: tokio_rustls::TlsAcceptor,
     public: TcpListener,
 }
 
@@ -91,6 +96,7 @@ impl Edge {
     /// Binds both listeners (port 0 allowed) so callers learn the addresses before `run`.
     pub async fn bind(config: &EdgeConfig) -> Result<Self, EdgeError> {
         let tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_QUIC])?;
+        let h2_tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_H2])?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
         let mut transport = quinn::TransportConfig::default();
         transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(QUIC_IDLE_TIMEOUT_MS))));
@@ -98,11 +104,7 @@ impl Edge {
         transport.max_concurrent_bidi_streams(4u32.into());
         transport.max_concurrent_uni_streams(0u32.into());
         server.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(server, config.tunnel_listen).map_err(|source| EdgeError::Bind {
-            what: "QUIC tunnel listener",
-            addr: config.tunnel_listen,
-            source,
-        })?;
+        let (endpoint, tunnel_tcp) = bind_tunnel(server, config.tunnel_listen, config.tunnel_tcp_listen).await?;
         let public = TcpListener::bind(config.public_listen).await.map_err(|source| EdgeError::Bind {
             what: "public listener",
             addr: config.public_listen,
@@ -116,7 +118,13 @@ impl Edge {
             max_connections: config.max_connections,
             next_stream_id: AtomicU64::new(1),
         });
-        Ok(Self { shared, endpoint, public })
+        let tunnel_tls = tokio_rustls::TlsAcceptor::from(Arc::new(h2_tls));
+        Ok(Self { shared, endpoint, tunnel_tcp, tunnel_tls, public })
+    }
+
+    /// TCP address of the HTTP/2 fallback tunnel listener.
+    pub fn tunnel_tcp_addr(&self) -> SocketAddr {
+        self.tunnel_tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// UDP address gateways dial.
@@ -137,32 +145,89 @@ impl Edge {
     /// Serves until `shutdown` fires. Then: stop accepting, ask every gateway to drain,
     /// let in-flight relays finish (up to the grace period), close the tunnels.
     pub async fn run(self, shutdown: CancellationToken) {
-        info!(tunnel = %self.tunnel_addr(), public = %self.public_addr(), "edge listening");
+        info!(tunnel = %self.tunnel_addr(), tunnel_tcp = %self.tunnel_tcp_addr(), public = %self.public_addr(), "edge listening");
         let relays = TaskTracker::new();
         let tunnels = TaskTracker::new();
         let hard_stop = CancellationToken::new();
+        let stops = tunnel::Stops { drain: shutdown.clone(), stop: hard_stop.clone() };
         let public = tokio::spawn(accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
+        let h2 = tokio::spawn(accept_h2(
+            self.tunnel_tcp,
+            self.tunnel_tls,
+            self.shared.clone(),
+            tunnels.clone(),
+            stops.clone(),
+        ));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let (shared, drain, stop) = (self.shared.clone(), shutdown.clone(), hard_stop.clone());
-                    tunnels.spawn(tunnel::serve_connection(incoming, shared, drain, stop));
+                    tunnels.spawn(tunnel::serve_quic(incoming, self.shared.clone(), stops.clone()));
                 }
                 _ = shutdown.cancelled() => break,
             }
         }
         let _ = public.await;
+        let _ = h2.await;
         relays.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, relays.wait()).await.is_err() {
             warn!("shutdown grace period over; cutting remaining relays");
         }
         hard_stop.cancel();
         tunnels.close();
-        tunnels.wait().await;
+        if tokio::time::timeout(Duration::from_secs(5), tunnels.wait()).await.is_err() {
+            warn!("gateway connections did not close in time");
+        }
         self.endpoint.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         info!("edge stopped");
+    }
+}
+
+/// Binds the QUIC endpoint and the TCP fallback listener. With port 0 both get the same
+/// (free) port number, so one `host:port` reaches either transport.
+async fn bind_tunnel(
+    server: quinn::ServerConfig,
+    udp: SocketAddr,
+    tcp: Option<SocketAddr>,
+) -> Result<(quinn::Endpoint, TcpListener), EdgeError> {
+    let bind_err = |what, addr| move |source| EdgeError::Bind { what, addr, source };
+    for _ in 0..10 {
+        let endpoint = quinn::Endpoint::server(server.clone(), udp).map_err(bind_err("QUIC tunnel listener", udp))?;
+        let port = endpoint.local_addr().map_err(bind_err("QUIC tunnel listener", udp))?.port();
+        let tcp_addr = tcp.unwrap_or(SocketAddr::new(udp.ip(), port));
+        match TcpListener::bind(tcp_addr).await {
+            Ok(listener) => return Ok((endpoint, listener)),
+            // Port 0 gave a UDP port whose TCP twin is taken: try another.
+            Err(_) if udp.port() == 0 && tcp.is_none() => continue,
+            Err(source) => return Err(EdgeError::Bind { what: "HTTP/2 tunnel listener", addr: tcp_addr, source }),
+        }
+    }
+    Err(EdgeError::Bind { what: "HTTP/2 tunnel listener", addr: udp, source: std::io::ErrorKind::AddrInUse.into() })
+}
+
+/// Accepts HTTP/2-fallback gateway connections until `stops.drain`.
+async fn accept_h2(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    shared: Arc<EdgeShared>,
+    tunnels: TaskTracker,
+    stops: tunnel::Stops,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stops.drain.cancelled() => return,
+        };
+        match accepted {
+            Ok((tcp, addr)) => {
+                tunnels.spawn(tunnel::serve_h2(tcp, addr, tls.clone(), shared.clone(), stops.clone()));
+            }
+            Err(e) => {
+                warn!("tunnel TCP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

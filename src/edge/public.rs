@@ -11,11 +11,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use super::link::LinkError;
 use super::sni::{self, peek_client_hello, MAX_CLIENT_HELLO};
 use super::EdgeShared;
 use crate::idle::{Activity, Tracked};
-use crate::protocol::{frame, Open, MAX_FRAME_LEN};
-use crate::stream::TunnelStream;
+use crate::protocol::Open;
 
 /// How long to wait for a gateway to accept a new stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,9 +52,12 @@ pub(super) async fn serve_client(
         return;
     };
     // A gateway at its stream limit makes open_bi wait; bound that wait.
-    let opened = tokio::time::timeout(OPEN_TIMEOUT, slot.conn().conn.open_bi()).await;
-    let (send, recv) = match opened.unwrap_or(Err(quinn::ConnectionError::TimedOut)) {
-        Ok(pair) => pair,
+    let stream_id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+    let open = Open { stream_id, sni: sni.clone(), client_addr };
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, slot.conn().link.open(&open)).await;
+    let mut stream = match opened.unwrap_or_else(|_| Err(LinkError::Other(format!("timed out after {OPEN_TIMEOUT:?}"))))
+    {
+        Ok(stream) => stream,
         Err(e) => {
             stats.no_gateway.inc();
             info!(client = %client_addr, %sni, tunnel = %tunnel_id, "cannot open tunnel stream: {e}");
@@ -62,22 +65,11 @@ pub(super) async fn serve_client(
             return;
         }
     };
-    let stream_id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
-    let mut stream = TunnelStream::quic(send, recv);
-    let open = Open { stream_id, sni: sni.clone(), client_addr };
-    // Preamble and ClientHello in one write: the gateway sees the stream at once.
-    let mut first = match frame::encode(&open, MAX_FRAME_LEN) {
-        Ok(b) => b,
-        Err(e) => {
-            info!(client = %client_addr, %sni, "cannot encode preamble: {e}");
-            return;
-        }
-    };
-    first.extend_from_slice(&peeked.bytes);
     stats.streams_opened.inc();
     debug!(stream = stream_id, client = %client_addr, %sni, tunnel = %tunnel_id, connection = slot.conn().id, "stream opened");
+    // The ClientHello goes out at once, so the gateway can start the handshake.
     let written = async {
-        stream.write_all(&first).await?;
+        stream.write_all(&peeked.bytes).await?;
         stream.flush().await
     };
     if let Err(e) = written.await {

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
+use super::link::Link;
+
 /// A registered gateway connection.
 #[derive(Debug)]
 pub struct LiveConn {
@@ -15,8 +17,8 @@ pub struct LiveConn {
     pub id: u64,
     /// The tunnel this connection belongs to.
     pub tunnel_id: String,
-    /// The QUIC connection streams are opened on.
-    pub conn: quinn::Connection,
+    /// The connection streams are opened on.
+    pub link: Link,
     /// Streams currently open on it.
     pub active: AtomicUsize,
 }
@@ -92,11 +94,11 @@ impl Registry {
     }
 
     /// Registers a connection and returns its handle.
-    pub fn register(&self, tunnel_id: &str, conn: quinn::Connection) -> Arc<LiveConn> {
+    pub fn register(&self, tunnel_id: &str, link: Link) -> Arc<LiveConn> {
         let live = Arc::new(LiveConn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             tunnel_id: tunnel_id.to_owned(),
-            conn,
+            link,
             active: AtomicUsize::new(0),
         });
         self.lock().entry(tunnel_id.to_owned()).or_default().push(live.clone());

@@ -4,6 +4,7 @@
 //! `upstream` (allow-listed, pooled connections to MCP servers).
 
 pub mod allowlist;
+pub mod dial;
 pub mod proxy;
 pub mod route;
 pub mod serve;
@@ -21,6 +22,7 @@ use tracing::info;
 use crate::config::gateway::GatewayConfig;
 use crate::protocol::ALPN_QUIC;
 use crate::tls::configs::{self, TlsConfigError};
+use crate::transport::ALPN_H2;
 use route::RouteTable;
 use serve::InnerTls;
 pub use tunnel::TunnelState;
@@ -63,6 +65,7 @@ pub struct Gateway {
     config: GatewayConfig,
     shared: Arc<GatewayShared>,
     client: quinn::ClientConfig,
+    h2_tls: Arc<rustls::ClientConfig>,
     state: watch::Sender<TunnelState>,
 }
 
@@ -71,6 +74,7 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
         let outer = configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_QUIC])?;
+        let h2_tls = Arc::new(configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_H2])?);
         let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(outer)?));
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(KEEP_ALIVE));
@@ -83,7 +87,7 @@ impl Gateway {
             inner_tls: InnerTls::new(inner),
             idle_timeout: config.idle_timeout,
         });
-        Ok(Self { config, shared, client, state: watch::channel(TunnelState::Connecting).0 })
+        Ok(Self { config, shared, client, h2_tls, state: watch::channel(TunnelState::Connecting).0 })
     }
 
     /// Watches the tunnel's state.
@@ -97,15 +101,8 @@ impl Gateway {
         for r in self.config.routes.routes() {
             info!(route = %r.name, upstream = %r.upstream.url(), "route");
         }
-        tunnel::run(
-            self.shared.clone(),
-            self.config.edge.clone(),
-            self.client.clone(),
-            self.state.clone(),
-            shutdown,
-            self.config.shutdown_timeout,
-        )
-        .await;
+        let dialer = tunnel::Dialer { edge: self.config.edge.clone(), quic: self.client, h2_tls: self.h2_tls };
+        tunnel::run(self.shared.clone(), dialer, self.state.clone(), shutdown, self.config.shutdown_timeout).await;
         info!("gateway stopped");
     }
 }

@@ -46,20 +46,29 @@ impl InnerTls {
 
 /// Serves one data stream until the client's connection ends or `shutdown` fires
 /// (then in-flight requests finish and the connection closes gracefully).
-pub async fn serve_stream(mut stream: TunnelStream, shared: Arc<GatewayShared>, shutdown: CancellationToken) {
-    let open = match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read::<Open, _>(&mut stream, MAX_FRAME_LEN)).await {
-        Ok(Ok(Some(open))) => open,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            info!("bad stream preamble, dropping stream: {e}");
-            stream.abort();
-            return;
-        }
-        Err(_) => {
-            info!("no stream preamble within {HANDSHAKE_TIMEOUT:?}, dropping stream");
-            stream.abort();
-            return;
-        }
+pub async fn serve_stream(
+    mut stream: TunnelStream,
+    open: Option<Open>,
+    shared: Arc<GatewayShared>,
+    shutdown: CancellationToken,
+) {
+    let open = match open {
+        Some(open) => open,
+        None => match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read::<Open, _>(&mut stream, MAX_FRAME_LEN)).await
+        {
+            Ok(Ok(Some(open))) => open,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                info!("bad stream preamble, dropping stream: {e}");
+                stream.abort();
+                return;
+            }
+            Err(_) => {
+                info!("no stream preamble within {HANDSHAKE_TIMEOUT:?}, dropping stream");
+                stream.abort();
+                return;
+            }
+        },
     };
     let stream_id = open.stream_id;
     let acceptor = shared.inner_tls.acceptor();
@@ -76,7 +85,9 @@ pub async fn serve_stream(mut stream: TunnelStream, shared: Arc<GatewayShared>, 
             return;
         }
     };
-    let Open { sni, client_addr, .. } = open;
+    // Route by the name the client asked *this* TLS session for, not the edge's report.
+    let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase).unwrap_or(open.sni);
+    let client_addr = open.client_addr;
     let conn = Arc::new(ConnInfo { stream_id, client_addr, sni });
     debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
     let routes = shared.routes();

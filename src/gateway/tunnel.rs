@@ -1,24 +1,27 @@
-//! The gateway's outbound tunnel connection: dial the edge over QUIC with mTLS, say
-//! `Hello`, get `Welcome`, then accept the data streams the edge opens — reconnecting
-//! with jittered exponential backoff whenever the connection ends.
+//! The gateway's tunnel connection: dial the edge (QUIC, or HTTP/2 over TCP when UDP is
+//! blocked), register with `Hello`/`Welcome`, serve the data streams the edge opens, and
+//! reconnect with jittered exponential backoff whenever the connection ends.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use super::dial::{self, Incoming, Session};
 use super::serve::serve_stream;
 use super::GatewayShared;
-use crate::config::gateway::EdgeTarget;
-use crate::protocol::{codes, frame, Control, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
-use crate::stream::TunnelStream;
+use crate::config::gateway::{EdgeTarget, TransportMode};
+use crate::protocol::{frame, Control, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use crate::transport::Transport;
 
-/// Time allowed for the QUIC handshake and for the edge's answer to `Hello`.
+/// Time allowed for a handshake and for the edge's answer to `Hello`.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// In `auto` mode, how long QUIC gets before UDP is presumed blocked.
+const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -30,7 +33,7 @@ pub enum TunnelState {
     /// Dialing (or waiting to redial).
     Connecting,
     /// Registered with the edge; streams flow.
-    Registered { tunnel_id: String, connection_id: u64, hostnames: Vec<String> },
+    Registered { tunnel_id: String, connection_id: u64, hostnames: Vec<String>, transport: Transport },
     /// The edge refused this gateway (wrong identity, version...); retried with backoff.
     Rejected { reason: String },
     /// The last attempt or connection failed.
@@ -50,6 +53,12 @@ pub enum DialError {
     Connect(#[from] quinn::ConnectError),
     #[error("QUIC/TLS handshake with the edge failed: {0}")]
     Handshake(#[from] quinn::ConnectionError),
+    #[error("TCP connect to the edge failed: {0}")]
+    Tcp(std::io::Error),
+    #[error("TLS handshake with the edge failed: {0}")]
+    Tls(std::io::Error),
+    #[error("HTTP/2: {0}")]
+    H2(#[from] h2::Error),
     #[error("edge did not answer within {0:?}")]
     Timeout(Duration),
     #[error("control stream: {0}")]
@@ -62,49 +71,113 @@ pub enum DialError {
     Closed(String),
 }
 
+impl DialError {
+    /// Failures that say "UDP does not get through", as opposed to a refusal.
+    fn udp_looks_blocked(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout(_)
+                | Self::Bind(_)
+                | Self::Handshake(quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset)
+        )
+    }
+}
+
+/// How the gateway reaches the edge.
+pub(super) struct Dialer {
+    pub edge: EdgeTarget,
+    pub quic: quinn::ClientConfig,
+    pub h2_tls: Arc<rustls::ClientConfig>,
+}
+
+/// A registered connection.
+pub(super) struct Registered {
+    session: Session,
+    tunnel_id: String,
+    connection_id: u64,
+    hostnames: Vec<String>,
+}
+
+/// How a registered connection ended.
+pub(super) enum Ended {
+    /// The connection failed or the edge went away.
+    Lost(String),
+    /// The edge asked for a drain; the connection finishes in the background.
+    Drained(Duration),
+    /// QUIC works again: this HTTP/2 connection drains and the new one takes over.
+    Upgraded(Box<Registered>),
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+/// Everything the dial loop shares with one connection.
+struct Ctx<'a> {
+    shared: &'a Arc<GatewayShared>,
+    dialer: &'a Dialer,
+    state: &'a watch::Sender<TunnelState>,
+    shutdown: &'a CancellationToken,
+    shutdown_timeout: Duration,
+    /// Drained connections finishing their streams in the background.
+    lingering: &'a TaskTracker,
+}
+
 /// Dials forever (until `shutdown`), serving streams while connected.
 pub(super) async fn run(
     shared: Arc<GatewayShared>,
-    edge: EdgeTarget,
-    client: quinn::ClientConfig,
+    dialer: Dialer,
     state: watch::Sender<TunnelState>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 ) {
     let lingering = TaskTracker::new();
-    let link = Link {
+    let ctx = Ctx {
         shared: &shared,
-        edge: &edge,
-        client: &client,
+        dialer: &dialer,
         state: &state,
         shutdown: &shutdown,
         shutdown_timeout,
         lingering: &lingering,
     };
     let mut attempt: u32 = 0;
+    let mut udp_blocked = false;
+    let mut ready: Option<Registered> = None;
     while !shutdown.is_cancelled() {
         state.send_replace(TunnelState::Connecting);
         let started = Instant::now();
-        let outcome = connect_and_serve(&link).await;
-        if shutdown.is_cancelled() {
-            break;
-        }
-        match outcome {
-            Ok(Ended::Drained(_)) => {
-                attempt = 0;
-                continue;
-            }
-            Ok(Ended::Shutdown) => break,
-            Ok(Ended::Lost(reason)) => {
-                warn!(edge = %edge.address, "tunnel connection lost: {reason}");
-                state.send_replace(TunnelState::Disconnected { reason });
-            }
+        let registered = match ready.take() {
+            Some(r) => Ok(r),
+            None => tokio::select! {
+                r = establish(&dialer, &mut udp_blocked) => r,
+                _ = shutdown.cancelled() => break,
+            },
+        };
+        match registered {
+            Ok(reg) => match serve(&ctx, reg).await {
+                Ended::Shutdown => break,
+                Ended::Upgraded(reg) => {
+                    info!("QUIC reaches the edge again; moved the tunnel back from HTTP/2");
+                    udp_blocked = false;
+                    ready = Some(*reg);
+                    continue;
+                }
+                // Make-before-break: replace a drained connection at once, unless the
+                // edge drains every connection right away (then back off).
+                Ended::Drained(_) if started.elapsed() > Duration::from_secs(1) => {
+                    attempt = 0;
+                    continue;
+                }
+                Ended::Drained(_) => {}
+                Ended::Lost(reason) => {
+                    warn!(edge = %dialer.edge.address, "tunnel connection lost: {reason}");
+                    state.send_replace(TunnelState::Disconnected { reason });
+                }
+            },
             Err(DialError::Rejected(reason)) => {
-                error!(edge = %edge.address, "edge rejected the tunnel: {reason}");
+                error!(edge = %dialer.edge.address, "edge rejected the tunnel: {reason}");
                 state.send_replace(TunnelState::Rejected { reason });
             }
             Err(e) => {
-                warn!(edge = %edge.address, "tunnel connection failed: {e}");
+                warn!(edge = %dialer.edge.address, "tunnel connection failed: {e}");
                 state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
             }
         }
@@ -121,121 +194,110 @@ pub(super) async fn run(
     state.send_replace(TunnelState::Stopped);
 }
 
-/// Everything one connection attempt needs, borrowed from the dial loop.
-#[derive(Clone, Copy)]
-struct Link<'a> {
-    shared: &'a Arc<GatewayShared>,
-    edge: &'a EdgeTarget,
-    client: &'a quinn::ClientConfig,
-    state: &'a watch::Sender<TunnelState>,
-    shutdown: &'a CancellationToken,
-    shutdown_timeout: Duration,
-    /// Drained connections finishing their streams in the background.
-    lingering: &'a TaskTracker,
-}
-
 /// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
 pub fn backoff(attempt: u32) -> Duration {
     let cap = BACKOFF_BASE.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(BACKOFF_MAX);
     cap.mul_f64(fastrand::f64())
 }
 
-async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
-    let err = |detail: String| DialError::Resolve { address: address.to_owned(), detail };
-    tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("no addresses".into()))
-}
-
-/// One connection: dial, register, serve streams. `Ok(reason)` once it was registered.
-async fn connect_and_serve(link: &Link<'_>) -> Result<Ended, DialError> {
-    let Link { edge, client, .. } = *link;
-    let addr = resolve(&edge.address).await?;
-    let bind: SocketAddr = if addr.is_ipv6() {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(DialError::Bind)?;
-    endpoint.set_default_client_config(client.clone());
-    let server_name = edge.server_name.to_str();
-    let conn = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(addr, &server_name)?)
-        .await
-        .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
-    match hello_exchange(&conn).await {
-        Ok(welcome) => serve_connection(link, &endpoint, conn, welcome).await,
-        Err(e) => {
-            // With TLS 1.3 client auth the edge judges our certificate only after our side
-            // considers the handshake done; its verdict arrives as the close reason.
-            let err = match conn.close_reason() {
-                Some(reason) => DialError::Closed(describe_close(&reason)),
-                None => e,
-            };
-            conn.close(codes::CLOSE_PROTOCOL.into(), b"handshake failed");
-            Err(err)
+/// Dials with the configured transport policy and registers.
+async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
+    let edge = &dialer.edge;
+    match edge.transport {
+        TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?).await,
+        TransportMode::Http2 => register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?).await,
+        TransportMode::Auto => {
+            if !*udp_blocked {
+                match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
+                    Ok(session) => return register(session).await,
+                    Err(e) if e.udp_looks_blocked() => {
+                        warn!(
+                            edge = %edge.address,
+                            "QUIC to the edge failed ({e}): UDP looks blocked; falling back to HTTP/2 over TCP \
+                             and retrying QUIC every {:?}",
+                            edge.quic_retry_interval
+                        );
+                        *udp_blocked = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?).await
         }
     }
 }
 
-/// What the edge answered to `Hello`.
-struct Welcomed {
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    tunnel_id: String,
-    connection_id: u64,
-    hostnames: Vec<String>,
-}
-
-async fn hello_exchange(conn: &quinn::Connection) -> Result<Welcomed, DialError> {
-    let (mut send, mut recv) = conn.open_bi().await?;
+/// Says `Hello` on a new session and waits for `Welcome`.
+async fn register(mut session: Session) -> Result<Registered, DialError> {
     let hello =
         Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index: 0 };
-    frame::write(&mut send, &hello, MAX_FRAME_LEN).await?;
-    let answer = tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN))
-        .await
-        .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))??;
-    match answer {
-        Some(Control::Welcome { tunnel_id, hostnames, connection_id }) => {
-            Ok(Welcomed { send, recv, tunnel_id, connection_id, hostnames })
+    let exchange = async {
+        frame::write(&mut session.control, &hello, MAX_FRAME_LEN).await?;
+        tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut session.control, MAX_FRAME_LEN))
+            .await
+            .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))?
+            .map_err(DialError::from)
+    };
+    let err = match exchange.await {
+        Ok(Some(Control::Welcome { tunnel_id, hostnames, connection_id })) => {
+            return Ok(Registered { session, tunnel_id, connection_id, hostnames });
         }
-        Some(Control::Reject { code, reason }) => Err(DialError::Rejected(format!("{code:?}: {reason}"))),
-        other => Err(DialError::Unexpected(format!("{other:?}"))),
-    }
+        Ok(Some(Control::Reject { code, reason })) => DialError::Rejected(format!("{code:?}: {reason}")),
+        Ok(other) => DialError::Unexpected(format!("{other:?}")),
+        // With TLS 1.3 client auth the edge judges our certificate only after our side
+        // considers the handshake done; its verdict arrives as the close reason.
+        Err(e) => match session.closer.peer_close_reason() {
+            Some(reason) => DialError::Closed(describe_close(&reason)),
+            None => e,
+        },
+    };
+    session.closer.close(b"registration failed").await;
+    Err(err)
 }
 
-/// Serves a registered connection until it ends; returns why it ended.
-async fn serve_connection(
-    link: &Link<'_>,
-    endpoint: &quinn::Endpoint,
-    conn: quinn::Connection,
-    welcome: Welcomed,
-) -> Result<Ended, DialError> {
-    let Link { shared, state, shutdown, shutdown_timeout, lingering, .. } = *link;
-    let Welcomed { mut send, mut recv, tunnel_id, connection_id, hostnames } = welcome;
-    let addr = conn.remote_address();
-    info!(tunnel = %tunnel_id, connection = connection_id, edge = %addr, ?hostnames, "tunnel registered");
-    state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames });
+/// Serves a registered connection until it ends.
+async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
+    let Registered { session, tunnel_id, connection_id, hostnames } = reg;
+    let Session { control, mut incoming, closer, transport, remote } = session;
+    info!(tunnel = %tunnel_id, connection = connection_id, edge = %remote, %transport, ?hostnames, "tunnel registered");
+    ctx.state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames, transport });
 
     // Frame reads are not cancel-safe, so the control stream is read by its own task.
+    let (mut control_rd, mut control_wr) = tokio::io::split(control);
     let (control_tx, mut control) = mpsc::channel(4);
     let reader = tokio::spawn(async move {
         loop {
-            let msg = frame::read::<Control, _>(&mut recv, MAX_FRAME_LEN).await;
+            let msg = frame::read::<Control, _>(&mut control_rd, MAX_FRAME_LEN).await;
             let more = matches!(msg, Ok(Some(_)));
             if control_tx.send(msg).await.is_err() || !more {
                 break;
             }
         }
     });
+    // On HTTP/2 in auto mode, keep checking whether QUIC works again.
+    let reprobe = async {
+        if transport != Transport::Http2 || ctx.dialer.edge.transport != TransportMode::Auto {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(ctx.dialer.edge.quic_retry_interval).await;
+            match dial::quic(&ctx.dialer.edge, &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
+                Ok(session) => match register(session).await {
+                    Ok(reg) => return reg,
+                    Err(e) => debug!("QUIC re-probe registered no connection: {e}"),
+                },
+                Err(e) => debug!("QUIC re-probe failed: {e}"),
+            }
+        }
+    };
+    tokio::pin!(reprobe);
     let streams = TaskTracker::new();
     let drain = CancellationToken::new();
     let ended = loop {
         tokio::select! {
-            accepted = conn.accept_bi() => match accepted {
-                Ok((s, r)) => { streams.spawn(serve_stream(TunnelStream::quic(s, r), shared.clone(), drain.clone())); }
-                Err(e) => break Ended::Lost(e.to_string()),
+            accepted = incoming.accept() => match accepted {
+                Some((stream, open)) => { streams.spawn(serve_stream(stream, open, ctx.shared.clone(), drain.clone())); }
+                None => break Ended::Lost("connection closed".to_owned()),
             },
             msg = control.recv() => match msg.unwrap_or(Ok(None)) {
                 Ok(Some(Control::Drain { grace_ms })) => break Ended::Drained(Duration::from_millis(grace_ms)),
@@ -243,40 +305,53 @@ async fn serve_connection(
                 Ok(None) => break Ended::Lost("edge closed the control stream".to_owned()),
                 Err(e) => break Ended::Lost(format!("control stream failed: {e}")),
             },
-            _ = shutdown.cancelled() => {
+            reg = &mut reprobe => {
+                send_drain(&mut control_wr, ctx.shutdown_timeout).await;
+                break Ended::Upgraded(Box::new(reg));
+            }
+            _ = ctx.shutdown.cancelled() => {
                 // Graceful: tell the edge to route nothing new here, let in-flight finish.
-                let grace_ms = u64::try_from(shutdown_timeout.as_millis()).unwrap_or(u64::MAX);
-                let _ = frame::write(&mut send, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
-                finish(&conn, shared, &streams, &drain, shutdown_timeout).await;
+                send_drain(&mut control_wr, ctx.shutdown_timeout).await;
+                finish(&mut incoming, ctx.shared, &streams, &drain, ctx.shutdown_timeout).await;
                 break Ended::Shutdown;
             }
         }
     };
     reader.abort();
-    if let Ended::Drained(grace) = ended {
-        // Make-before-break: the caller dials a replacement now, while this connection
-        // finishes its in-flight streams in the background.
-        info!(connection = connection_id, ?grace, "edge asked this connection to drain; replacing it");
-        let (shared, shutdown) = (shared.clone(), shutdown.clone());
-        let grace = grace.min(shutdown_timeout.max(Duration::from_secs(1)));
-        lingering.spawn(async move {
-            tokio::select! {
-                _ = finish(&conn, &shared, &streams, &drain, grace) => {}
-                _ = shutdown.cancelled() => finish(&conn, &shared, &streams, &drain, shutdown_timeout).await,
-            }
-            conn.close(codes::CLOSE_NORMAL.into(), b"drained");
-        });
-        return Ok(ended);
-    }
-    conn.close(codes::CLOSE_NORMAL.into(), b"bye");
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    Ok(ended)
+    let grace = match &ended {
+        Ended::Drained(grace) => Some(*grace),
+        Ended::Upgraded(_) => Some(ctx.shutdown_timeout),
+        Ended::Lost(_) | Ended::Shutdown => None,
+    };
+    let Some(grace) = grace else {
+        closer.close(b"bye").await;
+        return ended;
+    };
+    // Make-before-break: the caller connects anew now, while this connection finishes
+    // its in-flight streams in the background.
+    info!(connection = connection_id, "moving off this connection; in-flight streams finish in the background");
+    let (shared, shutdown) = (ctx.shared.clone(), ctx.shutdown.clone());
+    let limit = grace.clamp(Duration::from_secs(1), ctx.shutdown_timeout.max(Duration::from_secs(1)));
+    ctx.lingering.spawn(async move {
+        tokio::select! {
+            _ = finish(&mut incoming, &shared, &streams, &drain, limit) => {}
+            _ = shutdown.cancelled() => drain.cancel(),
+        }
+        closer.close(b"drained").await;
+    });
+    ended
+}
+
+async fn send_drain<W: AsyncWrite + Unpin>(control: &mut W, grace: Duration) {
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    let _ = frame::write(control, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
+    let _ = control.flush().await;
 }
 
 /// Lets in-flight streams finish (up to `limit`), still serving streams that raced the
 /// drain, then returns so the caller can close the connection.
 async fn finish(
-    conn: &quinn::Connection,
+    incoming: &mut Incoming,
     shared: &Arc<GatewayShared>,
     streams: &TaskTracker,
     drain: &CancellationToken,
@@ -284,32 +359,25 @@ async fn finish(
 ) {
     drain.cancel();
     streams.close();
-    let serve_stragglers = async {
-        while let Ok((s, r)) = conn.accept_bi().await {
-            streams.spawn(serve_stream(TunnelStream::quic(s, r), shared.clone(), drain.clone()));
+    // Streams that raced the Drain get served normally (they have a request coming);
+    // the time limit bounds them.
+    let late = CancellationToken::new();
+    let serve_late = async {
+        while let Some((stream, open)) = incoming.accept().await {
+            streams.spawn(serve_stream(stream, open, shared.clone(), late.clone()));
         }
         std::future::pending::<()>().await
     };
     let done = async {
         tokio::select! {
             _ = streams.wait() => {}
-            _ = serve_stragglers => {}
+            _ = serve_late => {}
         }
     };
     if tokio::time::timeout(limit, done).await.is_err() {
-        warn!(remote = %conn.remote_address(), "drain time limit reached with streams in flight; closing");
+        warn!("drain time limit reached with streams in flight; closing");
     }
-}
-
-/// How a registered connection ended.
-#[derive(Debug)]
-pub(super) enum Ended {
-    /// The connection failed or the edge went away.
-    Lost(String),
-    /// The edge asked for a drain; the connection finishes in the background.
-    Drained(Duration),
-    /// The gateway is shutting down.
-    Shutdown,
+    late.cancel();
 }
 
 /// Explains a connection close, naming the TLS alert when the handshake was refused.

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod python;
 pub mod tap;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct Stack {
     pub tunnel: SocketAddr,
     pub status: watch::Receiver<TunnelState>,
     pub shutdown: CancellationToken,
+    /// TCP address of the edge's HTTP/2 fallback listener.
+    pub tunnel_tcp: SocketAddr,
+    /// Extra lines for the gateway's `[edge]` table (transport settings).
+    pub edge_extra: String,
 }
 
 impl Drop for Stack {
@@ -54,6 +59,12 @@ impl Stack {
     /// Edge serving `*.tunnel.test` for tunnel `acme`, and a gateway with `routes`
     /// (TOML `[[routes]]` tables, plus any other top-level gateway keys before them).
     pub async fn start(routes: &str) -> Stack {
+        Self::start_with(routes, "").await
+    }
+
+    /// Like [`Stack::start`], with extra `[edge]` lines for the gateway (e.g.
+    /// `transport = "http2"`).
+    pub async fn start_with(routes: &str, edge_extra: &str) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         write_pki(dir.path(), "certs", TUNNEL);
         let shutdown = CancellationToken::new();
@@ -75,10 +86,19 @@ hostnames = ["other.example"]
         let edge_path = dir.path().join("edge.toml");
         std::fs::write(&edge_path, edge_toml).expect("write edge.toml");
         let edge = Edge::bind(&EdgeConfig::load(&edge_path).expect("edge config")).await.expect("bind edge");
-        let (public, tunnel, shared) = (edge.public_addr(), edge.tunnel_addr(), edge.shared());
+        let (public, tunnel, tunnel_tcp, shared) =
+            (edge.public_addr(), edge.tunnel_addr(), edge.tunnel_tcp_addr(), edge.shared());
         tokio::spawn(edge.run(shutdown.clone()));
-        let mut stack =
-            Stack { dir, edge: shared, public, tunnel, status: watch::channel(TunnelState::Connecting).1, shutdown };
+        let mut stack = Stack {
+            dir,
+            edge: shared,
+            public,
+            tunnel,
+            status: watch::channel(TunnelState::Connecting).1,
+            shutdown,
+            tunnel_tcp,
+            edge_extra: edge_extra.to_owned(),
+        };
         let gateway = stack.gateway_config("certs", "certs/tunnel", routes);
         stack.status = stack.spawn_gateway(gateway);
         let state = stack.wait_state().await;
@@ -89,28 +109,45 @@ hostnames = ["other.example"]
     /// Gateway config text dialing this stack's edge, pinning the edge CA of the PKI in
     /// `edge_ca_dir` and presenting `<client_dir>/gateway.pem`.
     pub fn gateway_toml(&self, edge_ca_dir: &str, client_dir: &str, routes: &str) -> String {
+        self.gateway_toml_at(self.tunnel, &self.edge_extra, edge_ca_dir, client_dir, routes)
+    }
+
+    /// Like [`Stack::gateway_toml`], dialing `address` with extra `[edge]` lines.
+    pub fn gateway_toml_at(
+        &self,
+        address: SocketAddr,
+        edge_extra: &str,
+        edge_ca_dir: &str,
+        client_dir: &str,
+        routes: &str,
+    ) -> String {
         format!(
             r#"tunnel_domain = "{DOMAIN}"
 shutdown_timeout = "5s"
 [edge]
-address = "{tunnel}"
+address = "{address}"
 server_name = "localhost"
 ca = "{edge_ca_dir}/edge/ca.pem"
 cert = "{client_dir}/gateway.pem"
 key = "{client_dir}/gateway.key"
+{edge_extra}
 [inner_tls]
 cert = "certs/inner/server.pem"
 key = "certs/inner/server.key"
 {routes}
-"#,
-            tunnel = self.tunnel
+"#
         )
     }
 
     /// Writes and loads a gateway config (see [`Stack::gateway_toml`]).
     pub fn gateway_config(&self, edge_ca_dir: &str, client_dir: &str, routes: &str) -> GatewayConfig {
+        self.load_gateway(&self.gateway_toml(edge_ca_dir, client_dir, routes))
+    }
+
+    /// Writes and loads gateway config text in this stack's directory.
+    pub fn load_gateway(&self, text: &str) -> GatewayConfig {
         let path = self.dir.path().join(format!("gateway-{}.toml", fastrand::u32(..)));
-        std::fs::write(&path, self.gateway_toml(edge_ca_dir, client_dir, routes)).expect("write gateway.toml");
+        std::fs::write(&path, text).expect("write gateway.toml");
         GatewayConfig::load(&path).unwrap_or_else(|e| panic!("gateway config: {e}"))
     }
 

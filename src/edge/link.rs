@@ -1,0 +1,159 @@
+//! A registered gateway connection as the edge uses it: open a tunnel stream, learn when
+//! the connection ends, close it. One type over both transports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::pki_types::CertificateDer;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{frame, Open, MAX_FRAME_LEN};
+use crate::stream::TunnelStream;
+use crate::transport::h2stream::{H2Recv, H2Send};
+use crate::transport::{self, Transport};
+
+/// Why a tunnel stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("QUIC: {0}")]
+    Quic(#[from] quinn::ConnectionError),
+    #[error("HTTP/2: {0}")]
+    H2(#[from] h2::Error),
+    #[error("preamble: {0}")]
+    Frame(#[from] frame::FrameError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A gateway connection.
+#[derive(Debug, Clone)]
+pub enum Link {
+    Quic(quinn::Connection),
+    H2(H2Link),
+}
+
+/// The edge's (client) side of an HTTP/2 tunnel connection.
+#[derive(Debug, Clone)]
+pub struct H2Link {
+    send: h2::client::SendRequest<Bytes>,
+    /// Cancelled when the connection has ended.
+    closed: CancellationToken,
+    /// Cancel to close the connection.
+    close: CancellationToken,
+    remote: SocketAddr,
+}
+
+impl Link {
+    /// Opens a stream and delivers `open` to the gateway (in-band on QUIC, in headers on
+    /// HTTP/2).
+    pub async fn open(&self, open: &Open) -> Result<TunnelStream, LinkError> {
+        match self {
+            Self::Quic(conn) => {
+                let (send, recv) = conn.open_bi().await?;
+                let mut stream = TunnelStream::quic(send, recv);
+                stream
+                    .write_all(&frame::encode(open, MAX_FRAME_LEN)?)
+                    .await
+                    .map_err(|e| LinkError::Other(e.to_string()))?;
+                Ok(stream)
+            }
+            Self::H2(link) => {
+                let req = transport::open_request(open).map_err(LinkError::Other)?;
+                let mut sender = link.send.clone().ready().await?;
+                let (response, send) = sender.send_request(req, false)?;
+                Ok(TunnelStream::H2 { send: H2Send::new(send), recv: H2Recv::Pending(response) })
+            }
+        }
+    }
+
+    /// Completes when the connection has ended, with the reason.
+    pub async fn closed(&self) -> String {
+        match self {
+            Self::Quic(conn) => conn.closed().await.to_string(),
+            Self::H2(link) => {
+                link.closed.cancelled().await;
+                "HTTP/2 connection closed".to_owned()
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&self, code: u32, reason: &'static [u8]) {
+        match self {
+            Self::Quic(conn) => conn.close(code.into(), reason),
+            Self::H2(link) => link.close.cancel(),
+        }
+    }
+
+    /// The gateway's address.
+    pub fn remote(&self) -> SocketAddr {
+        match self {
+            Self::Quic(conn) => conn.remote_address(),
+            Self::H2(link) => link.remote,
+        }
+    }
+
+    /// Which transport this is.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Self::Quic(_) => Transport::Quic,
+            Self::H2(_) => Transport::Http2,
+        }
+    }
+}
+
+/// An HTTP/2 tunnel connection after TLS: the gateway's certificates, the control
+/// stream and the link to open data streams on.
+pub struct H2Accepted {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub control: TunnelStream,
+    pub link: Link,
+}
+
+/// Time allowed for TLS and HTTP/2 setup on a new fallback connection.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs TLS (mTLS, ALPN `mcpt-h2/1`) and the HTTP/2 handshake as the client, then opens
+/// the control request.
+pub async fn accept_h2(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> Result<H2Accepted, LinkError> {
+    let remote = tcp.peer_addr().map_err(|e| LinkError::Other(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let setup = async {
+        let tls = acceptor.accept(tcp).await.map_err(|e| LinkError::Other(format!("TLS handshake failed: {e}")))?;
+        let certs = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+        let (send, mut conn) = h2::client::Builder::new()
+            .initial_window_size(transport::H2_STREAM_WINDOW)
+            .initial_connection_window_size(transport::H2_CONNECTION_WINDOW)
+            .max_frame_size(transport::H2_MAX_FRAME)
+            .max_concurrent_reset_streams(1024)
+            .handshake::<_, Bytes>(tls)
+            .await?;
+        let ping = conn.ping_pong();
+        let (closed, close) = (CancellationToken::new(), CancellationToken::new());
+        let (done, stop) = (closed.clone(), close.clone());
+        tokio::spawn(async move {
+            let keepalive = async {
+                match ping {
+                    Some(p) => transport::h2_keepalive(p).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = conn => {}
+                _ = keepalive => {}
+                _ = stop.cancelled() => {}
+            }
+            done.cancel();
+        });
+        let mut ready = send.clone().ready().await?;
+        let (response, control_send) = ready.send_request(transport::control_request(), false)?;
+        let control = TunnelStream::H2 { send: H2Send::new(control_send), recv: H2Recv::Pending(response) };
+        Ok::<_, LinkError>(H2Accepted { certs, control, link: Link::H2(H2Link { send, closed, close, remote }) })
+    };
+    tokio::time::timeout(SETUP_TIMEOUT, setup)
+        .await
+        .map_err(|_| LinkError::Other(format!("no HTTP/2 setup within {SETUP_TIMEOUT:?}")))?
+}
