@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod idle;
 pub mod pki;
 pub mod protocol;
+pub mod reload;
 pub mod stats;
 pub mod stream;
 pub mod tls;

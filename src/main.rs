@@ -109,11 +109,11 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Edge { config } => {
             let edge = Edge::bind(&EdgeConfig::load(&config)?).await?;
-            edge.run(shutdown_on_signal()?).await;
+            edge.watch_config(config, reload_on_sighup()?).run(shutdown_on_signal()?).await;
         }
         Command::Gateway { config } => {
             let gateway = Gateway::new(GatewayConfig::load(&config)?)?;
-            gateway.run(shutdown_on_signal()?).await;
+            gateway.watch_config(config, reload_on_sighup()?).run(shutdown_on_signal()?).await;
         }
         Command::Certs { command: CertsCommand::Init { out, tunnel_id, tunnel_domain, edge_names, force } } => {
             let generated = pki::generate(&pki::PkiOptions { tunnel_id, tunnel_domain, edge_names })?;
@@ -156,6 +156,21 @@ fn check(path: &std::path::Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A notifier fired on every SIGHUP.
+fn reload_on_sighup() -> Result<std::sync::Arc<tokio::sync::Notify>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let n = notify.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            n.notify_one();
+        }
+    });
+    Ok(notify)
 }
 
 /// A token cancelled on SIGINT or SIGTERM.

@@ -122,7 +122,7 @@ fn new_ca(common_name: &str) -> Result<(Issued, CertifiedIssuer<'static, KeyPair
 }
 
 fn new_leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
+    issuer: &rcgen::Issuer<'_, KeyPair>,
     common_name: &str,
     sans: Vec<SanType>,
     usage: ExtendedKeyUsagePurpose,
@@ -190,15 +190,20 @@ pub fn issue_gateway_cert(ca_cert_pem: &str, ca_key_pem: &str, tunnel_id: &str) 
     }
     let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
     let uri = SanType::URI(format!("{TUNNEL_URI_PREFIX}{tunnel_id}").try_into()?);
-    let mut params = base_params(&format!("mcp-tunnel gateway {tunnel_id}"), OUTER_LEAF_DAYS);
-    params.subject_alt_names = vec![uri];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(Issued { cert_pem: cert.pem(), cert_der: cert.der().clone(), key })
+    let name = format!("mcp-tunnel gateway {tunnel_id}");
+    new_leaf(&issuer, &name, vec![uri], ExtendedKeyUsagePurpose::ClientAuth, OUTER_LEAF_DAYS)
+}
+
+/// Issues a new inner server certificate (`*.<domain>` and `<domain>`, 90 days) from an
+/// existing inner CA: rotation and renewal without touching what clients trust.
+pub fn issue_inner_server(ca_cert_pem: &str, ca_key_pem: &str, domain: &str) -> Result<Issued, PkiError> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if !is_valid_domain(&domain) {
+        return Err(PkiError::Domain(domain));
+    }
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let sans = vec![dns(&format!("*.{domain}"))?, dns(&domain)?];
+    new_leaf(&issuer, &format!("*.{domain}"), sans, ExtendedKeyUsagePurpose::ServerAuth, INNER_SERVER_DAYS)
 }
 
 impl Issued {

@@ -69,6 +69,8 @@ pub struct EdgeConfig {
     pub max_connections: usize,
     /// Tunnel id → hostname patterns it serves.
     pub tunnels: HashMap<String, Vec<String>>,
+    /// The config file and every file it refers to (watched for hot reload).
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Default time a public client gets to send its ClientHello.
@@ -124,6 +126,7 @@ impl EdgeConfig {
             idle_timeout,
             max_connections,
             tunnels,
+            files: src.files(),
         })
     }
 }

@@ -118,6 +118,8 @@ pub struct GatewayConfig {
     pub shutdown_timeout: Duration,
     /// A client connection with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
+    /// The config file and every file it refers to (watched for hot reload).
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Defaults for values a config may omit.
@@ -157,7 +159,15 @@ impl GatewayConfig {
         let shutdown_timeout =
             src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
         let idle_timeout = src.duration("idle_timeout", raw.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT)?;
-        Ok(Self { tunnel_domain: domain, edge, inner, routes: Arc::new(routes), shutdown_timeout, idle_timeout })
+        Ok(Self {
+            tunnel_domain: domain,
+            edge,
+            inner,
+            routes: Arc::new(routes),
+            shutdown_timeout,
+            idle_timeout,
+            files: src.files(),
+        })
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Source {
     /// Where the file is (or a label such as `<demo>`).
     pub path: PathBuf,
     text: String,
+    /// Every file the config referred to, so a watcher can reload when one changes.
+    referenced: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Source {
@@ -56,12 +58,12 @@ impl Source {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Ok(Self { path: path.to_owned(), text })
+        Ok(Self { path: path.to_owned(), text, referenced: Default::default() })
     }
 
     /// Wraps text that did not come from a file (tests, examples).
     pub fn from_text(path: &Path, text: &str) -> Self {
-        Self { path: path.to_owned(), text: text.to_owned() }
+        Self { path: path.to_owned(), text: text.to_owned(), referenced: Default::default() }
     }
 
     /// Parses the text into a raw (unvalidated) config.
@@ -95,10 +97,18 @@ impl Source {
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() {
-            return p.to_owned();
-        }
-        self.path.parent().unwrap_or(Path::new(".")).join(p)
+        let full = if p.is_absolute() { p.to_owned() } else { self.path.parent().unwrap_or(Path::new(".")).join(p) };
+        self.referenced.borrow_mut().push(full.clone());
+        full
+    }
+
+    /// The config file and every file it referred to so far.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        files.extend(self.referenced.borrow().iter().cloned());
+        files.sort();
+        files.dedup();
+        files
     }
 
     /// Loads every certificate from the file a key names.

@@ -19,7 +19,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::edge::EdgeConfig;
 use crate::protocol::{codes, ALPN_QUIC};
@@ -84,6 +84,7 @@ pub struct EdgeShared {
 
 /// A bound, not yet running edge.
 pub struct Edge {
+    reload: Option<(std::path::PathBuf, Arc<tokio::sync::Notify>, Vec<std::path::PathBuf>)>,
     shared: Arc<EdgeShared>,
     endpoint: quinn::Endpoint,
     /// TCP listener of the HTTP/2 fallback transport.
@@ -104,7 +105,9 @@ impl Edge {
         transport.max_concurrent_bidi_streams(4u32.into());
         transport.max_concurrent_uni_streams(0u32.into());
         server.transport_config(Arc::new(transport));
-        let (endpoint, tunnel_tcp) = bind_tunnel(server, config.tunnel_listen, config.tunnel_tcp_listen).await?;
+        let reset_key = reset_key(&config.identity);
+        let (endpoint, tunnel_tcp) =
+            bind_tunnel(server, reset_key, config.tunnel_listen, config.tunnel_tcp_listen).await?;
         let public = TcpListener::bind(config.public_listen).await.map_err(|source| EdgeError::Bind {
             what: "public listener",
             addr: config.public_listen,
@@ -119,7 +122,15 @@ impl Edge {
             next_stream_id: AtomicU64::new(1),
         });
         let tunnel_tls = tokio_rustls::TlsAcceptor::from(Arc::new(h2_tls));
-        Ok(Self { shared, endpoint, tunnel_tcp, tunnel_tls, public })
+        Ok(Self { reload: None, shared, endpoint, tunnel_tcp, tunnel_tls, public })
+    }
+
+    /// Reloads the tunnel → hostnames table from `path` when the file changes or
+    /// `trigger` is notified (SIGHUP). Listener addresses and certificates apply after a
+    /// restart.
+    pub fn watch_config(mut self, path: std::path::PathBuf, trigger: Arc<tokio::sync::Notify>) -> Self {
+        self.reload = Some((path.clone(), trigger, vec![path]));
+        self
     }
 
     /// TCP address of the HTTP/2 fallback tunnel listener.
@@ -144,11 +155,30 @@ impl Edge {
 
     /// Serves until `shutdown` fires. Then: stop accepting, ask every gateway to drain,
     /// let in-flight relays finish (up to the grace period), close the tunnels.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         info!(tunnel = %self.tunnel_addr(), tunnel_tcp = %self.tunnel_tcp_addr(), public = %self.public_addr(), "edge listening");
         let relays = TaskTracker::new();
         let tunnels = TaskTracker::new();
         let hard_stop = CancellationToken::new();
+        if let Some((path, trigger, files)) = self.reload.take() {
+            let shared = self.shared.clone();
+            tokio::spawn(crate::reload::watch(
+                files,
+                trigger,
+                crate::reload::POLL_INTERVAL,
+                shutdown.clone(),
+                move || {
+                    match EdgeConfig::load(&path) {
+                        Ok(c) => {
+                            shared.registry.set_tunnels(&c.tunnels);
+                            info!(tunnels = c.tunnels.len(), "edge config reloaded");
+                        }
+                        Err(e) => error!("edge config reload rejected, keeping the running config: {e}"),
+                    }
+                    None
+                },
+            ));
+        }
         let stops = tunnel::Stops { drain: shutdown.clone(), stop: hard_stop.clone() };
         let public = tokio::spawn(accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
         let h2 = tokio::spawn(accept_h2(
@@ -188,12 +218,17 @@ impl Edge {
 /// (free) port number, so one `host:port` reaches either transport.
 async fn bind_tunnel(
     server: quinn::ServerConfig,
+    reset_key: ring::hmac::Key,
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
 ) -> Result<(quinn::Endpoint, TcpListener), EdgeError> {
     let bind_err = |what, addr| move |source| EdgeError::Bind { what, addr, source };
     for _ in 0..10 {
-        let endpoint = quinn::Endpoint::server(server.clone(), udp).map_err(bind_err("QUIC tunnel listener", udp))?;
+        let socket = std::net::UdpSocket::bind(udp).map_err(bind_err("QUIC tunnel listener", udp))?;
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key.clone()));
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server.clone()), socket, runtime)
+            .map_err(bind_err("QUIC tunnel listener", udp))?;
         let port = endpoint.local_addr().map_err(bind_err("QUIC tunnel listener", udp))?.port();
         let tcp_addr = tcp.unwrap_or(SocketAddr::new(udp.ip(), port));
         match TcpListener::bind(tcp_addr).await {
@@ -204,6 +239,18 @@ async fn bind_tunnel(
         }
     }
     Err(EdgeError::Bind { what: "HTTP/2 tunnel listener", addr: udp, source: std::io::ErrorKind::AddrInUse.into() })
+}
+
+/// The key for QUIC stateless resets, derived from the edge's private key so it survives
+/// a restart: a restarted edge can then tell gateways at once that their old connection
+/// is gone, instead of them waiting for the idle timeout. The key material is a domain-
+/// separated SHA-256 of the private key, so the reset key reveals nothing about it.
+fn reset_key(identity: &crate::tls::pem::Identity) -> ring::hmac::Key {
+    let key = identity.key.der();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"mcp-tunnel/quic-stateless-reset/v1\0");
+    ctx.update(key.secret_der());
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref())
 }
 
 /// Accepts HTTP/2-fallback gateway connections until `stops.drain`.

@@ -45,7 +45,7 @@ pub(super) async fn serve_client(
         close_with_alert(tcp, sni::ALERT_UNRECOGNIZED_NAME).await;
         return;
     };
-    let Some(slot) = shared.registry.pick(tunnel_id) else {
+    let Some(slot) = shared.registry.pick(&tunnel_id) else {
         stats.no_gateway.inc();
         info!(client = %client_addr, %sni, tunnel = %tunnel_id, "no live gateway for tunnel; closing");
         close_with_alert(tcp, sni::ALERT_INTERNAL_ERROR).await;

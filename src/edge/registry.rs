@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
@@ -23,12 +23,33 @@ pub struct LiveConn {
     pub active: AtomicUsize,
 }
 
-/// Hostname patterns → tunnel id, and tunnel id → live connections.
-#[derive(Debug)]
-pub struct Registry {
+/// Which tunnel serves which hostname (replaced as a whole on reload).
+#[derive(Debug, Default)]
+struct HostMap {
     exact: HashMap<String, String>,
     wildcard: HashMap<String, String>,
     hostnames: HashMap<String, Vec<String>>,
+}
+
+impl HostMap {
+    fn new(tunnels: &HashMap<String, Vec<String>>) -> Self {
+        let mut map = Self { hostnames: tunnels.clone(), ..Self::default() };
+        for (id, patterns) in tunnels {
+            for p in patterns {
+                match p.strip_prefix("*.") {
+                    Some(suffix) => map.wildcard.insert(suffix.to_owned(), id.clone()),
+                    None => map.exact.insert(p.clone(), id.clone()),
+                };
+            }
+        }
+        map
+    }
+}
+
+/// Hostname patterns → tunnel id, and tunnel id → live connections.
+#[derive(Debug)]
+pub struct Registry {
+    hosts: RwLock<Arc<HostMap>>,
     live: Mutex<HashMap<String, Vec<Arc<LiveConn>>>>,
     next_id: AtomicU64,
     /// Bumped on every register/deregister, so waiters can watch for changes.
@@ -54,43 +75,49 @@ impl Drop for StreamSlot {
 impl Registry {
     /// Builds the hostname map from `tunnel id → patterns` (validated by the config).
     pub fn new(tunnels: &HashMap<String, Vec<String>>) -> Self {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
-        for (id, patterns) in tunnels {
-            for p in patterns {
-                match p.strip_prefix("*.") {
-                    Some(suffix) => wildcard.insert(suffix.to_owned(), id.clone()),
-                    None => exact.insert(p.clone(), id.clone()),
-                };
-            }
-        }
         Self {
-            exact,
-            wildcard,
-            hostnames: tunnels.clone(),
+            hosts: RwLock::new(Arc::new(HostMap::new(tunnels))),
             live: Mutex::default(),
             next_id: AtomicU64::new(1),
             version: watch::channel(0).0,
         }
     }
 
+    fn hosts(&self) -> Arc<HostMap> {
+        self.hosts.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the tunnel → hostnames table (hot reload). Connections of tunnels that
+    /// are no longer configured are closed; the others keep running.
+    pub fn set_tunnels(&self, tunnels: &HashMap<String, Vec<String>>) {
+        *self.hosts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(HostMap::new(tunnels));
+        for (id, conns) in self.lock().iter() {
+            if !tunnels.contains_key(id) {
+                for c in conns {
+                    c.link.close(crate::protocol::codes::CLOSE_REJECTED, b"tunnel removed from edge config");
+                }
+            }
+        }
+    }
+
     /// Whether the edge is configured for this tunnel id.
     pub fn knows(&self, tunnel_id: &str) -> bool {
-        self.hostnames.contains_key(tunnel_id)
+        self.hosts().hostnames.contains_key(tunnel_id)
     }
 
     /// The hostname patterns a tunnel serves.
     pub fn hostnames(&self, tunnel_id: &str) -> Vec<String> {
-        self.hostnames.get(tunnel_id).cloned().unwrap_or_default()
+        self.hosts().hostnames.get(tunnel_id).cloned().unwrap_or_default()
     }
 
     /// The tunnel serving `host` (exact names win over `*.` wildcards, which match one label).
-    pub fn tunnel_for(&self, host: &str) -> Option<&str> {
-        if let Some(id) = self.exact.get(host) {
-            return Some(id);
+    pub fn tunnel_for(&self, host: &str) -> Option<String> {
+        let hosts = self.hosts();
+        if let Some(id) = hosts.exact.get(host) {
+            return Some(id.clone());
         }
         let (_, parent) = host.split_once('.')?;
-        self.wildcard.get(parent).map(String::as_str)
+        hosts.wildcard.get(parent).cloned()
     }
 
     /// Registers a connection and returns its handle.
@@ -153,9 +180,9 @@ mod tests {
         t.insert("a".to_owned(), vec!["*.a.test".to_owned()]);
         t.insert("b".to_owned(), vec!["special.a.test".to_owned(), "b.test".to_owned()]);
         let r = Registry::new(&t);
-        assert_eq!(r.tunnel_for("x.a.test"), Some("a"));
-        assert_eq!(r.tunnel_for("special.a.test"), Some("b"));
-        assert_eq!(r.tunnel_for("b.test"), Some("b"));
+        assert_eq!(r.tunnel_for("x.a.test").as_deref(), Some("a"));
+        assert_eq!(r.tunnel_for("special.a.test").as_deref(), Some("b"));
+        assert_eq!(r.tunnel_for("b.test").as_deref(), Some("b"));
         assert_eq!(r.tunnel_for("a.test"), None);
         assert_eq!(r.tunnel_for("y.x.a.test"), None);
         assert_eq!(r.tunnel_for("c.test"), None);

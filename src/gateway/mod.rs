@@ -11,24 +11,27 @@ pub mod serve;
 pub mod tunnel;
 pub mod upstream;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::config::gateway::GatewayConfig;
 use crate::protocol::ALPN_QUIC;
+use crate::reload;
 use crate::tls::configs::{self, TlsConfigError};
 use crate::transport::ALPN_H2;
 use route::RouteTable;
 use serve::InnerTls;
 pub use tunnel::TunnelState;
 
-/// QUIC keep-alive: keeps NAT bindings open and detects a dead path.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// QUIC keep-alive: keeps NAT bindings open, detects a dead path, and lets a restarted
+/// edge answer with a stateless reset within a second.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// QUIC idle timeout (ms) on the gateway side.
 pub const IDLE_TIMEOUT_MS: u32 = 20_000;
 /// Most data streams the edge may have open on one connection at once.
@@ -51,12 +54,29 @@ pub struct GatewayShared {
     pub inner_tls: InnerTls,
     /// A client connection with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
+    reloads: watch::Sender<u64>,
 }
 
 impl GatewayShared {
     /// The routing table in force.
     pub fn routes(&self) -> Arc<RouteTable> {
         self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Installs the routes (with their allow-list and upstream CAs) and the inner
+    /// certificate of a new config. In-flight requests keep what they started with; new
+    /// TLS handshakes and new requests use the new settings.
+    pub fn apply(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
+        let inner = configs::inner_server(&config.inner)?;
+        self.inner_tls.replace(inner);
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.clone();
+        self.reloads.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Counts successful reloads, so callers can wait for one.
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 }
 
@@ -67,6 +87,7 @@ pub struct Gateway {
     client: quinn::ClientConfig,
     h2_tls: Arc<rustls::ClientConfig>,
     state: watch::Sender<TunnelState>,
+    reload: Option<(PathBuf, Arc<Notify>)>,
 }
 
 impl Gateway {
@@ -86,8 +107,21 @@ impl Gateway {
             routes: RwLock::new(config.routes.clone()),
             inner_tls: InnerTls::new(inner),
             idle_timeout: config.idle_timeout,
+            reloads: watch::channel(0).0,
         });
-        Ok(Self { config, shared, client, h2_tls, state: watch::channel(TunnelState::Connecting).0 })
+        Ok(Self { config, shared, client, h2_tls, state: watch::channel(TunnelState::Connecting).0, reload: None })
+    }
+
+    /// Reloads from `path` when it (or a file it refers to) changes, or when `trigger`
+    /// is notified (SIGHUP).
+    pub fn watch_config(mut self, path: PathBuf, trigger: Arc<Notify>) -> Self {
+        self.reload = Some((path, trigger));
+        self
+    }
+
+    /// State shared with the running gateway (routes, inner TLS, reload counter).
+    pub fn shared(&self) -> Arc<GatewayShared> {
+        self.shared.clone()
     }
 
     /// Watches the tunnel's state.
@@ -97,12 +131,42 @@ impl Gateway {
 
     /// Runs until `shutdown` fires and in-flight requests have finished (or
     /// `shutdown_timeout` passed).
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         for r in self.config.routes.routes() {
             info!(route = %r.name, upstream = %r.upstream.url(), "route");
+        }
+        if let Some((path, trigger)) = self.reload.take() {
+            let (shared, running) = (self.shared.clone(), self.config.clone());
+            let files = running.files.clone();
+            tokio::spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
+                reload_config(&shared, &running, &path)
+            }));
         }
         let dialer = tunnel::Dialer { edge: self.config.edge.clone(), quic: self.client, h2_tls: self.h2_tls };
         tunnel::run(self.shared.clone(), dialer, self.state.clone(), shutdown, self.config.shutdown_timeout).await;
         info!("gateway stopped");
     }
+}
+
+/// Loads and applies `path`; on any error the running config stays. Returns the files
+/// to watch from now on.
+fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -> Option<Vec<PathBuf>> {
+    let config = match GatewayConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("config reload rejected, keeping the running config: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = shared.apply(&config) {
+        error!("config reload rejected, keeping the running config: {e}");
+        return None;
+    }
+    let edge = (&config.edge.address, &config.edge.ca, &config.edge.identity.chain, config.edge.transport);
+    let was = (&running.edge.address, &running.edge.ca, &running.edge.identity.chain, running.edge.transport);
+    if edge != was {
+        warn!("[edge] settings changed; they apply after a restart (the tunnel is not dropped for a reload)");
+    }
+    info!(routes = config.routes.len(), "config reloaded");
+    Some(config.files)
 }

@@ -90,9 +90,10 @@ pub async fn serve_stream(
     let client_addr = open.client_addr;
     let conn = Arc::new(ConnInfo { stream_id, client_addr, sni });
     debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
-    let routes = shared.routes();
+    let routing = shared.clone();
     let service = service_fn(move |req| {
-        let (routes, conn) = (routes.clone(), conn.clone());
+        // Each request sees the routing table in force when it arrives (hot reload).
+        let (routes, conn) = (routing.routes(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, conn, req).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -41,3 +41,16 @@ pub fn mcp_post(host: &str, body: &str) -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request")
 }
+
+/// The certificate the gateway presents for `sni` (a fresh TLS handshake through the edge).
+pub async fn peer_cert(
+    edge: SocketAddr,
+    sni: &str,
+    ca: &[CertificateDer<'static>],
+) -> Result<CertificateDer<'static>, Error> {
+    let config = mcp_tunnel::tls::configs::client_trusting(ca, &[b"http/1.1"])?;
+    let tcp = TcpStream::connect(edge).await?;
+    let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(sni.to_owned())?, tcp).await?;
+    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or("no peer certificate")?;
+    Ok(cert.clone().into_owned())
+}

@@ -47,6 +47,10 @@ pub struct Stack {
     pub tunnel_tcp: SocketAddr,
     /// Extra lines for the gateway's `[edge]` table (transport settings).
     pub edge_extra: String,
+    /// The main gateway's shared state (routes, reload counter).
+    pub gateway: Option<Arc<mcp_tunnel::gateway::GatewayShared>>,
+    /// Notify to make the main gateway reload (as SIGHUP does).
+    pub reload: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Stack {
@@ -98,9 +102,17 @@ hostnames = ["other.example"]
             shutdown,
             tunnel_tcp,
             edge_extra: edge_extra.to_owned(),
+            gateway: None,
+            reload: Arc::default(),
         };
-        let gateway = stack.gateway_config("certs", "certs/tunnel", routes);
-        stack.status = stack.spawn_gateway(gateway);
+        // The main gateway runs from `gateway.toml` and reloads it when it changes.
+        let path = stack.gateway_path();
+        std::fs::write(&path, stack.gateway_toml("certs", "certs/tunnel", routes)).expect("write gateway.toml");
+        let gateway = Gateway::new(GatewayConfig::load(&path).unwrap_or_else(|e| panic!("gateway config: {e}")))
+            .expect("gateway");
+        stack.status = gateway.status();
+        stack.gateway = Some(gateway.shared());
+        tokio::spawn(gateway.watch_config(path, stack.reload.clone()).run(stack.shutdown.child_token()));
         let state = stack.wait_state().await;
         assert!(matches!(state, TunnelState::Registered { .. }), "gateway did not register: {state:?}");
         stack
@@ -137,6 +149,11 @@ key = "certs/inner/server.key"
 {routes}
 "#
         )
+    }
+
+    /// The main gateway's config file.
+    pub fn gateway_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
     }
 
     /// Writes and loads a gateway config (see [`Stack::gateway_toml`]).

@@ -1,0 +1,86 @@
+//! Hot reload: watch a config file and every file it refers to (certificates, keys, CAs),
+//! and reload on change or on request (SIGHUP). A config that fails validation is
+//! logged and ignored; the running one stays in force.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How often watched files are checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What identifies a file version: modification time and size (`None` if unreadable).
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Calls `reload` whenever `trigger` is notified or one of the files returned by
+/// `files` changes; `reload` returns the files to watch from then on. Ends on `shutdown`.
+pub async fn watch<F>(
+    mut files: Vec<PathBuf>,
+    trigger: Arc<Notify>,
+    interval: Duration,
+    shutdown: CancellationToken,
+    mut reload: F,
+) where
+    F: FnMut() -> Option<Vec<PathBuf>>,
+{
+    let mut stamps: Vec<_> = files.iter().map(stamp).collect();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {
+                let now: Vec<_> = files.iter().map(stamp).collect();
+                if now == stamps {
+                    continue;
+                }
+                // A renewal writes several files; give the writer a moment to finish.
+                tokio::time::sleep(interval / 4).await;
+            }
+            _ = trigger.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Some(next) = reload() {
+            files = next;
+        }
+        stamps = files.iter().map(stamp).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn reloads_on_change_and_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "1").unwrap();
+        let (trigger, stop) = (Arc::new(Notify::new()), CancellationToken::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (seen, done) = (calls.clone(), Arc::new(Notify::new()));
+        let signal = done.clone();
+        let task = tokio::spawn(watch(
+            vec![file.clone()],
+            trigger.clone(),
+            Duration::from_millis(20),
+            stop.clone(),
+            move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+                signal.notify_one();
+                None
+            },
+        ));
+        trigger.notify_one();
+        done.notified().await;
+        std::fs::write(&file, "22").unwrap();
+        done.notified().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        stop.cancel();
+        task.await.unwrap();
+    }
+}

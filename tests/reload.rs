@@ -1,0 +1,98 @@
+//! Hot reload under steady load: routes and the inner certificate change while requests
+//! flow, and not one request fails.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{http, Stack, DOMAIN};
+use tokio::net::TcpListener;
+
+async fn demo_upstream() -> (u16, tokio_util::sync::CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
+    (port, stop)
+}
+
+async fn ping(stack: &Stack, route: &str) -> Result<u16, http::Error> {
+    let host = format!("{route}.{DOMAIN}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    Ok(http::send(stack.public, &host, &stack.inner_ca(), http::mcp_post(&host, body)).await?.status().as_u16())
+}
+
+/// Fault: the gateway's config file changes twice under load — a new route, then a new
+/// inner certificate (same CA) — and once it becomes invalid. Expect: zero failed requests,
+/// the new route answers, new handshakes see the new certificate, the invalid version is
+/// ignored and the tunnel is never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_inner_certificate_reload_under_load_without_failures() {
+    let (port, stop_upstream) = demo_upstream().await;
+    let route = |name: &str| format!("[[routes]]\nhost = \"{name}\"\nupstream = \"http://127.0.0.1:{port}\"\n");
+    let stack = Arc::new(Stack::start(&route("steady")).await);
+    let shared = stack.gateway.clone().expect("gateway");
+    let mut reloads = shared.reloads();
+    let registered = stack.edge.stats.streams_opened.get();
+
+    // Steady load: 4 clients, each a new TLS connection per request, until told to stop.
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stack, stop, ok, failed) = (stack.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            for _ in 0..2_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match ping(&stack, "steady").await {
+                    Ok(200) => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("request failed: {other:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    let sni = format!("steady.{DOMAIN}");
+    let old_cert = http::peer_cert(stack.public, &sni, &stack.inner_ca()).await.expect("old cert");
+    assert_eq!(ping(&stack, "added").await.expect("404 answer"), 404);
+
+    // 1. A new route.
+    let path = stack.gateway_path();
+    let text = std::fs::read_to_string(&path).expect("read config");
+    std::fs::write(&path, format!("{text}\n{}", route("added"))).expect("write config");
+    tokio::time::timeout(Duration::from_secs(15), reloads.changed()).await.expect("reload 1").expect("watch");
+    assert_eq!(ping(&stack, "added").await.expect("new route"), 200);
+
+    // 2. An invalid config: rejected, the running one stays.
+    std::fs::write(&path, "tunnel_domain = 12\n").expect("write bad config");
+    stack.reload.notify_one();
+    // 3. A rotated inner certificate (same CA), written after the bad file is fixed.
+    let ca_dir = stack.dir.path().join("certs/inner");
+    let read = |n: &str| std::fs::read_to_string(ca_dir.join(n)).expect("read inner CA");
+    let issued = mcp_tunnel::pki::issue_inner_server(&read("ca.pem"), &read("ca.key"), DOMAIN).expect("issue");
+    issued.write(&ca_dir, "server", true).expect("write rotated cert");
+    std::fs::write(&path, format!("{text}\n{}", route("added"))).expect("restore config");
+    tokio::time::timeout(Duration::from_secs(15), reloads.changed()).await.expect("reload 2").expect("watch");
+    assert_eq!(*reloads.borrow(), 2, "the invalid version did not count as a reload");
+    let new_cert = http::peer_cert(stack.public, &sni, &stack.inner_ca()).await.expect("new cert");
+    assert_ne!(old_cert, new_cert, "new handshakes use the rotated certificate");
+    assert_eq!(new_cert, issued.cert_der);
+
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("requests during reloads: {ok} ok, {failed} failed");
+    assert!(ok > 20, "the load actually ran ({ok} requests)");
+    assert_eq!(failed, 0);
+    assert_eq!(stack.edge.registry.live_count(common::TUNNEL), 1, "the tunnel was never dropped");
+    assert!(stack.edge.stats.streams_opened.get() > registered);
+    stop_upstream.cancel();
+}
