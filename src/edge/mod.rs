@@ -105,9 +105,9 @@ impl Edge {
         transport.max_concurrent_bidi_streams(4u32.into());
         transport.max_concurrent_uni_streams(0u32.into());
         server.transport_config(Arc::new(transport));
-        let reset_key = reset_key(&config.identity);
+        let endpoint_config = endpoint_config(&config.identity);
         let (endpoint, tunnel_tcp) =
-            bind_tunnel(server, reset_key, config.tunnel_listen, config.tunnel_tcp_listen).await?;
+            bind_tunnel(server, endpoint_config, config.tunnel_listen, config.tunnel_tcp_listen).await?;
         let public = TcpListener::bind(config.public_listen).await.map_err(|source| EdgeError::Bind {
             what: "public listener",
             addr: config.public_listen,
@@ -218,16 +218,15 @@ impl Edge {
 /// (free) port number, so one `host:port` reaches either transport.
 async fn bind_tunnel(
     server: quinn::ServerConfig,
-    reset_key: ring::hmac::Key,
+    endpoint_config: quinn::EndpointConfig,
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
 ) -> Result<(quinn::Endpoint, TcpListener), EdgeError> {
     let bind_err = |what, addr| move |source| EdgeError::Bind { what, addr, source };
     for _ in 0..10 {
         let socket = std::net::UdpSocket::bind(udp).map_err(bind_err("QUIC tunnel listener", udp))?;
-        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key.clone()));
         let runtime = Arc::new(quinn::TokioRuntime);
-        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server.clone()), socket, runtime)
+        let endpoint = quinn::Endpoint::new(endpoint_config.clone(), Some(server.clone()), socket, runtime)
             .map_err(bind_err("QUIC tunnel listener", udp))?;
         let port = endpoint.local_addr().map_err(bind_err("QUIC tunnel listener", udp))?.port();
         let tcp_addr = tcp.unwrap_or(SocketAddr::new(udp.ip(), port));
@@ -241,16 +240,30 @@ async fn bind_tunnel(
     Err(EdgeError::Bind { what: "HTTP/2 tunnel listener", addr: udp, source: std::io::ErrorKind::AddrInUse.into() })
 }
 
-/// The key for QUIC stateless resets, derived from the edge's private key so it survives
-/// a restart: a restarted edge can then tell gateways at once that their old connection
-/// is gone, instead of them waiting for the idle timeout. The key material is a domain-
-/// separated SHA-256 of the private key, so the reset key reveals nothing about it.
-fn reset_key(identity: &crate::tls::pem::Identity) -> ring::hmac::Key {
+/// QUIC endpoint settings whose keys (stateless reset, connection-id validation) are
+/// derived from the edge's private key, so they survive a restart: a restarted edge can
+/// then tell gateways at once that their old connection is gone, instead of them waiting
+/// for the idle timeout. Each key is a domain-separated SHA-256 of the private key, so it
+/// reveals nothing about it.
+fn endpoint_config(identity: &crate::tls::pem::Identity) -> quinn::EndpointConfig {
     let key = identity.key.der();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"mcp-tunnel/quic-stateless-reset/v1\0");
-    ctx.update(key.secret_der());
-    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref())
+    let derive = |label: &[u8]| {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(label);
+        ctx.update(key.secret_der());
+        ctx.finish()
+    };
+    let reset = derive(b"mcp-tunnel/quic-stateless-reset/v1\0");
+    let mut config =
+        quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref())));
+    // Connection ids are validated with a keyed hash; the same key after a restart lets
+    // the edge recognise its old ids and answer them with a reset instead of dropping.
+    let cid = derive(b"mcp-tunnel/quic-cid/v1\0");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    config
 }
 
 /// Accepts HTTP/2-fallback gateway connections until `stops.drain`.
