@@ -35,6 +35,8 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawEdge {
     address: Spanned<String>,
+    addresses: Option<Vec<Spanned<String>>>,
+    connections: Option<Spanned<i64>>,
     tcp_address: Option<Spanned<String>>,
     transport: Option<Spanned<String>>,
     quic_retry_interval: Option<Spanned<String>>,
@@ -89,6 +91,11 @@ pub enum TransportMode {
 pub struct EdgeTarget {
     /// `host:port` of the edge's tunnel listener, resolved at each dial.
     pub address: String,
+    /// Further edge instances; connection `i` dials entry `i` of `[address] + addresses`
+    /// (cycling).
+    pub addresses: Vec<String>,
+    /// How many tunnel connections to keep open.
+    pub connections: u32,
     /// `host:port` of the HTTP/2 fallback listener, when it differs from `address`.
     pub tcp_address: Option<String>,
     /// Transport policy.
@@ -205,7 +212,30 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
     };
     let quic_retry_interval =
         src.duration("edge.quic_retry_interval", raw.quic_retry_interval.as_ref(), defaults::QUIC_RETRY_INTERVAL)?;
-    Ok(EdgeTarget { address, tcp_address, transport, quic_retry_interval, server_name, ca, identity })
+    let mut addresses = Vec::new();
+    for (i, a) in raw.addresses.iter().flatten().enumerate() {
+        split_host_port(a.get_ref(), defaults::EDGE_PORT)
+            .ok_or_else(|| src.invalid(&format!("edge.addresses[{i}]"), a, "expected \"host:port\""))?;
+        addresses.push(a.get_ref().trim().to_owned());
+    }
+    let connections = match &raw.connections {
+        None => 1,
+        Some(n) => u32::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .ok_or_else(|| src.invalid("edge.connections", n, "expected 1 to 16"))?,
+    };
+    Ok(EdgeTarget {
+        address,
+        addresses,
+        connections,
+        tcp_address,
+        transport,
+        quic_retry_interval,
+        server_name,
+        ca,
+        identity,
+    })
 }
 
 /// Splits `host:port`, `[v6]:port` or a bare host; `None` on a malformed port.

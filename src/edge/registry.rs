@@ -21,6 +21,8 @@ pub struct LiveConn {
     pub link: Link,
     /// Streams currently open on it.
     pub active: AtomicUsize,
+    /// Streams opened on it so far.
+    pub opened: crate::stats::Counter,
 }
 
 /// Which tunnel serves which hostname (replaced as a whole on reload).
@@ -52,6 +54,7 @@ pub struct Registry {
     hosts: RwLock<Arc<HostMap>>,
     live: Mutex<HashMap<String, Vec<Arc<LiveConn>>>>,
     next_id: AtomicU64,
+    next_pick: AtomicUsize,
     /// Bumped on every register/deregister, so waiters can watch for changes.
     version: watch::Sender<u64>,
 }
@@ -79,6 +82,7 @@ impl Registry {
             hosts: RwLock::new(Arc::new(HostMap::new(tunnels))),
             live: Mutex::default(),
             next_id: AtomicU64::new(1),
+            next_pick: AtomicUsize::new(0),
             version: watch::channel(0).0,
         }
     }
@@ -127,6 +131,7 @@ impl Registry {
             tunnel_id: tunnel_id.to_owned(),
             link,
             active: AtomicUsize::new(0),
+            opened: crate::stats::Counter::default(),
         });
         self.lock().entry(tunnel_id.to_owned()).or_default().push(live.clone());
         self.version.send_modify(|v| *v += 1);
@@ -141,12 +146,24 @@ impl Registry {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Takes a stream slot on the least-loaded live connection of a tunnel.
+    /// Takes a stream slot on the least-loaded live connection of a tunnel; ties are
+    /// broken round-robin, so idle connections share the load too.
     pub fn pick(&self, tunnel_id: &str) -> Option<StreamSlot> {
         let live = self.lock();
-        let best = live.get(tunnel_id)?.iter().min_by_key(|c| c.active.load(Ordering::Relaxed))?.clone();
+        let conns = live.get(tunnel_id)?;
+        let start = self.next_pick.fetch_add(1, Ordering::Relaxed);
+        let best = (0..conns.len())
+            .map(|i| &conns[(start + i) % conns.len()])
+            .min_by_key(|c| c.active.load(Ordering::Relaxed))?
+            .clone();
         best.active.fetch_add(1, Ordering::Relaxed);
+        best.opened.inc();
         Some(StreamSlot(best))
+    }
+
+    /// `(connection id, streams opened)` of each live connection of a tunnel.
+    pub fn connections(&self, tunnel_id: &str) -> Vec<(u64, u64)> {
+        self.lock().get(tunnel_id).map(|c| c.iter().map(|c| (c.id, c.opened.get())).collect()).unwrap_or_default()
     }
 
     /// Number of live connections of a tunnel.

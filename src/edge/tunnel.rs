@@ -80,6 +80,13 @@ pub(super) async fn serve_h2(
     }
 }
 
+/// Completes once no stream is open on `live`.
+async fn quiet(live: &super::registry::LiveConn) {
+    while live.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Checks identity and Hello, registers the link, and serves its control stream.
 async fn serve_registered(
     link: Link,
@@ -130,12 +137,14 @@ async fn serve_registered(
     info!(tunnel = %tunnel_id, connection = live.id, %remote, %transport, "gateway registered");
 
     let mut draining = false;
+    let mut gateway_drained = false;
     let reason = loop {
         tokio::select! {
-            msg = frame::read::<Control, _>(&mut control, MAX_FRAME_LEN), if !draining => match msg {
+            msg = frame::read::<Control, _>(&mut control, MAX_FRAME_LEN), if !draining && !gateway_drained => match msg {
                 Ok(Some(Control::Drain { grace_ms })) => {
                     // The gateway is going away: route no new streams here.
                     shared.registry.deregister(&live);
+                    gateway_drained = true;
                     info!(tunnel = %tunnel_id, connection = live.id, grace_ms, "gateway draining");
                 }
                 Ok(Some(other)) => debug!(connection = live.id, "ignoring control message {other:?}"),
@@ -148,6 +157,13 @@ async fn serve_registered(
                 shared.registry.deregister(&live);
                 let grace_ms = u64::try_from(super::SHUTDOWN_GRACE.as_millis()).unwrap_or(u64::MAX);
                 let _ = frame::write(&mut control, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
+            }
+            // Once a draining gateway's streams have all ended here (so every byte it
+            // sent has been read), the edge closes: the gateway can then exit knowing
+            // nothing it sent is lost.
+            _ = quiet(&live), if gateway_drained => {
+                link.close(codes::CLOSE_NORMAL, b"drained");
+                break "gateway drained".to_owned();
             }
             _ = stops.stop.cancelled() => break "edge shutting down".to_owned(),
             why = link.closed() => break why,

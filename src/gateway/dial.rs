@@ -18,6 +18,9 @@ use crate::stream::TunnelStream;
 use crate::transport::h2stream::{H2Recv, H2Send};
 use crate::transport::{self, Transport};
 
+/// How long a drained QUIC connection waits for the edge to close it.
+const PEER_CLOSE_WAIT: Duration = Duration::from_secs(3);
+
 /// A connected (not yet registered) tunnel connection.
 pub struct Session {
     /// The control stream.
@@ -55,10 +58,13 @@ pub enum Closer {
 }
 
 impl Closer {
-    /// Closes now; waits briefly so the peer hears about it.
+    /// Closes the connection. On QUIC, first gives the edge a moment to close it after
+    /// a drain: the edge does so once it has read every stream to its end, while a close
+    /// from this side would discard stream data still unacknowledged.
     pub async fn close(&self, reason: &'static [u8]) {
         match self {
             Self::Quic { conn, endpoint } => {
+                let _ = tokio::time::timeout(PEER_CLOSE_WAIT, conn.closed()).await;
                 conn.close(codes::CLOSE_NORMAL.into(), reason);
                 let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
             }
@@ -66,6 +72,14 @@ impl Closer {
                 close.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(1), closed.cancelled()).await;
             }
+        }
+    }
+
+    /// Closes at once (nothing in flight worth waiting for).
+    pub fn close_now(&self) {
+        match self {
+            Self::Quic { conn, .. } => conn.close(codes::CLOSE_NORMAL.into(), b"bye"),
+            Self::H2 { close, .. } => close.cancel(),
         }
     }
 

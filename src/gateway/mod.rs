@@ -86,7 +86,8 @@ pub struct Gateway {
     shared: Arc<GatewayShared>,
     client: quinn::ClientConfig,
     h2_tls: Arc<rustls::ClientConfig>,
-    state: watch::Sender<TunnelState>,
+    /// One state per tunnel connection (`[edge] connections`).
+    states: Vec<watch::Sender<TunnelState>>,
     reload: Option<(PathBuf, Arc<Notify>)>,
 }
 
@@ -109,7 +110,8 @@ impl Gateway {
             idle_timeout: config.idle_timeout,
             reloads: watch::channel(0).0,
         });
-        Ok(Self { config, shared, client, h2_tls, state: watch::channel(TunnelState::Connecting).0, reload: None })
+        let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
+        Ok(Self { config, shared, client, h2_tls, states, reload: None })
     }
 
     /// Reloads from `path` when it (or a file it refers to) changes, or when `trigger`
@@ -124,9 +126,14 @@ impl Gateway {
         self.shared.clone()
     }
 
-    /// Watches the tunnel's state.
+    /// Watches the state of the first tunnel connection.
     pub fn status(&self) -> watch::Receiver<TunnelState> {
-        self.state.subscribe()
+        self.statuses().swap_remove(0)
+    }
+
+    /// Watches the state of every tunnel connection.
+    pub fn statuses(&self) -> Vec<watch::Receiver<TunnelState>> {
+        self.states.iter().map(watch::Sender::subscribe).collect()
     }
 
     /// Runs until `shutdown` fires and in-flight requests have finished (or
@@ -142,8 +149,20 @@ impl Gateway {
                 reload_config(&shared, &running, &path)
             }));
         }
-        let dialer = tunnel::Dialer { edge: self.config.edge.clone(), quic: self.client, h2_tls: self.h2_tls };
-        tunnel::run(self.shared.clone(), dialer, self.state.clone(), shutdown, self.config.shutdown_timeout).await;
+        // Connection i dials the i-th edge address (cycling), so several edge instances
+        // each get connections.
+        let edge = &self.config.edge;
+        let addresses: Vec<&String> = std::iter::once(&edge.address).chain(&edge.addresses).collect();
+        let mut connections = tokio::task::JoinSet::new();
+        for (index, state) in (0u32..).zip(&self.states) {
+            let mut target = edge.clone();
+            target.address = addresses[index as usize % addresses.len()].clone();
+            let dialer = tunnel::Dialer { index, edge: target, quic: self.client.clone(), h2_tls: self.h2_tls.clone() };
+            let run =
+                tunnel::run(self.shared.clone(), dialer, state.clone(), shutdown.clone(), self.config.shutdown_timeout);
+            connections.spawn(run);
+        }
+        while connections.join_next().await.is_some() {}
         info!("gateway stopped");
     }
 }

@@ -91,7 +91,10 @@ pub async fn serve_stream(
     let conn = Arc::new(ConnInfo { stream_id, client_addr, sni });
     debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
     let routing = shared.clone();
+    // Set once the first request has arrived (see the shutdown branch below).
+    let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);
     let service = service_fn(move |req| {
+        first_tx.send_replace(true);
         // Each request sees the routing table in force when it arrives (hot reload).
         let (routes, conn) = (routing.routes(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, conn, req).await) }
@@ -104,8 +107,18 @@ pub async fn serve_stream(
     let result = tokio::select! {
         r = connection.as_mut() => r,
         _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            // A client whose connection reached us just before a drain has a request on
+            // the way: serve that one before closing, or it would fail for no reason.
+            let first_request = tokio::time::timeout(HEADER_READ_TIMEOUT, async move {
+                let _ = first_rx.wait_for(|seen| *seen).await.is_ok();
+            });
+            tokio::select! {
+                r = connection.as_mut() => r,
+                _ = first_request => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
         }
         _ = activity.idle_for(idle) => {
             info!(stream = stream_id, "closing client connection idle for {idle:?}");

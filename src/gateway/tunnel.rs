@@ -22,6 +22,9 @@ use crate::transport::Transport;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// In `auto` mode, how long QUIC gets before UDP is presumed blocked.
 const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a Drain, how long a connection stays open for streams the edge opened before it
+/// saw the Drain.
+const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -85,6 +88,8 @@ impl DialError {
 
 /// How the gateway reaches the edge.
 pub(super) struct Dialer {
+    /// Which of the gateway's parallel connections this dialer keeps (0-based).
+    pub index: u32,
     pub edge: EdgeTarget,
     pub quic: quinn::ClientConfig,
     pub h2_tls: Arc<rustls::ClientConfig>,
@@ -204,12 +209,12 @@ pub fn backoff(attempt: u32) -> Duration {
 async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
     let edge = &dialer.edge;
     match edge.transport {
-        TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?).await,
-        TransportMode::Http2 => register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?).await,
+        TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
+        TransportMode::Http2 => register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await,
         TransportMode::Auto => {
             if !*udp_blocked {
                 match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
-                    Ok(session) => return register(session).await,
+                    Ok(session) => return register(session, dialer.index).await,
                     Err(e) if e.udp_looks_blocked() => {
                         warn!(
                             edge = %edge.address,
@@ -222,15 +227,14 @@ async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered
                     Err(e) => return Err(e),
                 }
             }
-            register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?).await
+            register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await
         }
     }
 }
 
 /// Says `Hello` on a new session and waits for `Welcome`.
-async fn register(mut session: Session) -> Result<Registered, DialError> {
-    let hello =
-        Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index: 0 };
+async fn register(mut session: Session, connection_index: u32) -> Result<Registered, DialError> {
+    let hello = Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index };
     let exchange = async {
         frame::write(&mut session.control, &hello, MAX_FRAME_LEN).await?;
         tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut session.control, MAX_FRAME_LEN))
@@ -251,7 +255,7 @@ async fn register(mut session: Session) -> Result<Registered, DialError> {
             None => e,
         },
     };
-    session.closer.close(b"registration failed").await;
+    session.closer.close_now();
     Err(err)
 }
 
@@ -282,7 +286,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
         loop {
             tokio::time::sleep(ctx.dialer.edge.quic_retry_interval).await;
             match dial::quic(&ctx.dialer.edge, &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
-                Ok(session) => match register(session).await {
+                Ok(session) => match register(session, ctx.dialer.index).await {
                     Ok(reg) => return reg,
                     Err(e) => debug!("QUIC re-probe registered no connection: {e}"),
                 },
@@ -368,9 +372,12 @@ async fn finish(
         }
         std::future::pending::<()>().await
     };
+    // The edge may have opened a stream just before it saw our Drain; give such streams
+    // time to arrive before the connection can close.
+    let settled = tokio::time::sleep(DRAIN_SETTLE.min(limit));
     let done = async {
         tokio::select! {
-            _ = streams.wait() => {}
+            _ = async { tokio::join!(streams.wait(), settled) } => {}
             _ = serve_late => {}
         }
     };

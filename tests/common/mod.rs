@@ -51,6 +51,8 @@ pub struct Stack {
     pub gateway: Option<Arc<mcp_tunnel::gateway::GatewayShared>>,
     /// Notify to make the main gateway reload (as SIGHUP does).
     pub reload: Arc<tokio::sync::Notify>,
+    /// Stops the main gateway alone (gracefully), leaving the edge running.
+    pub gateway_stop: CancellationToken,
 }
 
 impl Drop for Stack {
@@ -104,6 +106,7 @@ hostnames = ["other.example"]
             edge_extra: edge_extra.to_owned(),
             gateway: None,
             reload: Arc::default(),
+            gateway_stop: CancellationToken::new(),
         };
         // The main gateway runs from `gateway.toml` and reloads it when it changes.
         let path = stack.gateway_path();
@@ -112,7 +115,8 @@ hostnames = ["other.example"]
             .expect("gateway");
         stack.status = gateway.status();
         stack.gateway = Some(gateway.shared());
-        tokio::spawn(gateway.watch_config(path, stack.reload.clone()).run(stack.shutdown.child_token()));
+        stack.gateway_stop = stack.shutdown.child_token();
+        tokio::spawn(gateway.watch_config(path, stack.reload.clone()).run(stack.gateway_stop.clone()));
         let state = stack.wait_state().await;
         assert!(matches!(state, TunnelState::Registered { .. }), "gateway did not register: {state:?}");
         stack
