@@ -134,3 +134,61 @@ async fn rolling_restart_of_replicas_loses_no_request() {
     assert_eq!(failed, 0);
     stop_up.cancel();
 }
+
+/// Fault: the edge asks the gateway's connection to drain (as for an edge deploy) while
+/// requests flow. Expect: the gateway registers a replacement before the old connection
+/// goes, and not one request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_drain_is_make_before_break() {
+    let (port, stop_up) = demo_upstream().await;
+    let routes = format!("[[routes]]\nhost = \"app\"\nupstream = \"http://127.0.0.1:{port}\"\n");
+    let stack = Arc::new(Stack::start(&routes).await);
+    let before = stack.edge.registry.connections(TUNNEL);
+    assert_eq!(before.len(), 1);
+
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stack, stop, ok, failed) = (stack.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            for _ in 0..5_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let counter = if ping(&stack).await { &ok } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let wait_ok = |n: u64| {
+        let ok = ok.clone();
+        async move {
+            let target = ok.load(Ordering::Relaxed) + n;
+            while ok.load(Ordering::Relaxed) < target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    bounded("load before the drain", wait_ok(50)).await;
+    assert_eq!(stack.edge.registry.drain(TUNNEL), 1);
+    let replaced = async {
+        loop {
+            let now = stack.edge.registry.connections(TUNNEL);
+            if now.len() == 1 && now[0].0 != before[0].0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    bounded("replacement connection", replaced).await;
+    bounded("load after the drain", wait_ok(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("edge drain: {ok} requests ok, {failed} failed");
+    assert_eq!(failed, 0);
+    stop_up.cancel();
+}

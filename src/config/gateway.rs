@@ -40,6 +40,8 @@ struct RawEdge {
     tcp_address: Option<Spanned<String>>,
     transport: Option<Spanned<String>>,
     quic_retry_interval: Option<Spanned<String>>,
+    backoff_base: Option<Spanned<String>>,
+    backoff_max: Option<Spanned<String>>,
     server_name: Option<Spanned<String>>,
     ca: Spanned<String>,
     cert: Spanned<String>,
@@ -102,6 +104,10 @@ pub struct EdgeTarget {
     pub transport: TransportMode,
     /// While on HTTP/2 in `auto` mode, how often to check whether QUIC works again.
     pub quic_retry_interval: Duration,
+    /// Reconnect backoff: the first delay's upper bound, doubling up to `backoff_max`
+    /// (full jitter).
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
     /// Name the edge's certificate must carry.
     pub server_name: ServerName<'static>,
     /// The pinned edge CA.
@@ -142,6 +148,9 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
     /// QUIC/TLS port of the edge when an address has none.
     pub const EDGE_PORT: u16 = 7844;
+    /// Reconnect backoff bounds.
+    pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
     /// How often an `auto` gateway on HTTP/2 retries QUIC.
     pub const QUIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 }
@@ -212,6 +221,11 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
     };
     let quic_retry_interval =
         src.duration("edge.quic_retry_interval", raw.quic_retry_interval.as_ref(), defaults::QUIC_RETRY_INTERVAL)?;
+    let backoff_base = src.duration("edge.backoff_base", raw.backoff_base.as_ref(), defaults::BACKOFF_BASE)?;
+    let backoff_max = src.duration("edge.backoff_max", raw.backoff_max.as_ref(), defaults::BACKOFF_MAX)?;
+    if let (Some(at), true) = (&raw.backoff_max, backoff_max < backoff_base) {
+        return Err(src.invalid("edge.backoff_max", at, "must not be smaller than backoff_base"));
+    }
     let mut addresses = Vec::new();
     for (i, a) in raw.addresses.iter().flatten().enumerate() {
         split_host_port(a.get_ref(), defaults::EDGE_PORT)
@@ -232,6 +246,8 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         tcp_address,
         transport,
         quic_retry_interval,
+        backoff_base,
+        backoff_max,
         server_name,
         ca,
         identity,

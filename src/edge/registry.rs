@@ -23,6 +23,11 @@ pub struct LiveConn {
     pub active: AtomicUsize,
     /// Streams opened on it so far.
     pub opened: crate::stats::Counter,
+    /// Cancelled to ask this gateway connection to drain (edge deploys).
+    pub drain: tokio_util::sync::CancellationToken,
+    /// Asked to drain: used only while the tunnel has no other connection, so streams
+    /// keep flowing until the gateway's replacement has registered.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Which tunnel serves which hostname (replaced as a whole on reload).
@@ -132,6 +137,8 @@ impl Registry {
             link,
             active: AtomicUsize::new(0),
             opened: crate::stats::Counter::default(),
+            drain: tokio_util::sync::CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         self.lock().entry(tunnel_id.to_owned()).or_default().push(live.clone());
         self.version.send_modify(|v| *v += 1);
@@ -154,11 +161,21 @@ impl Registry {
         let start = self.next_pick.fetch_add(1, Ordering::Relaxed);
         let best = (0..conns.len())
             .map(|i| &conns[(start + i) % conns.len()])
-            .min_by_key(|c| c.active.load(Ordering::Relaxed))?
+            .min_by_key(|c| (c.draining.load(Ordering::Relaxed), c.active.load(Ordering::Relaxed)))?
             .clone();
         best.active.fetch_add(1, Ordering::Relaxed);
         best.opened.inc();
         Some(StreamSlot(best))
+    }
+
+    /// Asks every live connection of a tunnel to drain: each gateway opens a replacement
+    /// first, then lets the old connection finish (make-before-break). Returns how many
+    /// connections were asked.
+    pub fn drain(&self, tunnel_id: &str) -> usize {
+        let live = self.lock();
+        let conns = live.get(tunnel_id).map(Vec::as_slice).unwrap_or_default();
+        conns.iter().for_each(|c| c.drain.cancel());
+        conns.len()
     }
 
     /// `(connection id, streams opened)` of each live connection of a tunnel.

@@ -80,6 +80,14 @@ pub(super) async fn serve_h2(
     }
 }
 
+/// Completes when either token is cancelled.
+async fn any(a: &CancellationToken, b: &CancellationToken) {
+    tokio::select! {
+        _ = a.cancelled() => {}
+        _ = b.cancelled() => {}
+    }
+}
+
 /// Completes once no stream is open on `live`.
 async fn quiet(live: &super::registry::LiveConn) {
     while live.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
@@ -151,10 +159,15 @@ async fn serve_registered(
                 Ok(None) => break "control stream closed".to_owned(),
                 Err(e) => break format!("control stream failed: {e}"),
             },
-            _ = stops.drain.cancelled(), if !draining => {
-                // Edge shutdown: no new streams here; in-flight ones may finish.
+            _ = any(&stops.drain, &live.drain), if !draining => {
+                // Edge shutdown or deploy: no new streams here; in-flight ones may finish.
+                // For a deploy the link stays usable until the gateway's replacement has
+                // registered (make-before-break).
                 draining = true;
-                shared.registry.deregister(&live);
+                live.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                if stops.drain.is_cancelled() {
+                    shared.registry.deregister(&live);
+                }
                 let grace_ms = u64::try_from(super::SHUTDOWN_GRACE.as_millis()).unwrap_or(u64::MAX);
                 let _ = frame::write(&mut control, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
             }

@@ -27,8 +27,6 @@ const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Where the tunnel stands, for readiness checks, tests and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +185,7 @@ pub(super) async fn run(
             }
         }
         attempt = if started.elapsed() >= STABLE_AFTER { 0 } else { attempt.saturating_add(1) };
-        let delay = backoff(attempt);
+        let delay = backoff(attempt, dialer.edge.backoff_base, dialer.edge.backoff_max);
         info!(attempt, delay_ms = delay.as_millis() as u64, "redialing the edge");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -200,8 +198,8 @@ pub(super) async fn run(
 }
 
 /// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
-pub fn backoff(attempt: u32) -> Duration {
-    let cap = BACKOFF_BASE.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(BACKOFF_MAX);
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let cap = base.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(max);
     cap.mul_f64(fastrand::f64())
 }
 
@@ -408,12 +406,16 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_and_capped() {
+        let (base, max) = (Duration::from_millis(200), Duration::from_secs(30));
         for attempt in [0, 1, 5, 20, u32::MAX] {
-            for _ in 0..100 {
-                let d = backoff(attempt);
-                assert!(d <= BACKOFF_MAX, "{d:?}");
-                assert!(d <= BACKOFF_BASE.saturating_mul(1 << attempt.min(16)), "{d:?}");
+            let mut seen_max = Duration::ZERO;
+            for _ in 0..200 {
+                let d = backoff(attempt, base, max);
+                assert!(d <= max, "{d:?}");
+                assert!(d <= base.saturating_mul(1 << attempt.min(16)), "{d:?}");
+                seen_max = seen_max.max(d);
             }
+            assert!(seen_max > Duration::ZERO, "jitter spreads the delays");
         }
     }
 }
