@@ -15,7 +15,6 @@ use mcp_tunnel::demo::client::McpClient;
 use mcp_tunnel::edge::Edge;
 use mcp_tunnel::gateway::{Gateway, TunnelState};
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -92,14 +91,6 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
-async fn upstream() -> (u16, CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = CancellationToken::new();
-    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
-    (port, stop)
-}
-
 /// One `countdown` call on its own connection; reports its first progress event on
 /// `started`. Returns whether the result arrived.
 async fn countdown(
@@ -130,7 +121,7 @@ async fn countdown(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_killed_and_restarted_under_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (up_port, stop_up) = upstream().await;
+    let (up_port, stop_up) = common::demo_upstream().await;
     let (_, public) = setup(dir.path(), up_port);
     let mut edge = spawn("edge", dir.path(), "edge listening");
     let gateway =
@@ -190,7 +181,7 @@ async fn edge_killed_and_restarted_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sigterm_lets_50_in_flight_calls_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (up_port, stop_up) = upstream().await;
+    let (up_port, stop_up) = common::demo_upstream().await;
     let (_, public) = setup(dir.path(), up_port);
     let edge = Edge::bind(&EdgeConfig::load(&dir.path().join("edge.toml")).expect("edge config")).await.expect("bind");
     let stop_edge = CancellationToken::new();

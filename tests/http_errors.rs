@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http, Stack, DOMAIN};
+use common::{demo_upstream, http, Stack, DOMAIN};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -21,15 +21,6 @@ async fn post(stack: &Stack, route: &str) -> (u16, Value) {
 async fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     l.local_addr().expect("addr").port()
-}
-
-/// The example MCP server on a free port; cancel the token to stop it.
-async fn demo_upstream() -> (u16, tokio_util::sync::CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
-    (port, stop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

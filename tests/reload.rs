@@ -3,20 +3,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http, Stack, DOMAIN};
-use tokio::net::TcpListener;
-
-async fn demo_upstream() -> (u16, tokio_util::sync::CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
-    (port, stop)
-}
+use common::load::Load;
+use common::{demo_upstream, http, Stack, DOMAIN};
 
 async fn ping(stack: &Stack, route: &str) -> Result<u16, http::Error> {
     let host = format!("{route}.{DOMAIN}");
@@ -38,26 +29,20 @@ async fn routes_and_inner_certificate_reload_under_load_without_failures() {
     let registered = stack.edge.stats.streams_opened.get();
 
     // Steady load: 4 clients, each a new TLS connection per request, until told to stop.
-    let (stop, ok, failed) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stack, stop, ok, failed) = (stack.clone(), stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            for _ in 0..2_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
+    let load = Load::start(4, 2_000, {
+        let stack = stack.clone();
+        move || {
+            let stack = stack.clone();
+            async move {
+                let result = ping(&stack, "steady").await;
+                if !matches!(result, Ok(200)) {
+                    eprintln!("request failed: {result:?}");
                 }
-                match ping(&stack, "steady").await {
-                    Ok(200) => ok.fetch_add(1, Ordering::Relaxed),
-                    other => {
-                        eprintln!("request failed: {other:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
+                matches!(result, Ok(200))
             }
-        }));
-    }
+        }
+    });
+    load.wait_ok(20).await;
     let sni = format!("steady.{DOMAIN}");
     let old_cert = http::peer_cert(stack.public, &sni, &stack.inner_ca()).await.expect("old cert");
     assert_eq!(ping(&stack, "added").await.expect("404 answer"), 404);
@@ -84,11 +69,8 @@ async fn routes_and_inner_certificate_reload_under_load_without_failures() {
     assert_ne!(old_cert, new_cert, "new handshakes use the rotated certificate");
     assert_eq!(new_cert, issued.cert_der);
 
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load task");
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    load.wait_ok(20).await;
+    let (ok, failed) = load.stop().await;
     eprintln!("requests during reloads: {ok} ok, {failed} failed");
     assert!(ok > 20, "the load actually ran ({ok} requests)");
     assert_eq!(failed, 0);

@@ -3,28 +3,28 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http, wait_settled, Stack, DOMAIN, TUNNEL};
+use common::load::Load;
+use common::{demo_upstream, http, wait_settled, Stack, DOMAIN, TUNNEL};
 use mcp_tunnel::gateway::{Gateway, TunnelState};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-async fn demo_upstream() -> (u16, CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = CancellationToken::new();
-    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
-    (port, stop)
-}
 
 /// Awaits `f`, failing the test if it takes more than 30 s.
 async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(30), f)
         .await
         .unwrap_or_else(|_| panic!("{what} did not happen within 30 s"))
+}
+
+/// Four clients pinging `app` back to back.
+fn load(stack: &Arc<Stack>) -> Load {
+    let stack = stack.clone();
+    Load::start(4, 5_000, move || {
+        let stack = stack.clone();
+        async move { ping(&stack).await }
+    })
 }
 
 async fn ping(stack: &Stack) -> bool {
@@ -62,7 +62,6 @@ async fn rolling_restart_of_replicas_loses_no_request() {
     let (port, stop_up) = demo_upstream().await;
     let routes = format!("[[routes]]\nhost = \"app\"\nupstream = \"http://127.0.0.1:{port}\"\n");
     let stack = Arc::new(Stack::start(&routes).await);
-    // Replica B (replica A is the stack's own gateway, stopped through its token below).
     let start_replica = |stack: &Stack| {
         let token = CancellationToken::new();
         let gateway = Gateway::new(stack.gateway_config("certs", "certs/tunnel", &routes)).expect("gateway");
@@ -70,66 +69,33 @@ async fn rolling_restart_of_replicas_loses_no_request() {
         let done = tokio::spawn(gateway.run(token.clone()));
         (token, status, done)
     };
+    // Replica A is the stack's own gateway; B starts here.
     let (b_stop, mut b_status, b_done) = start_replica(&stack);
     assert!(matches!(wait_settled(&mut b_status).await, TunnelState::Registered { .. }));
     assert_eq!(stack.edge.registry.live_count(TUNNEL), 2);
 
-    let (stop, ok, failed) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stack, stop, ok, failed) = (stack.clone(), stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            for _ in 0..5_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let counter = if ping(&stack).await { &ok } else { &failed };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    // Waits until the load has made `n` more successful requests.
-    let progress = |n: u64| {
-        let ok = ok.clone();
-        async move {
-            let target = ok.load(Ordering::Relaxed) + n;
-            while ok.load(Ordering::Relaxed) < target {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    bounded("load before the restart", progress(50)).await;
-
-    // Replica A (the stack's own gateway) stops gracefully, then comes back as A'.
+    let load = load(&stack);
+    load.wait_ok(50).await;
+    // A stops gracefully, then comes back as A'.
     stack.gateway_stop.cancel();
     let mut a_status = stack.status.clone();
-    bounded(
-        "A stopped",
-        async move { a_status.wait_for(|s| *s == TunnelState::Stopped).await.map(|_| ()).expect("watch") },
-    )
-    .await;
-    bounded("load on B alone", progress(50)).await;
+    bounded("A stopped", a_status.wait_for(|s| *s == TunnelState::Stopped)).await.expect("watch");
+    load.wait_ok(50).await;
     let (a2_stop, mut a2_status, a2_done) = start_replica(&stack);
     assert!(matches!(wait_settled(&mut a2_status).await, TunnelState::Registered { .. }));
-
-    // Then replica B stops gracefully and comes back as B'.
+    // Then B stops gracefully and comes back as B'.
     b_stop.cancel();
-    bounded("B stopped", async move { b_done.await.expect("join") }).await;
-    bounded("load on A' alone", progress(50)).await;
+    bounded("B stopped", b_done).await.expect("join");
+    load.wait_ok(50).await;
     let (b2_stop, mut b2_status, b2_done) = start_replica(&stack);
     assert!(matches!(wait_settled(&mut b2_status).await, TunnelState::Registered { .. }));
-    bounded("load after the restart", progress(50)).await;
+    load.wait_ok(50).await;
 
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load");
-    }
+    let (ok, failed) = load.stop().await;
     for (token, done) in [(a2_stop, a2_done), (b2_stop, b2_done)] {
         token.cancel();
         let _ = done.await;
     }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("rolling restart: {ok} requests ok, {failed} failed");
     assert_eq!(failed, 0);
     stop_up.cancel();
@@ -146,31 +112,8 @@ async fn edge_drain_is_make_before_break() {
     let before = stack.edge.registry.connections(TUNNEL);
     assert_eq!(before.len(), 1);
 
-    let (stop, ok, failed) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stack, stop, ok, failed) = (stack.clone(), stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            for _ in 0..5_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let counter = if ping(&stack).await { &ok } else { &failed };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let wait_ok = |n: u64| {
-        let ok = ok.clone();
-        async move {
-            let target = ok.load(Ordering::Relaxed) + n;
-            while ok.load(Ordering::Relaxed) < target {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    bounded("load before the drain", wait_ok(50)).await;
+    let load = load(&stack);
+    load.wait_ok(50).await;
     assert_eq!(stack.edge.registry.drain(TUNNEL), 1);
     let replaced = async {
         loop {
@@ -182,12 +125,8 @@ async fn edge_drain_is_make_before_break() {
         }
     };
     bounded("replacement connection", replaced).await;
-    bounded("load after the drain", wait_ok(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load");
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    load.wait_ok(200).await;
+    let (ok, failed) = load.stop().await;
     eprintln!("edge drain: {ok} requests ok, {failed} failed");
     assert_eq!(failed, 0);
     stop_up.cancel();

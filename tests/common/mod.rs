@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod http;
+pub mod load;
 pub mod python;
 pub mod tap;
 pub mod udp;
@@ -210,6 +211,15 @@ key = "certs/inner/server.key"
     pub fn url(&self, route: &str) -> String {
         format!("https://{route}.{DOMAIN}:{}/mcp", self.public.port())
     }
+}
+
+/// The example MCP server (`demo::server`) on a free loopback port; cancel to stop it.
+pub async fn demo_upstream() -> (u16, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let port = listener.local_addr().expect("upstream addr").port();
+    let stop = CancellationToken::new();
+    tokio::spawn(mcp_tunnel::demo::server::run(listener, stop.clone()));
+    (port, stop)
 }
 
 /// Waits up to 15 s for a gateway to reach Registered, Rejected or Disconnected.
