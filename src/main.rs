@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Serve the example MCP server (Streamable HTTP at /mcp; tools echo, add, countdown).
+    ExampleServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Edge, gateway and an example MCP server in one process, with a real MCP session.
     Demo {
         /// Public port of the demo edge (0 = any free port).
@@ -132,6 +138,12 @@ async fn run(command: Command) -> Result<()> {
             }
         }
         Command::Check { config } => check(&config)?,
+        Command::ExampleServer { listen } => {
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%listen, "example MCP server listening (endpoint /mcp)");
+            demo::server::run(listener, shutdown_on_signal()?).await;
+        }
         Command::Demo { public_port, dir, once } => {
             demo::run(demo::DemoOptions { public_port, dir, once }, shutdown_on_signal()?).await?;
         }
