@@ -100,7 +100,7 @@ impl EdgeConfig {
         let identity = src.identity(("tunnel_listener.cert", &t.cert), ("tunnel_listener.key", &t.key))?;
         let tunnel_ca = src.certs("tunnel_listener.client_ca", &t.client_ca)?;
         let public_listen = addr("public_listener.listen", &raw.public_listener.listen)?;
-        let client_hello_timeout = src.duration(
+        let client_hello_timeout = src.positive_duration(
             "public_listener.client_hello_timeout",
             raw.public_listener.client_hello_timeout.as_ref(),
             DEFAULT_CLIENT_HELLO_TIMEOUT,

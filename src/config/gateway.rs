@@ -174,7 +174,7 @@ impl GatewayConfig {
         let routes = route_table(src, &domain, &raw.upstream, &raw.routes)?;
         let shutdown_timeout =
             src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
-        let idle_timeout = src.duration("idle_timeout", raw.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT)?;
+        let idle_timeout = src.positive_duration("idle_timeout", raw.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT)?;
         Ok(Self {
             tunnel_domain: domain,
             edge,
@@ -196,22 +196,14 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         Some(s) => src.invalid("edge.server_name", s, format!("{name:?} is not a valid DNS name or IP address")),
         None => src.invalid("edge.address", &raw.address, format!("{name:?} is not a valid DNS name or IP address")),
     })?;
-    let address = if address.contains(':') && !address.ends_with(']') {
-        address
-    } else {
-        format!("{address}:{}", defaults::EDGE_PORT)
-    };
+    let address = edge_addr(src, "edge.address", &raw.address)?;
     let ca = src.certs("edge.ca", &raw.ca)?;
     let identity = src.identity(("edge.cert", &raw.cert), ("edge.key", &raw.key))?;
     crate::tls::identity::tunnel_id(&identity.chain[0])
         .map_err(|e| src.invalid("edge.cert", &raw.cert, format!("not a gateway certificate: {e}")))?;
     let tcp_address = match &raw.tcp_address {
         None => None,
-        Some(a) => {
-            split_host_port(a.get_ref(), defaults::EDGE_PORT)
-                .ok_or_else(|| src.invalid("edge.tcp_address", a, "expected \"host:port\""))?;
-            Some(a.get_ref().trim().to_owned())
-        }
+        Some(a) => Some(edge_addr(src, "edge.tcp_address", a)?),
     };
     let transport = match raw.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
         None | Some((_, "auto")) => TransportMode::Auto,
@@ -219,18 +211,19 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         Some((_, "http2")) => TransportMode::Http2,
         Some((t, _)) => return Err(src.invalid("edge.transport", t, "expected \"auto\", \"quic\" or \"http2\"")),
     };
-    let quic_retry_interval =
-        src.duration("edge.quic_retry_interval", raw.quic_retry_interval.as_ref(), defaults::QUIC_RETRY_INTERVAL)?;
-    let backoff_base = src.duration("edge.backoff_base", raw.backoff_base.as_ref(), defaults::BACKOFF_BASE)?;
-    let backoff_max = src.duration("edge.backoff_max", raw.backoff_max.as_ref(), defaults::BACKOFF_MAX)?;
+    let quic_retry_interval = src.positive_duration(
+        "edge.quic_retry_interval",
+        raw.quic_retry_interval.as_ref(),
+        defaults::QUIC_RETRY_INTERVAL,
+    )?;
+    let backoff_base = src.positive_duration("edge.backoff_base", raw.backoff_base.as_ref(), defaults::BACKOFF_BASE)?;
+    let backoff_max = src.positive_duration("edge.backoff_max", raw.backoff_max.as_ref(), defaults::BACKOFF_MAX)?;
     if let (Some(at), true) = (&raw.backoff_max, backoff_max < backoff_base) {
         return Err(src.invalid("edge.backoff_max", at, "must not be smaller than backoff_base"));
     }
     let mut addresses = Vec::new();
     for (i, a) in raw.addresses.iter().flatten().enumerate() {
-        split_host_port(a.get_ref(), defaults::EDGE_PORT)
-            .ok_or_else(|| src.invalid(&format!("edge.addresses[{i}]"), a, "expected \"host:port\""))?;
-        addresses.push(a.get_ref().trim().to_owned());
+        addresses.push(edge_addr(src, &format!("edge.addresses[{i}]"), a)?);
     }
     let connections = match &raw.connections {
         None => 1,
@@ -252,6 +245,13 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         ca,
         identity,
     })
+}
+
+/// Validates an edge address and adds the default port when it has none.
+fn edge_addr(src: &Source, key: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let (host, port) = split_host_port(v.get_ref().trim(), defaults::EDGE_PORT)
+        .ok_or_else(|| src.invalid(key, v, "expected \"host:port\""))?;
+    Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
 }
 
 /// Splits `host:port`, `[v6]:port` or a bare host; `None` on a malformed port.
@@ -297,7 +297,7 @@ fn route_table(src: &Source, domain: &str, up: &RawUpstream, raw: &[RawRoute]) -
     let allow = Arc::new(allow);
     let connect_timeout =
         src.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT)?;
-    let default_timeout = src.duration("upstream.timeout", up.timeout.as_ref(), defaults::RESPONSE_TIMEOUT)?;
+    let default_timeout = src.positive_duration("upstream.timeout", up.timeout.as_ref(), defaults::RESPONSE_TIMEOUT)?;
     let mut routes = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let key = |k: &str| format!("routes[{i}].{k}");
@@ -312,7 +312,7 @@ fn route_table(src: &Source, domain: &str, up: &RawUpstream, raw: &[RawRoute]) -
         }
         .filter(|p| p != "/");
         let target = upstream_target(src, &key, r)?;
-        let timeout = src.duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
+        let timeout = src.positive_duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
         let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
         let name = match &path_prefix {
             Some(p) => format!("{host}{p}"),

@@ -149,6 +149,23 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Like [`Source::duration`], refusing zero (a zero timeout or interval would close
+    /// everything at once or spin).
+    pub fn positive_duration(
+        &self,
+        key: &str,
+        at: Option<&Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, at, default)?;
+        match at {
+            Some(v) if d.is_zero() => Err(self.invalid(key, v, "must be greater than zero")),
+            _ => Ok(d),
+        }
+    }
+}
+
 /// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`: a whole number and a unit.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();

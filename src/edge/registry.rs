@@ -178,6 +178,13 @@ impl Registry {
         conns.len()
     }
 
+    /// Whether the tunnel of `live` has another connection that is not draining.
+    pub fn replaced(&self, live: &LiveConn) -> bool {
+        self.lock()
+            .get(&live.tunnel_id)
+            .is_some_and(|c| c.iter().any(|c| c.id != live.id && !c.draining.load(Ordering::Relaxed)))
+    }
+
     /// `(connection id, streams opened)` of each live connection of a tunnel.
     pub fn connections(&self, tunnel_id: &str) -> Vec<(u64, u64)> {
         self.lock().get(tunnel_id).map(|c| c.iter().map(|c| (c.id, c.opened.get())).collect()).unwrap_or_default()

@@ -88,6 +88,13 @@ async fn any(a: &CancellationToken, b: &CancellationToken) {
     }
 }
 
+/// Completes once `live` has a registered replacement and no open stream.
+async fn replaced_and_quiet(shared: &EdgeShared, live: &super::registry::LiveConn) {
+    while !shared.registry.replaced(live) || live.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Completes once no stream is open on `live`.
 async fn quiet(live: &super::registry::LiveConn) {
     while live.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
@@ -177,6 +184,13 @@ async fn serve_registered(
             _ = quiet(&live), if gateway_drained => {
                 link.close(codes::CLOSE_NORMAL, b"drained");
                 break "gateway drained".to_owned();
+            }
+            // A connection drained for a deploy goes once its replacement is registered
+            // and nothing runs on it any more.
+            _ = replaced_and_quiet(shared, &live), if draining && !stops.drain.is_cancelled() => {
+                shared.registry.deregister(&live);
+                link.close(codes::CLOSE_NORMAL, b"drained");
+                break "replaced after drain".to_owned();
             }
             _ = stops.stop.cancelled() => break "edge shutting down".to_owned(),
             why = link.closed() => break why,

@@ -22,9 +22,6 @@ use crate::transport::Transport;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// In `auto` mode, how long QUIC gets before UDP is presumed blocked.
 const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// After a Drain, how long a connection stays open for streams the edge opened before it
-/// saw the Drain.
-const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -214,13 +211,16 @@ async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered
                 match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
                     Ok(session) => return register(session, dialer.index).await,
                     Err(e) if e.udp_looks_blocked() => {
+                        // Only when HTTP/2 then works is UDP the problem, not a down edge.
+                        let reg = register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await?;
                         warn!(
                             edge = %edge.address,
-                            "QUIC to the edge failed ({e}): UDP looks blocked; falling back to HTTP/2 over TCP \
-                             and retrying QUIC every {:?}",
+                            "QUIC to the edge failed ({e}) but HTTP/2 over TCP works: UDP looks blocked; \
+                             using HTTP/2 and retrying QUIC every {:?}",
                             edge.quic_retry_interval
                         );
                         *udp_blocked = true;
+                        return Ok(reg);
                     }
                     Err(e) => return Err(e),
                 }
@@ -351,7 +351,9 @@ async fn send_drain<W: AsyncWrite + Unpin>(control: &mut W, grace: Duration) {
 }
 
 /// Lets in-flight streams finish (up to `limit`), still serving streams that raced the
-/// drain, then returns so the caller can close the connection.
+/// drain, then returns so the caller can close the connection. The edge closes a drained
+/// connection itself once nothing runs on it (and, for its own drains, once the
+/// replacement registered), so waiting for that close loses no byte in flight.
 async fn finish(
     incoming: &mut Incoming,
     shared: &Arc<GatewayShared>,
@@ -364,20 +366,11 @@ async fn finish(
     // Streams that raced the Drain get served normally (they have a request coming);
     // the time limit bounds them.
     let late = CancellationToken::new();
-    let serve_late = async {
+    let done = async {
         while let Some((stream, open)) = incoming.accept().await {
             streams.spawn(serve_stream(stream, open, shared.clone(), late.clone()));
         }
-        std::future::pending::<()>().await
-    };
-    // The edge may have opened a stream just before it saw our Drain; give such streams
-    // time to arrive before the connection can close.
-    let settled = tokio::time::sleep(DRAIN_SETTLE.min(limit));
-    let done = async {
-        tokio::select! {
-            _ = async { tokio::join!(streams.wait(), settled) } => {}
-            _ = serve_late => {}
-        }
+        streams.wait().await;
     };
     if tokio::time::timeout(limit, done).await.is_err() {
         warn!("drain time limit reached with streams in flight; closing");
