@@ -10,6 +10,7 @@
 //! - [`demo`]: everything in one process, with an example MCP server and client.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod edge;

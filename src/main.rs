@@ -38,6 +38,16 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Ask a running gateway or edge whether it is alive or ready (exit 0 if so, 1 if
+    /// not): for exec probes in images without a shell.
+    Probe {
+        /// The admin endpoint (`[admin] listen`).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+        /// `live` (the process answers) or `ready` (a tunnel connection is registered).
+        #[arg(value_parser = ["live", "ready"])]
+        check: String,
+    },
     /// Validate a config file (edge or gateway) and exit.
     Check {
         #[arg(long, short)]
@@ -138,6 +148,14 @@ async fn run(command: Command) -> Result<()> {
             }
         }
         Command::Check { config } => check(&config)?,
+        Command::Probe { admin, check } => {
+            let path = if check == "live" { "/healthz" } else { "/readyz" };
+            match mcp_tunnel::admin::probe(&admin, path, std::time::Duration::from_secs(2)).await {
+                Ok(true) => println!("{check}: ok"),
+                Ok(false) => bail!("{check}: not {check} ({admin}{path} did not answer 200)"),
+                Err(e) => bail!("{check}: {e}"),
+            }
+        }
         Command::ExampleServer { listen } => {
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

@@ -164,3 +164,68 @@ fn edge_and_gateway_processes_register_and_exit_cleanly_on_sigterm() {
         assert!(status.success(), "{name} exited with {status}");
     }
 }
+
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect admin");
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// The admin endpoint and `probe`: not ready before the tunnel registers, ready after;
+/// `/metrics` in Prometheus text with the tunnel's connection and the request counted.
+#[test]
+fn admin_endpoint_and_probe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    let (gw_admin, edge_admin) = (format!("127.0.0.1:{}", free_port_tcp()), format!("127.0.0.1:{}", free_port_tcp()));
+    write_configs(dir.path(), free_port_udp(), free_port_tcp());
+    for (file, addr) in [("gateway.toml", &gw_admin), ("edge.toml", &edge_admin)] {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, format!("{}\n[admin]\nlisten = \"{addr}\"\n", text)).expect("write");
+    }
+    let spawn = |role: &str| {
+        Command::new(BIN)
+            .args([role, "--config", dir.path().join(format!("{role}.toml")).to_str().expect("utf8")])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // Gateway first: its edge is not up yet, so it is alive but not ready.
+    let mut gateway = spawn("gateway");
+    wait_for_log(&mut gateway, "admin endpoint listening");
+    assert!(run(&["probe", "--admin", &gw_admin, "live"]).status.success());
+    let not_ready = run(&["probe", "--admin", &gw_admin, "ready"]);
+    assert!(!not_ready.status.success(), "{}", text(&not_ready));
+    assert!(get(&gw_admin, "/readyz").starts_with("HTTP/1.1 503"));
+
+    let mut edge = spawn("edge");
+    wait_for_log(&mut edge, "edge listening");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run(&["probe", "--admin", &gw_admin, "ready"]).status.success() {
+        assert!(Instant::now() < deadline, "gateway never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready = get(&gw_admin, "/readyz");
+    assert!(ready.contains("\"ready\":true") && ready.contains("\"state\":\"registered\""), "{ready}");
+    let metrics = get(&gw_admin, "/metrics");
+    assert!(
+        metrics.contains("mcp_tunnel_gateway_tunnel_connections{transport=\"quic\",state=\"registered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_tunnel_gateway_certificate_expiry_timestamp_seconds{certificate=\"inner\"}"),
+        "{metrics}"
+    );
+    let edge_metrics = get(&edge_admin, "/metrics");
+    assert!(edge_metrics.contains("mcp_tunnel_edge_tunnel_connections{tunnel=\"acme\"} 1"), "{edge_metrics}");
+    assert!(edge_metrics.contains("# TYPE mcp_tunnel_edge_public_connections counter"), "{edge_metrics}");
+    for child in [&mut gateway, &mut edge] {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+}

@@ -16,7 +16,14 @@ use crate::tls::pem::Identity;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
+    admin: Option<RawAdmin>,
     tunnel_listener: RawTunnelListener,
     public_listener: RawPublic,
     #[serde(default)]
@@ -71,6 +78,8 @@ pub struct EdgeConfig {
     pub tunnels: HashMap<String, Vec<String>>,
     /// The config file and every file it refers to (watched for hot reload).
     pub files: Vec<std::path::PathBuf>,
+    /// Admin endpoint (`/healthz`, `/readyz`, `/metrics`), when configured.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Default time a public client gets to send its ClientHello.
@@ -127,6 +136,7 @@ impl EdgeConfig {
             max_connections,
             tunnels,
             files: src.files(),
+            admin: src.admin_listen(raw.admin.as_ref().map(|a| &a.listen))?,
         })
     }
 }

@@ -19,7 +19,14 @@ use crate::tls::pem::Identity;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
+    admin: Option<RawAdmin>,
     tunnel_domain: Spanned<String>,
     edge: RawEdge,
     inner_tls: RawInnerTls,
@@ -133,6 +140,8 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// The config file and every file it refers to (watched for hot reload).
     pub files: Vec<std::path::PathBuf>,
+    /// Admin endpoint (`/healthz`, `/readyz`, `/metrics`), when configured.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 /// Defaults for values a config may omit.
@@ -183,6 +192,7 @@ impl GatewayConfig {
             shutdown_timeout,
             idle_timeout,
             files: src.files(),
+            admin: src.admin_listen(raw.admin.as_ref().map(|a| &a.listen))?,
         })
     }
 }

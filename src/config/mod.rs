@@ -166,6 +166,19 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The admin endpoint address, if the config has an `[admin]` table.
+    pub fn admin_listen(&self, listen: Option<&Spanned<String>>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        listen
+            .map(|v| {
+                v.get_ref()
+                    .parse()
+                    .map_err(|_| self.invalid("admin.listen", v, "expected \"ip:port\", e.g. \"127.0.0.1:9090\""))
+            })
+            .transpose()
+    }
+}
+
 /// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`: a whole number and a unit.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();

@@ -82,8 +82,55 @@ pub struct EdgeShared {
     next_stream_id: AtomicU64,
 }
 
+impl EdgeStats {
+    /// Registers every counter under the `mcp_tunnel_edge` prefix.
+    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let all = [
+            (&self.public_connections, "public_connections", "Public TCP connections accepted"),
+            (&self.bad_client_hello, "bad_client_hello", "Connections closed without a valid ClientHello in time"),
+            (&self.unknown_sni, "unknown_sni", "Connections closed: no tunnel serves the SNI"),
+            (&self.no_gateway, "no_gateway", "Connections closed: no live gateway for the tunnel"),
+            (&self.streams_opened, "streams_opened", "Tunnel streams opened"),
+            (&self.streams_failed, "streams_failed", "Tunnel streams that ended with an error"),
+            (&self.bytes_to_gateway, "bytes_to_gateway", "Bytes relayed client to gateway"),
+            (&self.bytes_to_client, "bytes_to_client", "Bytes relayed gateway to client"),
+            (&self.tunnel_refused, "tunnel_refused", "Gateway connections refused"),
+            (&self.streams_idle, "streams_idle", "Relays closed by the idle timeout"),
+            (&self.over_capacity, "over_capacity", "Public connections refused at max_connections"),
+        ];
+        for (counter, name, help) in all {
+            counter.register(registry, name, help);
+        }
+    }
+}
+
+/// What the edge's admin endpoint reports.
+struct EdgeAdmin {
+    shared: Arc<EdgeShared>,
+    registry: prometheus_client::registry::Registry,
+    live: prometheus_client::metrics::family::Family<Vec<(String, String)>, prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl crate::admin::AdminSource for EdgeAdmin {
+    /// The edge is ready once it listens (it does before the admin endpoint starts).
+    fn readiness(&self) -> (bool, serde_json::Value) {
+        let tunnels: serde_json::Map<_, _> =
+            self.shared.registry.live_counts().into_iter().map(|(id, n)| (id, n.into())).collect();
+        (true, serde_json::json!({ "live_connections": tunnels }))
+    }
+
+    fn metrics(&self) -> String {
+        self.live.clear();
+        for (tunnel, n) in self.shared.registry.live_counts() {
+            self.live.get_or_create(&vec![("tunnel".into(), tunnel)]).set(n as i64);
+        }
+        crate::stats::render(&self.registry)
+    }
+}
+
 /// A bound, not yet running edge.
 pub struct Edge {
+    admin: Option<TcpListener>,
     reload: Option<(std::path::PathBuf, Arc<tokio::sync::Notify>, Vec<std::path::PathBuf>)>,
     shared: Arc<EdgeShared>,
     endpoint: quinn::Endpoint,
@@ -122,7 +169,15 @@ impl Edge {
             next_stream_id: AtomicU64::new(1),
         });
         let tunnel_tls = tokio_rustls::TlsAcceptor::from(Arc::new(h2_tls));
-        Ok(Self { reload: None, shared, endpoint, tunnel_tcp, tunnel_tls, public })
+        let admin = match config.admin {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| EdgeError::Bind {
+                what: "admin endpoint",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Self { admin, reload: None, shared, endpoint, tunnel_tcp, tunnel_tls, public })
     }
 
     /// Reloads the tunnel → hostnames table from `path` when the file changes or
@@ -178,6 +233,14 @@ impl Edge {
                     None
                 },
             ));
+        }
+        if let Some(listener) = self.admin.take() {
+            let mut registry = prometheus_client::registry::Registry::with_prefix("mcp_tunnel_edge");
+            self.shared.stats.register(&mut registry);
+            let live = prometheus_client::metrics::family::Family::default();
+            registry.register("tunnel_connections", "Live gateway connections by tunnel", live.clone());
+            let source = Arc::new(EdgeAdmin { shared: self.shared.clone(), registry, live });
+            tokio::spawn(crate::admin::serve(listener, source, shutdown.clone()));
         }
         let stops = tunnel::Stops { drain: shutdown.clone(), stop: hard_stop.clone() };
         let public = tokio::spawn(accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));

@@ -190,6 +190,16 @@ impl Registry {
         self.lock().get(tunnel_id).map(|c| c.iter().map(|c| (c.id, c.opened.get())).collect()).unwrap_or_default()
     }
 
+    /// Live connections per tunnel (every configured tunnel, zero included).
+    pub fn live_counts(&self) -> Vec<(String, usize)> {
+        let hosts = self.hosts();
+        let live = self.lock();
+        let mut counts: Vec<_> =
+            hosts.hostnames.keys().map(|id| (id.clone(), live.get(id).map_or(0, Vec::len))).collect();
+        counts.sort();
+        counts
+    }
+
     /// Number of live connections of a tunnel.
     pub fn live_count(&self, tunnel_id: &str) -> usize {
         self.lock().get(tunnel_id).map_or(0, Vec::len)

@@ -5,6 +5,7 @@
 
 pub mod allowlist;
 pub mod dial;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod serve;
@@ -22,9 +23,9 @@ use tracing::{error, info, warn};
 
 use crate::config::gateway::GatewayConfig;
 use crate::protocol::ALPN_QUIC;
-use crate::reload;
 use crate::tls::configs::{self, TlsConfigError};
 use crate::transport::ALPN_H2;
+use crate::{admin, reload};
 use route::RouteTable;
 use serve::InnerTls;
 pub use tunnel::TunnelState;
@@ -55,6 +56,8 @@ pub struct GatewayShared {
     /// A client connection with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
     reloads: watch::Sender<u64>,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::GatewayMetrics>,
 }
 
 impl GatewayShared {
@@ -69,6 +72,7 @@ impl GatewayShared {
     pub fn apply(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
         self.inner_tls.replace(inner);
+        self.metrics.cert("inner", config.inner.chain.first());
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.clone();
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
@@ -109,7 +113,10 @@ impl Gateway {
             inner_tls: InnerTls::new(inner),
             idle_timeout: config.idle_timeout,
             reloads: watch::channel(0).0,
+            metrics: metrics::GatewayMetrics::new(),
         });
+        shared.metrics.cert("inner", config.inner.chain.first());
+        shared.metrics.cert("gateway_client", config.edge.identity.chain.first());
         let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
         Ok(Self { config, shared, client, h2_tls, states, reload: None })
     }
@@ -148,6 +155,16 @@ impl Gateway {
             tokio::spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
                 reload_config(&shared, &running, &path)
             }));
+        }
+        if let Some(addr) = self.config.admin {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    info!(%addr, "admin endpoint listening");
+                    let source = Arc::new(GatewayAdmin { shared: self.shared.clone(), states: self.statuses() });
+                    tokio::spawn(admin::serve(listener, source, shutdown.clone()));
+                }
+                Err(e) => error!(%addr, "cannot bind the admin endpoint: {e}"),
+            }
         }
         // Connection i dials the i-th edge address (cycling), so several edge instances
         // each get connections.
@@ -188,4 +205,59 @@ fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -
     }
     info!(routes = config.routes.len(), "config reloaded");
     Some(config.files)
+}
+
+/// What the gateway's admin endpoint reports.
+struct GatewayAdmin {
+    shared: Arc<GatewayShared>,
+    states: Vec<watch::Receiver<TunnelState>>,
+}
+
+impl GatewayAdmin {
+    fn states(&self) -> Vec<TunnelState> {
+        self.states.iter().map(|s| s.borrow().clone()).collect()
+    }
+}
+
+fn state_words(state: &TunnelState) -> (String, String) {
+    match state {
+        TunnelState::Registered { transport, .. } => (transport.to_string(), "registered".into()),
+        TunnelState::Connecting => ("none".into(), "connecting".into()),
+        TunnelState::Rejected { .. } => ("none".into(), "rejected".into()),
+        TunnelState::Disconnected { .. } => ("none".into(), "disconnected".into()),
+        TunnelState::Stopped => ("none".into(), "stopped".into()),
+    }
+}
+
+impl admin::AdminSource for GatewayAdmin {
+    /// Ready when at least one tunnel connection is registered.
+    fn readiness(&self) -> (bool, serde_json::Value) {
+        let states = self.states();
+        let ready = states.iter().any(|s| matches!(s, TunnelState::Registered { .. }));
+        let connections: Vec<_> = states
+            .iter()
+            .enumerate()
+            .map(|(index, s)| {
+                let (transport, state) = state_words(s);
+                let mut entry = serde_json::json!({ "index": index, "state": state, "transport": transport });
+                match s {
+                    TunnelState::Registered { tunnel_id, connection_id, .. } => {
+                        entry["tunnel_id"] = tunnel_id.clone().into();
+                        entry["connection_id"] = (*connection_id).into();
+                    }
+                    TunnelState::Rejected { reason } | TunnelState::Disconnected { reason } => {
+                        entry["reason"] = reason.clone().into();
+                    }
+                    _ => {}
+                }
+                entry
+            })
+            .collect();
+        (ready, serde_json::json!({ "connections": connections, "routes": self.shared.routes().len() }))
+    }
+
+    fn metrics(&self) -> String {
+        let states: Vec<_> = self.states().iter().map(state_words).collect();
+        self.shared.metrics.render(&states)
+    }
 }

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
+use super::metrics::GatewayMetrics;
 use super::route::{strip_port, Route, RouteTable};
 use super::upstream::{find_upstream_error, UpstreamBody, UpstreamError};
 
@@ -42,8 +43,32 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Handles one request end to end. Never fails: errors become HTTP responses.
-pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ClientBody> {
+pub async fn handle(
+    routes: Arc<RouteTable>,
+    metrics: Arc<GatewayMetrics>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
     let started = Instant::now();
+    let mut resp = forward(routes, conn, req).await;
+    // Label values come from the config (route names), never from the client.
+    let route = resp.extensions_mut().remove::<RouteName>().map_or_else(|| "-".to_owned(), |r| r.0);
+    if let Some(Failure(kind)) = resp.extensions_mut().remove::<Failure>() {
+        metrics.upstream_error(&route, kind);
+    }
+    metrics.request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The route a response belongs to (a response extension, never sent).
+#[derive(Clone)]
+struct RouteName(String);
+
+/// Why the upstream request failed (a response extension, never sent).
+#[derive(Clone, Copy)]
+struct Failure(&'static str);
+
+async fn forward(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ClientBody> {
     let host = request_host(&req).unwrap_or_else(|| conn.sni.clone());
     // The edge picked this tunnel by SNI; a different Host would reach routes the edge
     // never published under that name (RFC 9110 §15.5.20).
@@ -69,23 +94,33 @@ pub async fn handle(routes: Arc<RouteTable>, conn: Arc<ConnInfo>, req: Request<I
             Some(("host", &host)),
         );
     };
+    let mut resp = proxy_to(&route, &conn, &host, req).await;
+    resp.extensions_mut().insert(RouteName(route.name.clone()));
+    resp
+}
+
+/// Sends the request to the route's upstream and streams the response back.
+async fn proxy_to(route: &Route, conn: &ConnInfo, host: &str, req: Request<Incoming>) -> Response<ClientBody> {
+    let started = Instant::now();
     let method = req.method().clone();
-    let upstream_req = match upstream_request(&route, &conn, &host, req) {
+    let upstream_req = match upstream_request(route, conn, host, req) {
         Ok(r) => r,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e, None),
     };
     let result = tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await;
     let response = match result {
         Ok(Ok(resp)) => resp,
-        Ok(Err(err)) => return upstream_failure(&route, &conn, &err),
+        Ok(Err(err)) => return upstream_failure(route, conn, &err),
         Err(_) => {
             warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), timeout = ?route.timeout, "upstream timed out");
-            return json_error(
+            let mut resp = json_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 "upstream did not answer in time",
                 Some(("route", &route.name)),
             );
+            resp.extensions_mut().insert(Failure("timeout"));
+            return resp;
         }
     };
     debug!(stream = conn.stream_id, route = %route.name, %method, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "proxied");
@@ -181,7 +216,9 @@ fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::le
         None => error_chain(err),
     };
     warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
-    json_error(status, code, "upstream request failed", Some(("route", &route.name)))
+    let mut resp = json_error(status, code, "upstream request failed", Some(("route", &route.name)));
+    resp.extensions_mut().insert(Failure(code));
+    resp
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

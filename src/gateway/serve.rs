@@ -71,6 +71,9 @@ pub async fn serve_stream(
         },
     };
     let stream_id = open.stream_id;
+    shared.metrics.streams.inc();
+    shared.metrics.streams_active.inc();
+    let _active = ActiveStream(shared.clone());
     let acceptor = shared.inner_tls.acceptor();
     let activity = Activity::new();
     let stream = Tracked::new(stream, activity.clone());
@@ -96,8 +99,8 @@ pub async fn serve_stream(
     let service = service_fn(move |req| {
         first_tx.send_replace(true);
         // Each request sees the routing table in force when it arrives (hot reload).
-        let (routes, conn) = (routing.routes(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, conn, req).await) }
+        let (routes, metrics, conn) = (routing.routes(), routing.metrics.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, metrics, conn, req).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
@@ -127,5 +130,14 @@ pub async fn serve_stream(
     };
     if let Err(e) = result {
         debug!(stream = stream_id, "client connection ended with error: {e}");
+    }
+}
+
+/// Decrements the active-stream gauge when a stream ends, however it ends.
+struct ActiveStream(Arc<GatewayShared>);
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.metrics.streams_active.dec();
     }
 }

@@ -153,8 +153,12 @@ pub(super) async fn run(
         };
         match registered {
             Ok(reg) => match serve(&ctx, reg).await {
-                Ended::Shutdown => break,
+                Ended::Shutdown => {
+                    shared.metrics.disconnect("shutdown");
+                    break;
+                }
                 Ended::Upgraded(reg) => {
+                    shared.metrics.disconnect("moved_to_quic");
                     info!("QUIC reaches the edge again; moved the tunnel back from HTTP/2");
                     udp_blocked = false;
                     ready = Some(*reg);
@@ -163,20 +167,24 @@ pub(super) async fn run(
                 // Make-before-break: replace a drained connection at once, unless the
                 // edge drains every connection right away (then back off).
                 Ended::Drained(_) if started.elapsed() > Duration::from_secs(1) => {
+                    shared.metrics.disconnect("drained");
                     attempt = 0;
                     continue;
                 }
-                Ended::Drained(_) => {}
+                Ended::Drained(_) => shared.metrics.disconnect("drained"),
                 Ended::Lost(reason) => {
+                    shared.metrics.disconnect("lost");
                     warn!(edge = %dialer.edge.address, "tunnel connection lost: {reason}");
                     state.send_replace(TunnelState::Disconnected { reason });
                 }
             },
             Err(DialError::Rejected(reason)) => {
+                shared.metrics.disconnect("rejected");
                 error!(edge = %dialer.edge.address, "edge rejected the tunnel: {reason}");
                 state.send_replace(TunnelState::Rejected { reason });
             }
             Err(e) => {
+                shared.metrics.disconnect("dial_failed");
                 warn!(edge = %dialer.edge.address, "tunnel connection failed: {e}");
                 state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
             }
