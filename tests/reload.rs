@@ -78,3 +78,37 @@ async fn routes_and_inner_certificate_reload_under_load_without_failures() {
     assert!(stack.edge.stats.streams_opened.get() > registered);
     stop_upstream.cancel();
 }
+
+/// The edge reloads its tunnel → hostnames table: a hostname added to the file starts
+/// routing to the tunnel, an invalid file is ignored, and live gateways stay connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_reloads_its_tunnel_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::write_pki(dir.path(), "certs", common::TUNNEL);
+    let base = "[tunnel_listener]\nlisten = \"127.0.0.1:0\"\ncert = \"certs/edge/server.pem\"\nkey = \"certs/edge/server.key\"\n\
+                client_ca = \"certs/tunnel/ca.pem\"\n[public_listener]\nlisten = \"127.0.0.1:0\"\n";
+    let path = dir.path().join("edge.toml");
+    std::fs::write(&path, format!("{base}[tunnels.acme]\nhostnames = [\"a.example\"]\n")).expect("write");
+    let edge = mcp_tunnel::edge::Edge::bind(&mcp_tunnel::config::edge::EdgeConfig::load(&path).expect("config"))
+        .await
+        .expect("bind");
+    let shared = edge.shared();
+    let trigger = Arc::new(tokio::sync::Notify::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(edge.watch_config(path.clone(), trigger.clone()).run(stop.clone()));
+    assert_eq!(shared.registry.tunnel_for("b.example"), None);
+
+    std::fs::write(&path, "[tunnel_listener]\nlisten = 5\n").expect("write invalid");
+    trigger.notify_one();
+    std::fs::write(&path, format!("{base}[tunnels.acme]\nhostnames = [\"a.example\", \"b.example\"]\n"))
+        .expect("write");
+    trigger.notify_one();
+    let reloaded = async {
+        while shared.registry.tunnel_for("b.example").is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), reloaded).await.expect("edge reloaded its table");
+    assert_eq!(shared.registry.tunnel_for("a.example").as_deref(), Some("acme"));
+    stop.cancel();
+}

@@ -131,3 +131,34 @@ async fn edge_drain_is_make_before_break() {
     assert_eq!(failed, 0);
     stop_up.cancel();
 }
+
+/// `connections = 2` with two edge addresses: connection 0 goes to the first edge,
+/// connection 1 to the second, and requests through either edge reach the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_over_several_edges() {
+    let (port, stop_up) = demo_upstream().await;
+    let routes = format!("[[routes]]\nhost = \"app\"\nupstream = \"http://127.0.0.1:{port}\"\n");
+    let stack = Stack::start(&routes).await;
+    // A second edge instance with the same certificates and tunnel table.
+    let config = mcp_tunnel::config::edge::EdgeConfig::load(&stack.dir.path().join("edge.toml")).expect("edge config");
+    let second = mcp_tunnel::edge::Edge::bind(&config).await.expect("bind second edge");
+    let (second_tunnel, second_public, second_shared) = (second.tunnel_addr(), second.public_addr(), second.shared());
+    tokio::spawn(second.run(stack.shutdown.child_token()));
+
+    let extra = format!("connections = 2\naddresses = [\"{second_tunnel}\"]");
+    let text = stack.gateway_toml_at(stack.tunnel, &extra, "certs", "certs/tunnel", &routes);
+    let gateway = Gateway::new(stack.load_gateway(&text)).expect("gateway");
+    let mut statuses = gateway.statuses();
+    tokio::spawn(gateway.run(stack.shutdown.child_token()));
+    for status in &mut statuses {
+        assert!(matches!(wait_settled(status).await, TunnelState::Registered { .. }));
+    }
+    assert_eq!(stack.edge.registry.live_count(TUNNEL), 2, "the stack's own gateway plus connection 0");
+    assert_eq!(second_shared.registry.live_count(TUNNEL), 1, "connection 1 dialed the second edge");
+    let host = format!("app.{DOMAIN}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let resp =
+        http::send(second_public, &host, &stack.inner_ca(), http::mcp_post(&host, body)).await.expect("via edge 2");
+    assert_eq!(resp.status(), 200);
+    stop_up.cancel();
+}
