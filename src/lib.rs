@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod certs_cli;
 pub mod config;
 pub mod demo;
 pub mod edge;

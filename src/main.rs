@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use mcp_tunnel::config::{edge::EdgeConfig, gateway::GatewayConfig};
-use mcp_tunnel::{demo, edge::Edge, gateway::Gateway, pki};
+use mcp_tunnel::{certs_cli, demo, edge::Edge, gateway::Gateway, pki};
 
 #[derive(Parser)]
 #[command(name = "mcp-tunnel", version, about = "Outbound-only MCP tunnel: gateway, reference edge and tools")]
@@ -90,6 +90,17 @@ enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Print subject, SANs, issuer, validity, key type and SHA-256 fingerprint.
+    Inspect { file: PathBuf },
+    /// Renew DIR/server.pem from DIR/ca.pem + ca.key when it expires within the window
+    /// (a no-op otherwise; safe to run daily). A running gateway picks it up by itself.
+    Renew {
+        #[arg(long)]
+        dir: PathBuf,
+        /// e.g. 720h (30 days).
+        #[arg(long, default_value = "720h")]
+        renew_before: String,
+    },
     /// Issue a gateway client certificate for another tunnel from an existing tunnel CA.
     IssueGateway {
         /// Directory holding the tunnel CA as `ca.pem` and `ca.key` (e.g. certs/tunnel).
@@ -145,6 +156,16 @@ async fn run(command: Command) -> Result<()> {
             let issued = pki::issue_gateway_cert(&read("ca.pem")?, &read("ca.key")?, &tunnel_id)?;
             for path in issued.write(&out, "gateway", force)? {
                 println!("wrote {}", path.display());
+            }
+        }
+        Command::Certs { command: CertsCommand::Inspect { file } } => print!("{}", certs_cli::inspect(&file)?),
+        Command::Certs { command: CertsCommand::Renew { dir, renew_before } } => {
+            let window = mcp_tunnel::config::parse_duration(&renew_before).map_err(anyhow::Error::msg)?;
+            match certs_cli::renew(&dir, window)? {
+                certs_cli::Renewal::NotDue { expires_in } => {
+                    println!("not due: expires in {} days", expires_in.as_secs() / 86400)
+                }
+                certs_cli::Renewal::Renewed { domain } => println!("renewed the certificate for *.{domain}"),
             }
         }
         Command::Check { config } => check(&config)?,
