@@ -42,11 +42,12 @@ impl Load {
         Load { stop, ok, failed, tasks }
     }
 
-    /// Waits (at most 30 s) until `n` more requests have succeeded.
+    /// Waits (at most 30 s) until `n` more requests have succeeded, or every client has
+    /// used up its request budget.
     pub async fn wait_ok(&self, n: u64) {
         let target = self.ok.load(Ordering::Relaxed) + n;
         let reached = async {
-            while self.ok.load(Ordering::Relaxed) < target {
+            while self.ok.load(Ordering::Relaxed) < target && !self.tasks.iter().all(JoinHandle::is_finished) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
