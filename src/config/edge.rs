@@ -16,14 +16,8 @@ use crate::tls::pem::Identity;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAdmin {
-    listen: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Raw {
-    admin: Option<RawAdmin>,
+    admin: Option<super::RawAdmin>,
     tunnel_listener: RawTunnelListener,
     public_listener: RawPublic,
     #[serde(default)]
@@ -136,7 +130,7 @@ impl EdgeConfig {
             max_connections,
             tunnels,
             files: src.files(),
-            admin: src.admin_listen(raw.admin.as_ref().map(|a| &a.listen))?,
+            admin: src.admin_listen(raw.admin.as_ref())?,
         })
     }
 }

@@ -19,14 +19,8 @@ use crate::tls::pem::Identity;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAdmin {
-    listen: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Raw {
-    admin: Option<RawAdmin>,
+    admin: Option<super::RawAdmin>,
     tunnel_domain: Spanned<String>,
     edge: RawEdge,
     inner_tls: RawInnerTls,
@@ -192,7 +186,7 @@ impl GatewayConfig {
             shutdown_timeout,
             idle_timeout,
             files: src.files(),
-            admin: src.admin_listen(raw.admin.as_ref().map(|a| &a.listen))?,
+            admin: src.admin_listen(raw.admin.as_ref())?,
         })
     }
 }

@@ -166,10 +166,18 @@ impl Source {
     }
 }
 
+/// The `[admin]` table, shared by the edge and gateway configs.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    listen: Spanned<String>,
+}
+
 impl Source {
     /// The admin endpoint address, if the config has an `[admin]` table.
-    pub fn admin_listen(&self, listen: Option<&Spanned<String>>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-        listen
+    pub(crate) fn admin_listen(&self, admin: Option<&RawAdmin>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        admin
+            .map(|a| &a.listen)
             .map(|v| {
                 v.get_ref()
                     .parse()
