@@ -5,15 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{normalize_host_pattern, ConfigError, Source};
-use crate::gateway::allowlist::AllowList;
-use crate::gateway::route::{Route, RouteTable, Scheme, UpstreamTarget};
-use crate::gateway::upstream::UpstreamClient;
+use crate::gateway::route::RouteTable;
 use crate::tls::configs;
 use crate::tls::pem::Identity;
 
@@ -27,7 +24,7 @@ struct Raw {
     #[serde(default)]
     upstream: RawUpstream,
     #[serde(default)]
-    routes: Vec<RawRoute>,
+    routes: Vec<super::route::RawRoute>,
     shutdown_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
 }
@@ -58,24 +55,10 @@ struct RawInnerTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawUpstream {
-    allowed_networks: Option<Vec<Spanned<String>>>,
-    connect_timeout: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    host: Spanned<String>,
-    upstream: Spanned<String>,
-    path_prefix: Option<Spanned<String>>,
-    #[serde(default)]
-    strip_prefix: bool,
-    ca: Option<Spanned<String>>,
-    #[serde(default)]
-    preserve_host: bool,
-    timeout: Option<Spanned<String>>,
+pub(super) struct RawUpstream {
+    pub(super) allowed_networks: Option<Vec<Spanned<String>>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 /// Which transport the gateway uses to reach the edge.
@@ -174,7 +157,7 @@ impl GatewayConfig {
         let edge = edge_target(src, &raw.edge)?;
         let inner = src.identity(("inner_tls.cert", &raw.inner_tls.cert), ("inner_tls.key", &raw.inner_tls.key))?;
         configs::inner_server(&inner).map_err(|e| src.invalid("inner_tls.cert", &raw.inner_tls.cert, e.to_string()))?;
-        let routes = route_table(src, &domain, &raw.upstream, &raw.routes)?;
+        let routes = super::route::route_table(src, &domain, &raw.upstream, &raw.routes)?;
         let shutdown_timeout =
             src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
         let idle_timeout = src.positive_duration("idle_timeout", raw.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT)?;
@@ -277,106 +260,6 @@ pub fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
     }
 }
 
-fn route_table(src: &Source, domain: &str, up: &RawUpstream, raw: &[RawRoute]) -> Result<RouteTable, ConfigError> {
-    let allow = match &up.allowed_networks {
-        None => AllowList::default_private(),
-        Some(list) => {
-            let mut nets = Vec::new();
-            for (i, n) in list.iter().enumerate() {
-                let net: IpNet =
-                    n.get_ref().parse().or_else(|_| n.get_ref().parse::<std::net::IpAddr>().map(IpNet::from)).map_err(
-                        |_| {
-                            src.invalid(
-                                &format!("upstream.allowed_networks[{i}]"),
-                                n,
-                                "expected a CIDR such as \"10.0.0.0/8\"",
-                            )
-                        },
-                    )?;
-                nets.push(net);
-            }
-            AllowList::new(nets)
-        }
-    };
-    let allow = Arc::new(allow);
-    let connect_timeout =
-        src.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT)?;
-    let default_timeout = src.positive_duration("upstream.timeout", up.timeout.as_ref(), defaults::RESPONSE_TIMEOUT)?;
-    let mut routes = Vec::new();
-    for (i, r) in raw.iter().enumerate() {
-        let key = |k: &str| format!("routes[{i}].{k}");
-        let host = normalize_host_pattern(r.host.get_ref()).ok().filter(|h| !h.starts_with("*.")).ok_or_else(|| {
-            src.invalid(&key("host"), &r.host, "expected a subdomain (\"tickets\") or a full hostname")
-        })?;
-        // A bare label is a subdomain of the tunnel domain; anything with a dot is a full name.
-        let host = if host.contains('.') { host } else { format!("{host}.{domain}") };
-        let path_prefix = match &r.path_prefix {
-            None => None,
-            Some(p) => Some(normalize_prefix(p.get_ref()).map_err(|why| src.invalid(&key("path_prefix"), p, why))?),
-        }
-        .filter(|p| p != "/");
-        let target = upstream_target(src, &key, r)?;
-        let timeout = src.positive_duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
-        let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
-        let name = match &path_prefix {
-            Some(p) => format!("{host}{p}"),
-            None => host.clone(),
-        };
-        routes.push(Route {
-            name,
-            host,
-            path_prefix,
-            strip_prefix: r.strip_prefix,
-            upstream: target,
-            preserve_host: r.preserve_host,
-            timeout,
-            client,
-        });
-    }
-    RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
-}
-
-fn upstream_target(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Result<UpstreamTarget, ConfigError> {
-    let bad = |why: &str| src.invalid(&key("upstream"), &r.upstream, why.to_owned());
-    let uri: http::Uri =
-        r.upstream.get_ref().parse().map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
-    let scheme = match uri.scheme_str() {
-        Some("http") => Scheme::Http,
-        Some("https") => Scheme::Https,
-        _ => return Err(bad("scheme must be http:// or https://")),
-    };
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
-        return Err(bad("give only scheme://host:port; route paths with path_prefix"));
-    }
-    let host = uri.host().ok_or_else(|| bad("missing host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = uri.port_u16().unwrap_or(match scheme {
-        Scheme::Http => 80,
-        Scheme::Https => 443,
-    });
-    let tls = match (scheme, &r.ca) {
-        (Scheme::Http, Some(ca)) => return Err(src.invalid(&key("ca"), ca, "a CA only applies to https:// upstreams")),
-        (Scheme::Http, None) => None,
-        (Scheme::Https, None) => {
-            return Err(bad("https:// upstreams need `ca` (the PEM file of the CA that signed the upstream)"))
-        }
-        (Scheme::Https, Some(ca)) => {
-            let certs = src.certs(&key("ca"), ca)?;
-            let config = configs::upstream_client(&certs, &src.resolve(ca.get_ref()).display().to_string())
-                .map_err(|e| src.invalid(&key("ca"), ca, e.to_string()))?;
-            Some(Arc::new(config))
-        }
-    };
-    Ok(UpstreamTarget { scheme, host, port, tls })
-}
-
-fn normalize_prefix(p: &str) -> Result<String, String> {
-    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
-        return Err(format!("{p:?} must be a path starting with '/'"));
-    }
-    let trimmed = p.trim_end_matches('/');
-    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,13 +273,5 @@ mod tests {
         for bad in ["", "a:b", "::1", "[::1]x", ":80"] {
             assert_eq!(split_host_port(bad, 1), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(normalize_prefix("/mcp/").unwrap(), "/mcp");
-        assert_eq!(normalize_prefix("/").unwrap(), "/");
-        assert!(normalize_prefix("mcp").is_err());
-        assert!(normalize_prefix("/a?b").is_err());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod edge;
 pub mod gateway;
+mod route;
 
 use std::fmt;
 use std::ops::Range;

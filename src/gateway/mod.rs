@@ -5,8 +5,11 @@
 
 pub mod allowlist;
 pub mod dial;
+pub mod forward;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod respond;
 pub mod route;
 pub mod serve;
 pub mod tunnel;

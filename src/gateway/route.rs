@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::limits::RouteLimits;
 use super::upstream::UpstreamClient;
 
 /// How the gateway talks to an upstream.
@@ -67,6 +68,10 @@ pub struct Route {
     pub timeout: Duration,
     /// Pooled HTTP client for this upstream.
     pub client: UpstreamClient,
+    /// Body, header, concurrency and streaming limits.
+    pub limits: RouteLimits,
+    /// Permits for requests in flight (`limits.max_concurrent`).
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Route {
@@ -161,6 +166,8 @@ mod tests {
             preserve_host: false,
             timeout: Duration::from_secs(1),
             client,
+            limits: RouteLimits::default(),
+            inflight: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

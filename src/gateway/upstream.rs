@@ -25,8 +25,11 @@ use tokio_rustls::TlsConnector;
 use super::allowlist::AllowList;
 use super::route::UpstreamTarget;
 
-/// Body type sent upstream.
-pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
+/// Error type of bodies the gateway relays.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Body type of requests sent upstream and of responses relayed to clients.
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 
 /// Why a connection to an upstream could not be made.
 #[derive(Debug, thiserror::Error)]

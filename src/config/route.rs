@@ -1,0 +1,231 @@
+//! The `[[routes]]` part of the gateway config: hostname (and path) → upstream MCP
+//! server, with each route's limits.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::gateway::{defaults, RawUpstream};
+use super::{normalize_host_pattern, ConfigError, Source};
+use crate::gateway::allowlist::AllowList;
+use crate::gateway::limits::RouteLimits;
+use crate::gateway::route::{Route, RouteTable, Scheme, UpstreamTarget};
+use crate::gateway::upstream::UpstreamClient;
+use crate::tls::configs;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    host: Spanned<String>,
+    upstream: Spanned<String>,
+    path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    strip_prefix: bool,
+    ca: Option<Spanned<String>>,
+    #[serde(default)]
+    preserve_host: bool,
+    timeout: Option<Spanned<String>>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body: Option<Spanned<Size>>,
+    max_header_bytes: Option<Spanned<Size>>,
+    max_concurrent: Option<Spanned<i64>>,
+    sse_idle_timeout: Option<Spanned<String>>,
+}
+
+/// A byte size: a number of bytes, or a string such as `"4MiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(i64),
+    Text(String),
+}
+
+pub(super) fn route_table(
+    src: &Source,
+    domain: &str,
+    up: &RawUpstream,
+    raw: &[RawRoute],
+) -> Result<RouteTable, ConfigError> {
+    let allow = Arc::new(allow_list(src, up)?);
+    let connect_timeout =
+        src.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT)?;
+    let default_timeout = src.positive_duration("upstream.timeout", up.timeout.as_ref(), defaults::RESPONSE_TIMEOUT)?;
+    let mut routes = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let host = normalize_host_pattern(r.host.get_ref()).ok().filter(|h| !h.starts_with("*.")).ok_or_else(|| {
+            src.invalid(&key("host"), &r.host, "expected a subdomain (\"tickets\") or a full hostname")
+        })?;
+        // A bare label is a subdomain of the tunnel domain; anything with a dot is a full name.
+        let host = if host.contains('.') { host } else { format!("{host}.{domain}") };
+        let path_prefix = match &r.path_prefix {
+            None => None,
+            Some(p) => Some(normalize_prefix(p.get_ref()).map_err(|why| src.invalid(&key("path_prefix"), p, why))?),
+        }
+        .filter(|p| p != "/");
+        let target = upstream_target(src, &key, r)?;
+        let timeout = src.positive_duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
+        let limits = route_limits(src, &key, r.limits.as_ref())?;
+        let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
+        let name = match &path_prefix {
+            Some(p) => format!("{host}{p}"),
+            None => host.clone(),
+        };
+        routes.push(Route {
+            name,
+            host,
+            path_prefix,
+            strip_prefix: r.strip_prefix,
+            upstream: target,
+            preserve_host: r.preserve_host,
+            timeout,
+            client,
+            inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent)),
+            limits,
+        });
+    }
+    RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
+}
+
+fn allow_list(src: &Source, up: &RawUpstream) -> Result<AllowList, ConfigError> {
+    let Some(list) = &up.allowed_networks else { return Ok(AllowList::default_private()) };
+    let mut nets = Vec::new();
+    for (i, n) in list.iter().enumerate() {
+        let net: IpNet =
+            n.get_ref().parse().or_else(|_| n.get_ref().parse::<std::net::IpAddr>().map(IpNet::from)).map_err(
+                |_| {
+                    src.invalid(&format!("upstream.allowed_networks[{i}]"), n, "expected a CIDR such as \"10.0.0.0/8\"")
+                },
+            )?;
+        nets.push(net);
+    }
+    Ok(AllowList::new(nets))
+}
+
+fn route_limits(
+    src: &Source,
+    key: &dyn Fn(&str) -> String,
+    raw: Option<&RawLimits>,
+) -> Result<RouteLimits, ConfigError> {
+    let d = RouteLimits::default();
+    let Some(raw) = raw else { return Ok(d) };
+    let size = |k: &str, v: &Option<Spanned<Size>>, default: usize| match v {
+        None => Ok(default),
+        Some(v) => parse_size(v.get_ref()).map_err(|why| src.invalid(&key(k), v, why)),
+    };
+    let max_concurrent = match &raw.max_concurrent {
+        None => d.max_concurrent,
+        Some(n) => usize::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| src.invalid(&key("limits.max_concurrent"), n, "expected 1 to 100000"))?,
+    };
+    Ok(RouteLimits {
+        max_body: size("limits.max_body", &raw.max_body, d.max_body)?,
+        max_header_bytes: size("limits.max_header_bytes", &raw.max_header_bytes, d.max_header_bytes)?,
+        max_concurrent,
+        sse_idle_timeout: src.positive_duration(
+            &key("limits.sse_idle_timeout"),
+            raw.sse_idle_timeout.as_ref(),
+            d.sse_idle_timeout,
+        )?,
+    })
+}
+
+/// `4096`, `"512KiB"`, `"4MiB"`, `"1GiB"` → bytes; zero is refused (it would refuse
+/// every request).
+fn parse_size(v: &Size) -> Result<usize, String> {
+    let bytes = match v {
+        Size::Bytes(n) => u64::try_from(*n).map_err(|_| "must not be negative".to_owned())?,
+        Size::Text(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: u64 = num.parse().map_err(|_| format!("expected a size such as \"4MiB\", got {t:?}"))?;
+            let mult: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                other => return Err(format!("unknown unit {other:?}: use B, KiB, MiB or GiB")),
+            };
+            n.checked_mul(mult).ok_or_else(|| format!("size {t:?} is too large"))?
+        }
+    };
+    match usize::try_from(bytes) {
+        Ok(0) => Err("must be greater than zero".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("too large".into()),
+    }
+}
+
+fn upstream_target(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Result<UpstreamTarget, ConfigError> {
+    let bad = |why: &str| src.invalid(&key("upstream"), &r.upstream, why.to_owned());
+    let uri: http::Uri =
+        r.upstream.get_ref().parse().map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(bad("scheme must be http:// or https://")),
+    };
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+        return Err(bad("give only scheme://host:port; route paths with path_prefix"));
+    }
+    let host = uri.host().ok_or_else(|| bad("missing host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    });
+    let tls = match (scheme, &r.ca) {
+        (Scheme::Http, Some(ca)) => return Err(src.invalid(&key("ca"), ca, "a CA only applies to https:// upstreams")),
+        (Scheme::Http, None) => None,
+        (Scheme::Https, None) => {
+            return Err(bad("https:// upstreams need `ca` (the PEM file of the CA that signed the upstream)"))
+        }
+        (Scheme::Https, Some(ca)) => {
+            let certs = src.certs(&key("ca"), ca)?;
+            let config = configs::upstream_client(&certs, &src.resolve(ca.get_ref()).display().to_string())
+                .map_err(|e| src.invalid(&key("ca"), ca, e.to_string()))?;
+            Some(Arc::new(config))
+        }
+    };
+    Ok(UpstreamTarget { scheme, host, port, tls })
+}
+
+fn normalize_prefix(p: &str) -> Result<String, String> {
+    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+        return Err(format!("{p:?} must be a path starting with '/'"));
+    }
+    let trimmed = p.trim_end_matches('/');
+    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(normalize_prefix("/mcp/").unwrap(), "/mcp");
+        assert_eq!(normalize_prefix("/").unwrap(), "/");
+        assert!(normalize_prefix("mcp").is_err());
+        assert!(normalize_prefix("/a?b").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(&Size::Bytes(4096)).unwrap(), 4096);
+        assert_eq!(parse_size(&Size::Text("4MiB".into())).unwrap(), 4 << 20);
+        assert_eq!(parse_size(&Size::Text("512 KiB".into())).unwrap(), 512 << 10);
+        for bad in [Size::Bytes(0), Size::Bytes(-1), Size::Text("4MB".into()), Size::Text("x".into())] {
+            assert!(parse_size(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

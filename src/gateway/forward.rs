@@ -1,0 +1,175 @@
+//! Sending a request to a route's HTTP upstream: rewrite the headers for a reverse proxy
+//! (hop-by-hop removed, `X-Forwarded-*` set by the gateway), wait for the response
+//! headers within the route's timeout, and map failures to 502 / 504.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tracing::warn;
+
+use super::proxy::ConnInfo;
+use super::respond::{json_error, ClientBody, Failure};
+use super::route::Route;
+use super::upstream::{find_upstream_error, UpstreamBody, UpstreamError};
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Sends a request (its body already read) upstream and returns the response headers,
+/// or the error response to give the client.
+pub async fn send(
+    route: &Route,
+    conn: &ConnInfo,
+    host: &str,
+    parts: Parts,
+    body: Bytes,
+) -> Result<Response<Incoming>, Response<ClientBody>> {
+    let upstream_req = upstream_request(route, conn, host, parts, body)
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_request", &e, None))?;
+    match tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, body))
+        }
+        Ok(Err(err)) => Err(upstream_failure(route, conn, &err)),
+        Err(_) => {
+            warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), timeout = ?route.timeout, "upstream timed out");
+            let mut resp = json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "upstream did not answer in time",
+                Some(("route", &route.name)),
+            );
+            resp.extensions_mut().insert(Failure("timeout"));
+            Err(resp)
+        }
+    }
+}
+
+fn upstream_request(
+    route: &Route,
+    conn: &ConnInfo,
+    host: &str,
+    mut parts: Parts,
+    body: Bytes,
+) -> Result<Request<UpstreamBody>, String> {
+    let path = route.upstream_path(parts.uri.path());
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    let scheme = match route.upstream.scheme {
+        super::route::Scheme::Http => "http",
+        super::route::Scheme::Https => "https",
+    };
+    let authority = route.upstream.authority();
+    parts.uri = Uri::builder()
+        .scheme(scheme)
+        .authority(authority.as_str())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| format!("cannot build upstream URI: {e}"))?;
+    // The upstream connection's version is the client pool's choice, not the client's.
+    parts.version = http::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    let host_value = if route.preserve_host { host } else { authority.as_str() };
+    headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
+    set_forwarded_for(headers, conn.client_addr);
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+    Ok(Request::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed()))
+}
+
+/// Sets `X-Forwarded-For` to the address the edge saw. A value sent by the client is
+/// replaced, not extended: the gateway is the trust boundary and the client is not.
+fn set_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_canonical().to_string();
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+/// Removes hop-by-hop headers, including any named in `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
+    let (status, code) = match find_upstream_error(err) {
+        Some(UpstreamError::ConnectTimeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        Some(UpstreamError::Forbidden { .. }) => (StatusCode::BAD_GATEWAY, "upstream_forbidden"),
+        _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
+    };
+    let detail = match find_upstream_error(err) {
+        Some(e) => e.to_string(),
+        None => error_chain(err),
+    };
+    warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
+    let mut resp = json_error(status, code, "upstream request failed", Some(("route", &route.name)));
+    resp.extensions_mut().insert(Failure(code));
+    resp
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("mcp-session-id", HeaderValue::from_static("s1"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key("mcp-session-id") && h.contains_key(header::AUTHORIZATION));
+    }
+
+    #[test]
+    fn forwarded_for_replaces_what_the_client_sent() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        set_forwarded_for(&mut h, "[::ffff:10.0.0.1]:5".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+    }
+}
