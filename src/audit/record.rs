@@ -1,0 +1,297 @@
+//! One audit record: what the gateway saw of one request/response pair, as one JSON object
+//! on one line. Fields the gateway did not observe are left `None` and omitted from the
+//! JSON, so every key present carries information. Payloads never appear here except
+//! `arguments`, which the caller redacts before building the record.
+
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+use time::format_description::well_known::iso8601::{Config, EncodedConfig, Iso8601, TimePrecision};
+use time::OffsetDateTime;
+
+/// Values of [`AuditRecord::event`].
+pub mod event {
+    /// An MCP request/response pair (a JSON-RPC POST, an SSE GET or a session DELETE).
+    pub const MCP: &str = "mcp";
+    /// A request on a route that is not inspected as MCP.
+    pub const HTTP: &str = "http";
+    /// A configuration change applied by the running process (reload accepted or rejected).
+    pub const CONFIG: &str = "config";
+}
+
+/// Values of [`AuditRecord::auth`].
+pub mod auth {
+    /// The route does not authenticate callers.
+    pub const NONE: &str = "none";
+    /// An opaque bearer token checked against a configured list.
+    pub const BEARER: &str = "bearer";
+    /// A JWT verified against configured keys.
+    pub const JWT: &str = "jwt";
+}
+
+/// Values of [`AuditRecord::decision`].
+pub mod decision {
+    /// The request was forwarded upstream.
+    pub const ALLOW: &str = "allow";
+    /// The gateway answered the request itself with a refusal.
+    pub const DENY: &str = "deny";
+}
+
+/// Values of [`AuditRecord::outcome`].
+pub mod outcome {
+    /// The response was delivered to the client in full.
+    pub const COMPLETE: &str = "complete";
+    /// The client or the gateway ended the exchange before the response was complete.
+    pub const ABORTED: &str = "aborted";
+    /// The upstream failed (unreachable, timeout, protocol error) or the gateway answered
+    /// with an error of its own.
+    pub const ERROR: &str = "error";
+}
+
+/// One line of the audit trail. Build it with `..Default::default()` and set what is known.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditRecord {
+    /// When the gateway finished with the exchange: RFC 3339, UTC, milliseconds
+    /// (`2025-06-01T12:00:00.123Z`). Left `None`, the writer fills in the moment
+    /// [`Auditor::record`](super::Auditor::record) was called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// What kind of record this is: see [`event`]. Always present.
+    pub event: &'static str,
+    /// The gateway's tunnel id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
+    /// The tunnel connection slot the request arrived on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<u32>,
+    /// The tunnel stream id (one per client TLS connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u64>,
+    /// The client's address as reported by the edge (`ip:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    /// The TLS server name the client asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The name of the route that matched; absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The upstream the request was sent to (as configured, without credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The HTTP method (`POST`, `GET`, `DELETE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<String>,
+    /// The HTTP status sent to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The JSON-RPC method (`tools/call`, `initialize`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_method: Option<String>,
+    /// The JSON-RPC request id, as sent (number or string); absent for notifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_id: Option<serde_json::Value>,
+    /// The tool name of a `tools/call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The resource URI of a `resources/read`, `resources/subscribe` or `resources/unsubscribe`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_uri: Option<String>,
+    /// The prompt name of a `prompts/get`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The `Mcp-Session-Id` of the request, or the one the upstream assigned in its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The MCP protocol version (`MCP-Protocol-Version` header or the negotiated version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// The W3C trace id from the request's `traceparent`, for joining with traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Who called, when the route authenticates: the token's configured name or the JWT subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// How the caller was authenticated: see [`auth`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'static str>,
+    /// Whether the gateway let the request through: see [`decision`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    /// Why the gateway refused or failed the request, as a fixed machine code
+    /// (`tool_denied`, `auth_failed`, `body_too_large`, `upstream_timeout`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// The JSON-RPC error code of the response, when it was an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_error: Option<i64>,
+    /// Milliseconds from the request's arrival to the end of the response, rounded to
+    /// three decimals (microseconds).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "millis_3")]
+    pub latency_ms: Option<f64>,
+    /// Request body bytes received from the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response body bytes sent to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// The request's `params.arguments`, ALREADY REDACTED by the caller: the writer
+    /// writes this value as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
+    /// How the exchange ended: see [`outcome`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    /// Reserved for human-in-the-loop approval; not set by this version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+}
+
+impl AuditRecord {
+    /// A record of kind `event` with every other field unset.
+    pub fn new(event: &'static str) -> Self {
+        Self { event, ..Self::default() }
+    }
+}
+
+/// Converts a duration to the `latency_ms` value.
+pub fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// RFC 3339 with exactly three fractional digits; `Z` for UTC.
+const TIME_FORMAT: EncodedConfig =
+    Config::DEFAULT.set_time_precision(TimePrecision::Second { decimal_digits: core::num::NonZeroU8::new(3) }).encode();
+
+/// Formats `at` as the `time` field. `None` only for a clock outside years 0..=9999.
+pub fn format_time(at: SystemTime) -> Option<String> {
+    OffsetDateTime::from(at).format(&Iso8601::<TIME_FORMAT>).ok()
+}
+
+/// Rounds to three decimals so the JSON reads `12.345`, not `12.345000000000001`: the
+/// nearest f64 to n/1000 prints as n/1000 in serde_json's shortest round-trip form.
+fn millis_3<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(ms) => s.serialize_f64((ms * 1000.0).round() / 1000.0),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn unset_fields_are_absent() {
+        let rec = AuditRecord {
+            tunnel: Some("acme".into()),
+            http_status: Some(200),
+            decision: Some(decision::ALLOW),
+            ..AuditRecord::new(event::MCP)
+        };
+        let v: Value = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v, json!({"event": "mcp", "tunnel": "acme", "http_status": 200, "decision": "allow"}));
+    }
+
+    #[test]
+    fn every_field_serializes_under_its_documented_name() {
+        let rec = AuditRecord {
+            time: Some("2025-06-01T12:00:00.123Z".into()),
+            event: event::MCP,
+            tunnel: Some("t".into()),
+            connection: Some(1),
+            stream: Some(2),
+            client_addr: Some("192.0.2.1:5000".into()),
+            sni: Some("mcp.example.com".into()),
+            route: Some("r".into()),
+            upstream: Some("http://10.0.0.5:8080/mcp".into()),
+            http_method: Some("POST".into()),
+            http_status: Some(200),
+            jsonrpc_method: Some("tools/call".into()),
+            jsonrpc_id: Some(json!(7)),
+            tool: Some("search".into()),
+            resource_uri: Some("file:///x".into()),
+            prompt: Some("p".into()),
+            session_id: Some("s".into()),
+            protocol_version: Some("2025-11-25".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            identity: Some("alice".into()),
+            auth: Some(auth::JWT),
+            decision: Some(decision::DENY),
+            reason: Some("tool_denied"),
+            jsonrpc_error: Some(-32600),
+            latency_ms: Some(1.5),
+            bytes_in: Some(10),
+            bytes_out: Some(20),
+            arguments: Some(json!({"q": "[redacted]"})),
+            outcome: Some(outcome::COMPLETE),
+            approval: Some("none".into()),
+        };
+        let v: Value = serde_json::to_value(&rec).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "time",
+            "event",
+            "tunnel",
+            "connection",
+            "stream",
+            "client_addr",
+            "sni",
+            "route",
+            "upstream",
+            "http_method",
+            "http_status",
+            "jsonrpc_method",
+            "jsonrpc_id",
+            "tool",
+            "resource_uri",
+            "prompt",
+            "session_id",
+            "protocol_version",
+            "trace_id",
+            "identity",
+            "auth",
+            "decision",
+            "reason",
+            "jsonrpc_error",
+            "latency_ms",
+            "bytes_in",
+            "bytes_out",
+            "arguments",
+            "outcome",
+            "approval",
+        ];
+        let mut got = keys.clone();
+        got.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(v["jsonrpc_error"], json!(-32600));
+        assert_eq!(v["arguments"], json!({"q": "[redacted]"}));
+    }
+
+    #[test]
+    fn latency_has_three_decimals() {
+        let rec = AuditRecord { latency_ms: Some(12.345_000_000_000_1), ..AuditRecord::new(event::HTTP) };
+        assert_eq!(serde_json::to_string(&rec).unwrap(), r#"{"event":"http","latency_ms":12.345}"#);
+        let rec = AuditRecord { latency_ms: Some(millis(Duration::from_nanos(1_234_567))), ..AuditRecord::new("x") };
+        assert_eq!(serde_json::to_value(&rec).unwrap()["latency_ms"], json!(1.235));
+    }
+
+    #[test]
+    fn time_is_rfc3339_utc_with_milliseconds() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_748_779_200_123) + Duration::from_nanos(999);
+        assert_eq!(format_time(at).unwrap(), "2025-06-01T12:00:00.123Z");
+        assert_eq!(format_time(UNIX_EPOCH).unwrap(), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn hostile_strings_stay_on_one_line() {
+        let rec = AuditRecord { tool: Some("a\nb\r\"c\u{2028}".into()), ..AuditRecord::new(event::MCP) };
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["tool"], json!("a\nb\r\"c\u{2028}"));
+    }
+}
