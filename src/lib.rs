@@ -8,11 +8,13 @@
 //! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
 //! - [`audit`]: the audit trail (one JSON line per MCP request), apart from the diagnostic log.
+//! - [`auth`]: optional per-route bearer/JWT authentication at the gateway, Origin checks.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod certs_cli;
 pub mod config;
 pub mod demo;
