@@ -6,6 +6,7 @@
 //! - [`protocol`]: the `mcpt/1` frames between edge and gateway.
 //! - [`stream`]: one tunnel stream as a byte pipe.
 //! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
+//! - [`mcp`]: MCP-aware building blocks for the proxy (request inspection, SSE, policy, redaction).
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod edge;
 pub mod gateway;
 pub mod idle;
+pub mod mcp;
 pub mod pki;
 pub mod protocol;
 pub mod reload;
