@@ -6,6 +6,7 @@
 //! - [`protocol`]: the `mcpt/1` frames between edge and gateway.
 //! - [`stream`]: one tunnel stream as a byte pipe.
 //! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
+//! - [`mcp`]: MCP-aware building blocks for the proxy (request inspection, SSE, policy, redaction).
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
 //! - [`audit`]: the audit trail (one JSON line per MCP request), apart from the diagnostic log.
 //! - [`auth`]: optional per-route bearer/JWT authentication at the gateway, Origin checks.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod edge;
 pub mod gateway;
 pub mod idle;
+pub mod mcp;
 pub mod pki;
 pub mod protocol;
 pub mod reload;

@@ -1,0 +1,38 @@
+//! MCP-aware building blocks for the gateway's proxy: pure functions and one body wrapper,
+//! no I/O, so each piece is tested on its own.
+//!
+//! Covers MCP Streamable HTTP in both generations the gateway serves side by side:
+//! 2025-03-26, 2025-06-18 and 2025-11-25 (JSON-RPC body, `Mcp-Session-Id`,
+//! `MCP-Protocol-Version`, SSE responses, GET stream, DELETE), and 2026-07-28 (no sessions and
+//! no `initialize`; `Mcp-Method` / `Mcp-Name` on every POST; trace context in `params._meta`).
+//!
+//! In request order:
+//! - [`message`]: [`inspect_request`] reads headers + body into a [`RequestInfo`] (methods,
+//!   ids, tool / resource / prompt names, raw arguments, session, protocol version, trace id)
+//!   and refuses bodies that are not JSON-RPC 2.0 or whose mirrored headers disagree with them.
+//! - [`policy`]: [`ToolPolicy`] of [`Glob`] patterns decides which methods and tools pass.
+//! - [`redact`]: [`redact()`] turns tool arguments into something safe to log.
+//! - [`jsonrpc`]: [`error_body`] and the error codes the gateway answers with itself.
+//! - [`response`]: [`InspectedBody`] streams the upstream's answer through while counting
+//!   bytes, recording JSON-RPC errors and hiding denied tools from `tools/list`; built on
+//!   [`sse`], an incremental, bounded `text/event-stream` parser.
+//!
+//! Typical use in the proxy: `inspect_request` → on error answer
+//! `error_body(err.request_id(), err.jsonrpc_code(), &err.to_string(), None)` with status 400 →
+//! check `method_allowed` / `tool_allowed` (deny with [`jsonrpc::POLICY_DENIED`]) → forward →
+//! wrap the response body in `InspectedBody` (filter only for `tools/list`; drop
+//! `Content-Length` when `will_modify()`), logging `redact(arguments, …)` and the summary.
+
+pub mod jsonrpc;
+pub mod message;
+pub mod policy;
+pub mod redact;
+pub mod response;
+pub mod sse;
+
+pub use jsonrpc::error_body;
+pub use message::{inspect_request, InspectError, MessageInfo, MessageKind, RequestInfo};
+pub use policy::{Glob, GlobError, ToolPolicy};
+pub use redact::{redact, RedactMode};
+pub use response::{InspectedBody, OnDone, ResponseSummary};
+pub use sse::{SseEvent, SseItem, SseParser};
