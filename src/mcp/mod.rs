@@ -12,7 +12,7 @@
 //!   and refuses bodies that are not JSON-RPC 2.0 or whose mirrored headers disagree with them;
 //!   [`json`] parses them, refusing duplicate keys (no parser-differential smuggling).
 //! - [`policy`]: [`ToolPolicy`] of [`Glob`] patterns decides which methods and tools pass.
-//! - [`redact`]: [`redact()`] turns tool arguments into something safe to log.
+//! - [`redact`](mod@redact): [`redact()`] turns tool arguments into something safe to log.
 //! - [`jsonrpc`]: [`error_body`] and the error codes the gateway answers with itself.
 //! - [`response`]: [`InspectedBody`] streams the upstream's answer through while counting
 //!   bytes, recording JSON-RPC errors and hiding denied tools from `tools/list`; built on
