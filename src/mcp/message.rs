@@ -13,12 +13,14 @@
 //! trusting the header and a server trusting the body would see different requests. A missing
 //! `Mcp-Name` is not an error here (older clients never send it); the policy uses the body.
 //!
-//! Errors never quote body or header content, only positions and fixed reasons.
+//! Bodies with a duplicate object key are refused (see [`super::json`]). Errors never quote
+//! body or header content, only positions and fixed reasons.
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+use super::json::{parse_strict, DUPLICATE_KEY};
 use super::jsonrpc;
 
 /// `MCP-Protocol-Version` (header names are matched case-insensitively by `http`).
@@ -257,9 +259,10 @@ fn parse_body(body: &[u8]) -> Result<(Vec<Value>, bool), InspectError> {
         return Ok((Vec::new(), false));
     }
     // serde_json stops at 128 nesting levels with an error, so deep bodies cannot overflow the stack.
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value = parse_strict(body).map_err(|e| {
         let reason = match e.classify() {
             serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Data if e.to_string().starts_with(DUPLICATE_KEY) => DUPLICATE_KEY,
             serde_json::error::Category::Data => "invalid value",
             serde_json::error::Category::Io => "read error",
             serde_json::error::Category::Syntax if e.to_string().starts_with("recursion limit") => "nested too deeply",

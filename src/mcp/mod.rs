@@ -9,9 +9,10 @@
 //! In request order:
 //! - [`message`]: [`inspect_request`] reads headers + body into a [`RequestInfo`] (methods,
 //!   ids, tool / resource / prompt names, raw arguments, session, protocol version, trace id)
-//!   and refuses bodies that are not JSON-RPC 2.0 or whose mirrored headers disagree with them.
+//!   and refuses bodies that are not JSON-RPC 2.0 or whose mirrored headers disagree with them;
+//!   [`json`] parses them, refusing duplicate keys (no parser-differential smuggling).
 //! - [`policy`]: [`ToolPolicy`] of [`Glob`] patterns decides which methods and tools pass.
-//! - [`redact`]: [`redact()`] turns tool arguments into something safe to log.
+//! - [`redact`](mod@redact): [`redact()`] turns tool arguments into something safe to log.
 //! - [`jsonrpc`]: [`error_body`] and the error codes the gateway answers with itself.
 //! - [`response`]: [`InspectedBody`] streams the upstream's answer through while counting
 //!   bytes, recording JSON-RPC errors and hiding denied tools from `tools/list`; built on
@@ -23,6 +24,7 @@
 //! wrap the response body in `InspectedBody` (filter only for `tools/list`; drop
 //! `Content-Length` when `will_modify()`), logging `redact(arguments, …)` and the summary.
 
+pub mod json;
 pub mod jsonrpc;
 pub mod message;
 pub mod policy;

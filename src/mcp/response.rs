@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::policy::ToolPolicy;
-use super::sse::{SseEvent, SseItem, SseParser};
+use super::sse::{SseItem, SseParser};
 
 /// Default largest `application/json` body inspected (a single JSON-RPC message or batch).
 pub const DEFAULT_JSON_CAP: usize = 4 << 20;
@@ -215,8 +215,9 @@ impl Sink {
             }
             SseItem::Event(ev) if !hold => self.probe_errors(ev.data.as_bytes()),
             SseItem::Event(ev) => {
-                let out = match self.filtered(ev.data.as_bytes()) {
-                    Some(v) => reserialize_event(&ev, &v).unwrap_or(ev.raw),
+                // Compact serde_json output has no raw newline, as a single data line needs.
+                let out = match self.filtered(ev.data.as_bytes()).and_then(|v| serde_json::to_vec(&v).ok()) {
+                    Some(json) => ev.with_data(&json),
                     None => ev.raw,
                 };
                 self.push(out);
@@ -297,31 +298,6 @@ impl Sink {
             }
         }
     }
-}
-
-/// The event with its data replaced by `v` (comments of the original are not kept).
-fn reserialize_event(ev: &SseEvent, v: &Value) -> Option<Bytes> {
-    let json = serde_json::to_vec(v).ok()?;
-    let mut out = Vec::with_capacity(json.len() + 64);
-    let mut field = |name: &[u8], value: &[u8]| {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.push(b'\n');
-    };
-    if let Some(id) = &ev.id {
-        field(b"id", id.as_bytes());
-    }
-    if let Some(event) = &ev.event {
-        field(b"event", event.as_bytes());
-    }
-    if let Some(retry) = ev.retry {
-        field(b"retry", retry.to_string().as_bytes());
-    }
-    // Compact serde_json output has no raw newlines, so one data line carries it.
-    field(b"data", &json);
-    out.push(b'\n');
-    Some(Bytes::from(out))
 }
 
 impl<B> Body for InspectedBody<B>

@@ -35,6 +35,32 @@ pub struct SseEvent {
     pub retry: Option<u64>,
 }
 
+impl SseEvent {
+    /// This event written anew with `data` (one line: it must hold no CR or LF) in place of its
+    /// data; `id`, `event` and `retry` are kept, comments are not.
+    pub fn with_data(&self, data: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(data.len() + 64);
+        let mut field = |name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        };
+        if let Some(id) = &self.id {
+            field(b"id", id.as_bytes());
+        }
+        if let Some(event) = &self.event {
+            field(b"event", event.as_bytes());
+        }
+        if let Some(retry) = self.retry {
+            field(b"retry", retry.to_string().as_bytes());
+        }
+        field(b"data", data);
+        out.push(b'\n');
+        Bytes::from(out)
+    }
+}
+
 /// What [`SseParser::next_item`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseItem {

@@ -275,3 +275,12 @@ fn traceparent_validation() {
     let info = inspect_request(&headers(&[("traceparent", TP), ("traceparent", TP)]), &b).unwrap();
     assert_eq!(info.trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
 }
+
+#[test]
+fn duplicate_keys_cannot_smuggle_a_second_tool_name() {
+    let b = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","name":"shell_exec"}}"#;
+    let err = inspect_request(&HeaderMap::new(), b).unwrap_err();
+    assert!(matches!(err, InspectError::InvalidJson { reason: "duplicate object key", .. }), "{err}");
+    let b = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}"#;
+    assert!(inspect_request(&HeaderMap::new(), b).is_err());
+}

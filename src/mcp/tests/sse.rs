@@ -213,3 +213,53 @@ fn crlf_events_come_out_whole_when_the_lf_is_there() {
     assert_eq!(e.data, "b");
     assert_eq!(&e.raw[..], b"data: b\r\n\r\n");
 }
+
+#[test]
+fn with_data_rewrites_an_event_that_parses_back() {
+    let mut p = SseParser::new(1024);
+    p.push(b": comment\r\nid: 0_1\r\nevent: message\r\nretry: 10\r\ndata: {\"a\":1}\r\n\r\n");
+    let Some(SseItem::Event(e)) = p.next_item() else { panic!("expected an event") };
+    let out = e.with_data(b"{\"a\":2}");
+    assert_eq!(&out[..], b"id: 0_1\nevent: message\nretry: 10\ndata: {\"a\":2}\n\n");
+    let mut p = SseParser::new(1024);
+    p.push(&out);
+    let Some(SseItem::Event(back)) = p.next_item() else { panic!("expected an event") };
+    assert_eq!((back.id, back.event, back.retry, back.data), (e.id, e.event, e.retry, "{\"a\":2}".to_owned()));
+}
+
+#[test]
+fn random_streams_round_trip_without_panics() {
+    // Streams built from SSE-significant bytes, cut at random, with random caps.
+    let alphabet: &[&[u8]] =
+        &[b"data", b"event", b"id", b":", b" ", b"\r", b"\n", b"\r\n", b"x", b"\xEF\xBB\xBF", b"\0"];
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for _ in 0..3000 {
+        let mut input = Vec::new();
+        for _ in 0..rng.usize(0..60) {
+            input.extend_from_slice(alphabet[rng.usize(0..alphabet.len())]);
+        }
+        let cap = rng.usize(1..40);
+        let mut p = SseParser::new(cap);
+        let mut out = Vec::new();
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let n = rng.usize(1..=rest.len());
+            p.push(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(item) = p.next_item() {
+                match item {
+                    SseItem::Event(e) => {
+                        assert!(e.raw.len() <= cap, "an inspected event is within the cap");
+                        out.extend_from_slice(&e.raw);
+                    }
+                    SseItem::Oversize { raw, .. } => out.extend_from_slice(&raw),
+                }
+            }
+            assert!(p.buffered() <= cap + n);
+        }
+        if let Some(t) = p.finish() {
+            out.extend_from_slice(&t);
+        }
+        assert_eq!(out, input);
+    }
+}
