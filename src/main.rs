@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Bearer tokens for routes that authenticate at the gateway (`[routes.auth]`).
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Ask a running gateway or edge whether it is alive or ready (exit 0 if so, 1 if
     /// not): for exec probes in images without a shell.
     Probe {
@@ -71,6 +76,14 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Print a new random token (256 bits) and, on stderr, its hash for the config.
+    GenerateToken,
+    /// Read a token on stdin and print its `sha256:` hash for `[routes.auth] tokens`.
+    HashToken,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +180,20 @@ async fn run(command: Command) -> Result<()> {
                 }
                 certs_cli::Renewal::Renewed { domain } => println!("renewed the certificate for *.{domain}"),
             }
+        }
+        Command::Auth { command: AuthCommand::GenerateToken } => {
+            let token = mcp_tunnel::auth::generate_token()?;
+            eprintln!("hash for the config: {}", mcp_tunnel::auth::hash_token(&token));
+            println!("{token}");
+        }
+        Command::Auth { command: AuthCommand::HashToken } => {
+            let mut token = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token).context("cannot read stdin")?;
+            let token = token.trim_end_matches(['\r', '\n']);
+            if token.is_empty() {
+                bail!("no token on stdin");
+            }
+            println!("{}", mcp_tunnel::auth::hash_token(token));
         }
         Command::Check { config } => check(&config)?,
         Command::Probe { admin, check } => {

@@ -18,6 +18,7 @@ use crate::tls::pem::Identity;
 #[serde(deny_unknown_fields)]
 struct Raw {
     admin: Option<super::RawAdmin>,
+    audit: Option<super::controls::RawAudit>,
     tunnel_domain: Spanned<String>,
     edge: RawEdge,
     inner_tls: RawInnerTls,
@@ -119,6 +120,8 @@ pub struct GatewayConfig {
     pub files: Vec<std::path::PathBuf>,
     /// Admin endpoint (`/healthz`, `/readyz`, `/metrics`), when configured.
     pub admin: Option<std::net::SocketAddr>,
+    /// Where audit records go.
+    pub audit: super::controls::AuditSettings,
 }
 
 /// Defaults for values a config may omit.
@@ -170,6 +173,7 @@ impl GatewayConfig {
             idle_timeout,
             files: src.files(),
             admin: src.admin_listen(raw.admin.as_ref())?,
+            audit: super::controls::audit_settings(src, raw.audit.as_ref())?,
         })
     }
 }

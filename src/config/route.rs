@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::controls::{route_controls, RawAuth, RawControls, RawPolicy, RawRouteAudit};
 use super::gateway::{defaults, RawUpstream};
 use super::{normalize_host_pattern, ConfigError, Source};
 use crate::gateway::allowlist::AllowList;
@@ -28,6 +29,10 @@ pub(super) struct RawRoute {
     preserve_host: bool,
     timeout: Option<Spanned<String>>,
     limits: Option<RawLimits>,
+    allowed_origins: Option<Vec<Spanned<String>>>,
+    auth: Option<RawAuth>,
+    policy: Option<RawPolicy>,
+    audit: Option<RawRouteAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +78,17 @@ pub(super) fn route_table(
         let target = upstream_target(src, &key, r)?;
         let timeout = src.positive_duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
         let limits = route_limits(src, &key, r.limits.as_ref())?;
+        let controls = route_controls(
+            src,
+            &key,
+            RawControls {
+                allowed_origins: r.allowed_origins.as_ref(),
+                auth: r.auth.as_ref(),
+                policy: r.policy.as_ref(),
+                audit: r.audit.as_ref(),
+                at: &r.host,
+            },
+        )?;
         let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
         let name = match &path_prefix {
             Some(p) => format!("{host}{p}"),
@@ -89,6 +105,7 @@ pub(super) fn route_table(
             client,
             inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent)),
             limits,
+            controls,
         });
     }
     RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))

@@ -124,6 +124,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), D
         stats.bytes_to_gateway.get(),
         stats.bytes_to_client.get()
     );
+    println!("audit trail of the session: {}", dir.join("audit.jsonl").display());
     result
 }
 
@@ -209,9 +210,17 @@ key = "tunnel/gateway.key"
 cert = "inner/server.pem"
 key = "inner/server.key"
 
+# One JSON record per MCP message; tool arguments redacted except `text`.
+[audit]
+sink = "file"
+path = "audit.jsonl"
+
 [[routes]]
 host = "{DEMO_ROUTE}"
 upstream = "http://{upstream}"
+
+[routes.audit]
+clear_arguments = ["text"]
 "#
     )
 }

@@ -28,16 +28,17 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Sends a request (its body already read) upstream and returns the response headers,
+/// Sends a request (its body already read) upstream to `path` and returns the response headers,
 /// or the error response to give the client.
 pub async fn send(
     route: &Route,
     conn: &ConnInfo,
     host: &str,
     parts: Parts,
+    path: &str,
     body: Bytes,
 ) -> Result<Response<Incoming>, Response<ClientBody>> {
-    let upstream_req = upstream_request(route, conn, host, parts, body)
+    let upstream_req = upstream_request(route, conn, host, parts, path, body)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_request", &e, None))?;
     match tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await {
         Ok(Ok(resp)) => {
@@ -65,12 +66,12 @@ fn upstream_request(
     conn: &ConnInfo,
     host: &str,
     mut parts: Parts,
+    path: &str,
     body: Bytes,
 ) -> Result<Request<UpstreamBody>, String> {
-    let path = route.upstream_path(parts.uri.path());
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
+        None => path.to_owned(),
     };
     let scheme = match route.upstream.scheme {
         super::route::Scheme::Http => "http",

@@ -11,7 +11,32 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rustls::pki_types::CertificateDer;
 
+use crate::audit::AuditMetrics;
+use crate::mcp::RequestInfo;
+
 type Labels = Vec<(String, String)>;
+
+/// Method names used as label values (MCP 2025-03-26 … 2026-07-28).
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
 
 fn duration_histogram() -> Histogram {
     // 1 ms .. ~33 s.
@@ -38,6 +63,12 @@ pub struct GatewayMetrics {
     pub connections: Family<Labels, Gauge>,
     /// Certificate expiry (Unix seconds) by certificate.
     pub cert_expiry: Family<Labels, Gauge<i64, AtomicI64>>,
+    /// MCP messages forwarded, by route and method (known MCP methods only).
+    pub mcp_messages: Family<Labels, Counter>,
+    /// Requests refused by a route's controls, by route and reason.
+    pub policy_denials: Family<Labels, Counter>,
+    /// Audit records written, dropped and lost.
+    pub audit: AuditMetrics,
 }
 
 impl GatewayMetrics {
@@ -53,6 +84,9 @@ impl GatewayMetrics {
             reconnects: Family::default(),
             connections: Family::default(),
             cert_expiry: Family::default(),
+            mcp_messages: Family::default(),
+            policy_denials: Family::default(),
+            audit: AuditMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route and status", m.requests.clone());
@@ -67,7 +101,31 @@ impl GatewayMetrics {
             "Certificate notAfter (Unix time)",
             m.cert_expiry.clone(),
         );
+        registry.register("mcp_messages", "MCP messages forwarded by route and method", m.mcp_messages.clone());
+        registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
+        m.audit.register(&mut registry);
         Arc::new(Self { registry, ..m })
+    }
+
+    /// Counts a request refused by a route's Origin, auth, policy or limits.
+    pub fn policy_denial(&self, route: &str, reason: &str) {
+        self.policy_denials
+            .get_or_create(&vec![("route".into(), route.into()), ("reason".into(), reason.into())])
+            .inc();
+    }
+
+    /// Counts the MCP messages of a forwarded request. Methods outside the MCP
+    /// specification count as `other`, so a client cannot mint label values.
+    pub fn mcp_requests(&self, route: &str, info: &RequestInfo) {
+        for m in &info.messages {
+            let method = m
+                .method
+                .as_deref()
+                .map_or("response", |name| MCP_METHODS.iter().copied().find(|known| *known == name).unwrap_or("other"));
+            self.mcp_messages
+                .get_or_create(&vec![("route".into(), route.into()), ("method".into(), method.into())])
+                .inc();
+        }
     }
 
     /// Records a finished request (headers sent).

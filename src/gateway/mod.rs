@@ -5,6 +5,8 @@
 
 pub mod allowlist;
 pub mod dial;
+pub mod discovery;
+pub mod exchange;
 pub mod forward;
 pub mod limits;
 pub mod metrics;
@@ -12,6 +14,7 @@ pub mod proxy;
 pub mod respond;
 pub mod route;
 pub mod serve;
+pub mod trail;
 pub mod tunnel;
 pub mod upstream;
 
@@ -24,6 +27,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::audit::{AuditTask, Auditor};
 use crate::config::gateway::GatewayConfig;
 use crate::protocol::ALPN_QUIC;
 use crate::tls::configs::{self, TlsConfigError};
@@ -48,6 +52,8 @@ pub enum GatewayError {
     Tls(#[from] TlsConfigError),
     #[error("QUIC TLS config: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// State shared by every stream the gateway serves.
@@ -61,6 +67,10 @@ pub struct GatewayShared {
     reloads: watch::Sender<u64>,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::GatewayMetrics>,
+    /// Where audit records go (never blocks).
+    pub auditor: Auditor,
+    /// This gateway's tunnel id (from its certificate), for audit records.
+    pub tunnel: String,
 }
 
 impl GatewayShared {
@@ -96,10 +106,12 @@ pub struct Gateway {
     /// One state per tunnel connection (`[edge] connections`).
     states: Vec<watch::Sender<TunnelState>>,
     reload: Option<(PathBuf, Arc<Notify>)>,
+    audit_task: Option<AuditTask>,
 }
 
 impl Gateway {
-    /// Builds TLS configs from the validated config.
+    /// Builds TLS configs from the validated config and starts the audit writer (so call
+    /// it inside a Tokio runtime).
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
         let outer = configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_QUIC])?;
@@ -111,17 +123,28 @@ impl Gateway {
         transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
         transport.max_concurrent_uni_streams(0u32.into());
         client.transport_config(Arc::new(transport));
+        let metrics = metrics::GatewayMetrics::new();
+        let (auditor, audit_task) = match &config.audit.sink {
+            None => (Auditor::disabled(), None),
+            Some(sink) => {
+                let (a, t) = Auditor::start(sink, config.audit.queue, metrics.audit.clone())?;
+                (a, Some(t))
+            }
+        };
+        let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
         let shared = Arc::new(GatewayShared {
+            auditor,
+            tunnel,
             routes: RwLock::new(config.routes.clone()),
             inner_tls: InnerTls::new(inner),
             idle_timeout: config.idle_timeout,
             reloads: watch::channel(0).0,
-            metrics: metrics::GatewayMetrics::new(),
+            metrics,
         });
         shared.metrics.cert("inner", config.inner.chain.first());
         shared.metrics.cert("gateway_client", config.edge.identity.chain.first());
         let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
-        Ok(Self { config, shared, client, h2_tls, states, reload: None })
+        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task })
     }
 
     /// Reloads from `path` when it (or a file it refers to) changes, or when `trigger`
@@ -183,6 +206,10 @@ impl Gateway {
             connections.spawn(run);
         }
         while connections.join_next().await.is_some() {}
+        if let Some(task) = self.audit_task.take() {
+            // Every record of a request that finished goes out before the process ends.
+            task.shutdown().await;
+        }
         info!("gateway stopped");
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::limits::RouteLimits;
 use super::upstream::UpstreamClient;
+use crate::auth::{Authenticator, OriginPolicy};
+use crate::mcp::{RedactMode, ToolPolicy};
 
 /// How the gateway talks to an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,27 @@ pub struct Route {
     pub limits: RouteLimits,
     /// Permits for requests in flight (`limits.max_concurrent`).
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Origin, authentication, MCP policy and audit settings.
+    pub controls: RouteControls,
+}
+
+/// What the gateway checks and records for a route, beyond forwarding.
+#[derive(Debug, Clone, Default)]
+pub struct RouteControls {
+    /// Authenticate callers at the gateway; `None` passes `Authorization` through.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Authorization servers named in the route's protected-resource metadata.
+    pub authorization_servers: Vec<String>,
+    /// Scopes named in that metadata.
+    pub scopes: Vec<String>,
+    /// Browser origins allowed (empty: any).
+    pub origins: OriginPolicy,
+    /// Methods and tools that may pass.
+    pub policy: Arc<ToolPolicy>,
+    /// Tool argument keys recorded in clear in the audit trail.
+    pub clear_arguments: Vec<String>,
+    /// How other argument values are recorded.
+    pub redact_mode: RedactMode,
 }
 
 impl Route {
@@ -168,6 +191,7 @@ mod tests {
             client,
             limits: RouteLimits::default(),
             inflight: Arc::new(tokio::sync::Semaphore::new(1)),
+            controls: RouteControls::default(),
         }
     }
 

@@ -99,8 +99,8 @@ pub async fn serve_stream(
     let service = service_fn(move |req| {
         first_tx.send_replace(true);
         // Each request sees the routing table in force when it arrives (hot reload).
-        let (routes, metrics, conn) = (routing.routes(), routing.metrics.clone(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(routes, metrics, conn, req).await) }
+        let (shared, conn) = (routing.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, conn, req).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);

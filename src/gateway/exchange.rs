@@ -1,0 +1,184 @@
+//! One request on a route, in order: Origin → authentication → limits → read and inspect
+//! the body → MCP policy → forward → relay the response through the inspector, which
+//! writes the audit records when the response ends.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::Value;
+use tracing::debug;
+
+use super::forward;
+use super::limits::{collect_body, header_bytes, BodyError, BodyTimer, TimedBody};
+use super::proxy::ConnInfo;
+use super::respond::{full, json_error, ClientBody};
+use super::route::Route;
+use super::trail::Trail;
+use super::GatewayShared;
+use crate::auth::metadata_url;
+use crate::mcp::{error_body, inspect_request, jsonrpc, InspectedBody, MessageKind, RequestInfo};
+
+/// What is being forwarded.
+pub enum Kind {
+    /// An MCP request: inspected, checked and audited.
+    Mcp,
+    /// An OAuth discovery document of a pass-through route, fetched from this upstream path.
+    Discovery(String),
+}
+
+/// Runs one exchange. Never fails: refusals and errors become responses (and records).
+pub async fn run(
+    shared: &GatewayShared,
+    route: &Arc<Route>,
+    conn: &ConnInfo,
+    host: &str,
+    kind: Kind,
+    mut req: Request<Incoming>,
+) -> Response<ClientBody> {
+    let started = tokio::time::Instant::now();
+    let mut trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, req.method());
+    let c = &route.controls;
+    if let Err(e) = c.origins.check(req.headers()) {
+        shared.metrics.policy_denial(&route.name, e.reason());
+        trail.refuse(403, e.reason(), None);
+        return json_error(e.status(), e.reason(), &e.to_string(), None);
+    }
+    if let (Some(auth), Kind::Mcp) = (&c.auth, &kind) {
+        trail.auth_kind(auth.kind());
+        match auth.authenticate(req.headers()) {
+            Ok(id) => trail.identity(&id, auth.kind()),
+            Err(e) => {
+                shared.metrics.policy_denial(&route.name, "auth_failed");
+                trail.refuse(e.status().as_u16(), e.reason(), None);
+                let mut resp = json_error(e.status(), e.reason(), &e.to_string(), None);
+                let url = metadata_url(host, route.path_prefix.as_deref());
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, e.challenge(&url));
+                return resp;
+            }
+        }
+        // The caller's token was for the gateway: passing it on would let the upstream
+        // replay it (the MCP authorization spec forbids token pass-through).
+        req.headers_mut().remove(header::AUTHORIZATION);
+    }
+    let Ok(permit) = route.inflight.clone().try_acquire_owned() else {
+        trail.refuse(503, "too_many_requests", None);
+        let mut resp = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_requests",
+            "the route has too many requests in flight",
+            Some(("route", &route.name)),
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
+    if header_bytes(req.headers()) > route.limits.max_header_bytes {
+        trail.refuse(431, "headers_too_large", None);
+        let message = format!("request headers exceed {} bytes", route.limits.max_header_bytes);
+        return json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", &message, None);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match collect_body(&parts.headers, body, route.limits.max_body).await {
+        Ok(b) => b,
+        Err(e @ BodyError::TooLarge { .. }) => {
+            trail.refuse(413, "body_too_large", None);
+            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &e.to_string(), None);
+        }
+        Err(e) => {
+            debug!(stream = conn.stream_id, route = %route.name, "{e}");
+            trail.refuse(400, "body_unreadable", None);
+            return json_error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read", None);
+        }
+    };
+    let (upstream_path, info) = match kind {
+        Kind::Discovery(path) => (path, RequestInfo::default()),
+        Kind::Mcp => {
+            let info = match inspect_request(&parts.headers, &body) {
+                Ok(info) => info,
+                Err(e) => {
+                    trail.refuse(400, "invalid_mcp_request", Some(e.jsonrpc_code()));
+                    let reply = error_body(e.request_id(), e.jsonrpc_code(), &e.to_string(), None);
+                    return full(StatusCode::BAD_REQUEST, "application/json", reply);
+                }
+            };
+            trail.request(&info, body.len());
+            if let Some((reason, message)) = denied(route, &info) {
+                shared.metrics.policy_denial(&route.name, reason);
+                trail.refuse(200, reason, Some(jsonrpc::POLICY_DENIED));
+                return full(StatusCode::OK, "application/json", denial_body(&info, &message));
+            }
+            (route.upstream_path(parts.uri.path()).into_owned(), info)
+        }
+    };
+    let response = match forward::send(route, conn, host, parts, &upstream_path, body).await {
+        Ok(r) => r,
+        Err(resp) => {
+            trail.fail(resp.status().as_u16(), "upstream_failed");
+            return resp;
+        }
+    };
+    shared.metrics.mcp_requests(&route.name, &info);
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
+    relay(route, response, &info, trail, started, permit)
+}
+
+/// Wraps the upstream's response: inspection (and `tools/list` filtering), then timers.
+fn relay(
+    route: &Route,
+    response: Response<Incoming>,
+    info: &RequestInfo,
+    trail: Trail,
+    started: tokio::time::Instant,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response<ClientBody> {
+    let (mut parts, body) = response.into_parts();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));
+    let filter = lists_tools.then(|| route.controls.policy.clone());
+    let inspected = InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16()));
+    if inspected.will_modify() {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let sse = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+    let timer =
+        if sse { BodyTimer::Idle(route.limits.sse_idle_timeout) } else { BodyTimer::Deadline(started + route.timeout) };
+    Response::from_parts(parts, TimedBody::new(inspected, timer, Some(permit)).boxed())
+}
+
+/// The first message the route's policy refuses: `(reason, message)`.
+fn denied(route: &Route, info: &RequestInfo) -> Option<(&'static str, String)> {
+    let policy = &route.controls.policy;
+    info.messages.iter().filter(|m| m.kind != MessageKind::Response).find_map(|m| {
+        let method = m.method.as_deref()?;
+        if !policy.method_allowed(method) {
+            return Some(("method_denied", format!("method {method} is not allowed on this route")));
+        }
+        match &m.tool {
+            Some(tool) if method == "tools/call" && !policy.tool_allowed(tool) => {
+                Some(("tool_denied", format!("tool {tool} is not allowed on this route")))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// The JSON-RPC answer to a refused request: one error per request in it (a batch is
+/// refused whole, so no part of it runs).
+fn denial_body(info: &RequestInfo, message: &str) -> Bytes {
+    let ids: Vec<&Value> =
+        info.messages.iter().filter(|m| m.kind == MessageKind::Request).filter_map(|m| m.id.as_ref()).collect();
+    if !info.batch {
+        return error_body(ids.first().copied(), jsonrpc::POLICY_DENIED, message, None);
+    }
+    let errors: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            serde_json::from_slice(&error_body(Some(id), jsonrpc::POLICY_DENIED, message, None)).unwrap_or(Value::Null)
+        })
+        .collect();
+    Bytes::from(Value::Array(errors).to_string())
+}

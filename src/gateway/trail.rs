@@ -1,0 +1,138 @@
+//! Audit records of one exchange: the fields known when the request arrives, what the
+//! inspection found, and, when the response ends, one record per JSON-RPC message.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::proxy::ConnInfo;
+use super::route::Route;
+use crate::audit::record::{auth, decision, event, millis, outcome};
+use crate::audit::{AuditRecord, Auditor};
+use crate::auth::Identity;
+use crate::mcp::{redact, MessageInfo, OnDone, RequestInfo, ResponseSummary};
+
+/// Collects what one exchange will be audited with.
+pub struct Trail {
+    auditor: Auditor,
+    route: Arc<Route>,
+    base: AuditRecord,
+    messages: Vec<MessageInfo>,
+    started: Instant,
+}
+
+impl Trail {
+    /// The fields known before anything is read.
+    pub fn new(auditor: &Auditor, tunnel: &str, route: &Arc<Route>, conn: &ConnInfo, method: &http::Method) -> Self {
+        let mut base = AuditRecord::new(event::MCP);
+        if auditor.is_enabled() {
+            base.tunnel = Some(tunnel.to_owned());
+            base.stream = Some(conn.stream_id);
+            base.client_addr = Some(conn.client_addr.to_string());
+            base.sni = Some(conn.sni.clone());
+            base.route = Some(route.name.clone());
+            base.upstream = Some(route.upstream.url());
+            base.http_method = Some(method.as_str().to_owned());
+            base.auth = Some(auth::NONE);
+        }
+        Self { auditor: auditor.clone(), route: route.clone(), base, messages: Vec::new(), started: Instant::now() }
+    }
+
+    /// Whether records are written at all (skip building them otherwise).
+    pub fn enabled(&self) -> bool {
+        self.auditor.is_enabled()
+    }
+
+    /// The caller the route authenticated.
+    pub fn identity(&mut self, id: &Identity, kind: &'static str) {
+        self.base.identity = Some(match &id.client_id {
+            Some(client) => format!("{} (client {client})", id.subject),
+            None => id.subject.clone(),
+        });
+        self.base.auth = Some(if kind == "jwt" { auth::JWT } else { auth::BEARER });
+    }
+
+    /// The authentication method tried, for a refusal before any identity is known.
+    pub fn auth_kind(&mut self, kind: &'static str) {
+        self.base.auth = Some(if kind == "jwt" { auth::JWT } else { auth::BEARER });
+    }
+
+    /// What the request body and MCP headers said.
+    pub fn request(&mut self, info: &RequestInfo, bytes_in: usize) {
+        if !self.enabled() {
+            return;
+        }
+        self.base.session_id.clone_from(&info.session_id);
+        self.base.protocol_version.clone_from(&info.protocol_version);
+        self.base.trace_id.clone_from(&info.trace_id);
+        self.base.bytes_in = Some(bytes_in as u64);
+        if info.messages.is_empty() {
+            // A GET stream or DELETE: the header method (2026-07-28) says what it is, if anything.
+            self.base.jsonrpc_method.clone_from(&info.header_method);
+        }
+        self.messages = info.messages.clone();
+    }
+
+    /// Records a refusal by the gateway (the upstream never saw the request).
+    pub fn refuse(self, status: u16, reason: &'static str, jsonrpc_error: Option<i64>) {
+        let mut base = self.base.clone();
+        base.decision = Some(decision::DENY);
+        base.reason = Some(reason);
+        base.jsonrpc_error = jsonrpc_error;
+        base.outcome = Some(outcome::COMPLETE);
+        self.emit(base, status, |_| None, None);
+    }
+
+    /// Records an allowed request whose upstream failed (no response from it).
+    pub fn fail(self, status: u16, reason: &'static str) {
+        let mut base = self.base.clone();
+        base.decision = Some(decision::ALLOW);
+        base.reason = Some(reason);
+        base.outcome = Some(outcome::ERROR);
+        self.emit(base, status, |_| None, None);
+    }
+
+    /// The callback the response inspector calls when the response ends, however it ends.
+    pub fn on_done(self, status: u16) -> OnDone {
+        Box::new(move |summary: ResponseSummary| {
+            let mut base = self.base.clone();
+            base.decision = Some(decision::ALLOW);
+            base.bytes_out = Some(summary.bytes_out);
+            base.outcome = Some(if summary.complete { outcome::COMPLETE } else { outcome::ABORTED });
+            let errors = summary.errors;
+            self.emit(
+                base,
+                status,
+                |id: &Value| errors.iter().find(|(eid, _)| eid == id).map(|(_, code)| *code),
+                errors.first().map(|(_, code)| *code),
+            );
+        })
+    }
+
+    /// One record per message (or one for the exchange when the body had none).
+    fn emit(&self, mut base: AuditRecord, status: u16, code_of: impl Fn(&Value) -> Option<i64>, only: Option<i64>) {
+        if !self.enabled() {
+            return;
+        }
+        base.http_status = Some(status);
+        base.latency_ms = Some(millis(self.started.elapsed()));
+        if self.messages.is_empty() {
+            base.jsonrpc_error = base.jsonrpc_error.or(only);
+            self.auditor.record(base);
+            return;
+        }
+        let c = &self.route.controls;
+        for m in &self.messages {
+            let mut rec = base.clone();
+            rec.jsonrpc_method.clone_from(&m.method);
+            rec.jsonrpc_id.clone_from(&m.id);
+            rec.tool.clone_from(&m.tool);
+            rec.resource_uri.clone_from(&m.resource_uri);
+            rec.prompt.clone_from(&m.prompt);
+            rec.arguments = m.arguments.as_ref().map(|a| redact(a, &c.clear_arguments, c.redact_mode));
+            rec.jsonrpc_error = rec.jsonrpc_error.or_else(|| m.id.as_ref().and_then(&code_of));
+            self.auditor.record(rec);
+        }
+    }
+}
