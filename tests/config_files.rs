@@ -75,6 +75,15 @@ fn gateway_mistakes_name_file_line_and_key() {
         ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[[routes]]\nhost = \"a.t.test\"\nupstream = \"http://y:1\"\n", "DIR/g.toml:14: `routes[1].host`: route a.t.test is defined twice"),
         ("[upstream]\nallowed_networks = [\"10.0.0.0/33\"]\n", "DIR/g.toml:11: `upstream.allowed_networks[0]`: expected a CIDR"),
         ("colour = \"blue\"\n", "unknown field `colour`"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.limits]\nmax_body = \"4MB\"\n", "DIR/g.toml:14: `routes[0].limits.max_body`: unknown unit"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.limits]\nmax_concurrent = 0\n", "DIR/g.toml:14: `routes[0].limits.max_concurrent`: expected 1 to 100000"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.policy]\ndeny_tools = [\"ok\", \"\"]\n", "DIR/g.toml:14: `routes[0].policy.deny_tools[1]`"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.auth]\nmode = \"magic\"\n", "DIR/g.toml:14: `routes[0].auth.mode`: expected \"bearer\" or \"jwt\""),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.auth]\nmode = \"bearer\"\ntokens = [{ name = \"ci\", hash = \"abc\" }]\n", "DIR/g.toml:14: `routes[0].auth.tokens`"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.auth]\nmode = \"jwt\"\nissuer = \"https://i\"\naudiences = [\"a\"]\njwks = \"missing.json\"\n", "`routes[0].auth.jwks`"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\nallowed_origins = [\"not an origin\"]\n", "DIR/g.toml:13: `routes[0].allowed_origins`"),
+        ("[audit]\nsink = \"syslog\"\n", "DIR/g.toml:11: `audit.sink`: expected \"stdout\", \"file\" or \"off\""),
+        ("[audit]\nsink = \"file\"\n", "DIR/g.toml:11: `audit.path`: sink \"file\" needs `path`"),
     ];
     for (extra, expected) in cases {
         let err = gateway_error(extra);

@@ -216,7 +216,23 @@ async def scenario_whoami(args) -> dict:
         return {"headers": headers, "protocol_version": conn.protocol_version}
 
 
+async def scenario_policy(args) -> dict:
+    """List tools, call a tool the gateway should refuse, then echo a (secret) value."""
+    async with connect(args) as conn:
+        tools = sorted(t.name for t in (await conn.list_tools()).tools)
+        denied = {}
+        try:
+            result = await conn.call_tool(args.denied, {"size": 1})
+            denied = {"called": True, "is_error": result.is_error}
+        except Exception as e:  # the SDK raises MCPError for a JSON-RPC error response
+            err = getattr(e, "error", None)
+            denied = {"called": False, "code": getattr(err, "code", None), "message": str(e)}
+        text = tool_text(await conn.call_tool("echo", {"text": args.secret}))
+        return {"tools": tools, "denied": denied, "echo": text, "protocol_version": conn.protocol_version}
+
+
 SCENARIOS = {
+    "policy": scenario_policy,
     "basic": scenario_basic,
     "big": scenario_big,
     "progress": scenario_progress,
@@ -241,6 +257,9 @@ def parse_args(argv=None):
     p.add_argument("--delay", type=float, default=0.5)
     sub.add_parser("concurrent").add_argument("--n", type=int, default=100)
     sub.add_parser("whoami")
+    p = sub.add_parser("policy")
+    p.add_argument("--denied", required=True)
+    p.add_argument("--secret", required=True)
     return ap.parse_args(argv)
 
 
