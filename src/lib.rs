@@ -17,6 +17,7 @@ pub mod demo;
 pub mod edge;
 pub mod gateway;
 pub mod idle;
+pub mod logging;
 pub mod pki;
 pub mod protocol;
 pub mod reload;
