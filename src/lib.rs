@@ -23,6 +23,7 @@ pub mod edge;
 pub mod gateway;
 pub mod idle;
 pub mod mcp;
+pub mod logging;
 pub mod pki;
 pub mod protocol;
 pub mod reload;

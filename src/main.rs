@@ -8,15 +8,19 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use mcp_tunnel::config::{edge::EdgeConfig, gateway::GatewayConfig};
+use mcp_tunnel::logging::{self, LogFormat};
 use mcp_tunnel::{certs_cli, demo, edge::Edge, gateway::Gateway, pki};
 
 #[derive(Parser)]
 #[command(name = "mcp-tunnel", version, about = "Outbound-only MCP tunnel: gateway, reference edge and tools")]
 struct Cli {
-    /// Log filter when RUST_LOG is unset (e.g. info, debug, mcp_tunnel=debug);
-    /// default: info, or warn for `demo` so its own output stays readable.
+    /// Log filter (e.g. info, debug, mcp_tunnel=debug), used when RUST_LOG is unset or
+    /// blank (RUST_LOG wins); default: info, or warn for `demo` so its output stays readable.
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// Log line format on stderr: `text` or `json` (one JSON object per line).
+    #[arg(long, global = true, env = "MCPT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,16 +137,9 @@ enum CertsCommand {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
-    init_logging(cli.log_level.as_deref().unwrap_or(default_level));
+    logging::init(cli.log_format, cli.log_level.as_deref(), default_level)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(run(cli.command))
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn run(command: Command) -> Result<()> {

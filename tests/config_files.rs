@@ -72,6 +72,7 @@ fn gateway_mistakes_name_file_line_and_key() {
         ("[[routes]]\nhost = \"a b\"\nupstream = \"http://x:1\"\n", "DIR/g.toml:11: `routes[0].host`: expected a subdomain"),
         ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\ntimeout = \"soon\"\n", "DIR/g.toml:13: `routes[0].timeout`: expected a duration"),
         ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1/mcp\"\n", "`routes[0].upstream`: give only scheme://host:port"),
+        ("[[routes]]\nhost = \"a\"\nupstream = \"http://u:secret@x:1\"\n", "`routes[0].upstream`: credentials in the URL are not supported"),
         ("[[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[[routes]]\nhost = \"a.t.test\"\nupstream = \"http://y:1\"\n", "DIR/g.toml:14: `routes[1].host`: route a.t.test is defined twice"),
         ("[upstream]\nallowed_networks = [\"10.0.0.0/33\"]\n", "DIR/g.toml:11: `upstream.allowed_networks[0]`: expected a CIDR"),
         ("colour = \"blue\"\n", "unknown field `colour`"),
@@ -89,6 +90,7 @@ fn gateway_mistakes_name_file_line_and_key() {
         let err = gateway_error(extra);
         assert!(err.contains(expected), "for {extra:?}\n  got: {err}\n want: {expected}");
         assert!(err.starts_with("DIR/g.toml"), "error must start with the file: {err}");
+        assert!(!err.contains("secret"), "the error repeats a credential: {err}");
     }
 }
 

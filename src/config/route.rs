@@ -192,6 +192,11 @@ fn upstream_target(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> 
         Some("https") => Scheme::Https,
         _ => return Err(bad("scheme must be http:// or https://")),
     };
+    // http::Uri keeps user:password in the authority but host() drops it: refuse it rather
+    // than ignore credentials the operator expected to be sent (and keep them out of logs).
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("credentials in the URL are not supported; give only scheme://host:port"));
+    }
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
         return Err(bad("give only scheme://host:port; route paths with path_prefix"));
     }

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::config::edge::EdgeConfig;
 use crate::protocol::{codes, ALPN_QUIC};
-use crate::stats::Counter;
+use crate::stats::{Counter, Labels};
 use crate::tls::configs::{self, TlsConfigError};
 use crate::transport::ALPN_H2;
 use registry::Registry;
@@ -69,6 +69,12 @@ pub struct EdgeStats {
     pub streams_idle: Counter,
     /// Public connections closed at once because `max_connections` were open.
     pub over_capacity: Counter,
+    /// Relays running now (client connection ↔ tunnel stream).
+    pub streams_active: prometheus_client::metrics::gauge::Gauge,
+    /// Gateway connections registered, by transport.
+    pub registrations: prometheus_client::metrics::family::Family<Labels, prometheus_client::metrics::counter::Counter>,
+    /// Expiry of the edge's server certificate and of the tunnel CA.
+    pub cert_expiry: crate::stats::CertExpiry,
 }
 
 /// State shared by the edge's tasks.
@@ -101,6 +107,16 @@ impl EdgeStats {
         for (counter, name, help) in all {
             counter.register(registry, name, help);
         }
+        for transport in ["quic", "http2"] {
+            let _ = self.registrations.get_or_create(&crate::stats::labels(&[("transport", transport)]));
+        }
+        registry.register("streams_active", "Relays running now", self.streams_active.clone());
+        registry.register(
+            "tunnel_registrations",
+            "Gateway connections registered by transport",
+            self.registrations.clone(),
+        );
+        self.cert_expiry.register(registry);
     }
 }
 
@@ -108,7 +124,7 @@ impl EdgeStats {
 struct EdgeAdmin {
     shared: Arc<EdgeShared>,
     registry: prometheus_client::registry::Registry,
-    live: prometheus_client::metrics::family::Family<Vec<(String, String)>, prometheus_client::metrics::gauge::Gauge>,
+    live: prometheus_client::metrics::family::Family<Labels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl crate::admin::AdminSource for EdgeAdmin {
@@ -168,6 +184,8 @@ impl Edge {
             max_connections: config.max_connections,
             next_stream_id: AtomicU64::new(1),
         });
+        shared.stats.cert_expiry.set("edge_server", &config.identity.chain);
+        shared.stats.cert_expiry.set("tunnel_ca", &config.tunnel_ca);
         let tunnel_tls = tokio_rustls::TlsAcceptor::from(Arc::new(h2_tls));
         let admin = match config.admin {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| EdgeError::Bind {
@@ -240,6 +258,9 @@ impl Edge {
             let live = prometheus_client::metrics::family::Family::default();
             registry.register("tunnel_connections", "Live gateway connections by tunnel", live.clone());
             let source = Arc::new(EdgeAdmin { shared: self.shared.clone(), registry, live });
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "admin endpoint listening");
+            }
             tokio::spawn(crate::admin::serve(listener, source, shutdown.clone()));
         }
         let stops = tunnel::Stops { drain: shutdown.clone(), stop: hard_stop.clone() };

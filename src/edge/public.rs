@@ -16,6 +16,7 @@ use super::sni::{self, peek_client_hello, MAX_CLIENT_HELLO};
 use super::EdgeShared;
 use crate::idle::{Activity, Tracked};
 use crate::protocol::Open;
+use crate::stats::Metered;
 
 /// How long to wait for a gateway to accept a new stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,6 +67,8 @@ pub(super) async fn serve_client(
         }
     };
     stats.streams_opened.inc();
+    stats.streams_active.inc();
+    let _active = ActiveRelay(&stats.streams_active);
     debug!(stream = stream_id, client = %client_addr, %sni, tunnel = %tunnel_id, connection = slot.conn().id, "stream opened");
     // The ClientHello goes out at once, so the gateway can start the handshake.
     let written = async {
@@ -80,6 +83,8 @@ pub(super) async fn serve_client(
     }
     stats.bytes_to_gateway.add(peeked.bytes.len() as u64);
     let activity = Activity::new();
+    // Counted as bytes move, so long-lived (SSE) and failed relays show up too.
+    let tcp = Metered::new(tcp, stats.bytes_to_gateway.clone(), stats.bytes_to_client.clone());
     let mut tcp = Tracked::new(tcp, activity.clone());
     let relayed = tokio::select! {
         r = tokio::io::copy_bidirectional(&mut tcp, &mut stream) => r,
@@ -92,8 +97,6 @@ pub(super) async fn serve_client(
     };
     match relayed {
         Ok((up, down)) => {
-            stats.bytes_to_gateway.add(up);
-            stats.bytes_to_client.add(down);
             debug!(stream = stream_id, bytes_up = up, bytes_down = down, "stream closed");
         }
         Err(e) => {
@@ -108,4 +111,13 @@ pub(super) async fn serve_client(
 async fn close_with_alert(mut tcp: TcpStream, description: u8) {
     let _ = tcp.write_all(&sni::alert_record(description)).await;
     let _ = tcp.shutdown().await;
+}
+
+/// Decrements the running-relays gauge however a relay ends.
+struct ActiveRelay<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for ActiveRelay<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -150,6 +150,7 @@ async fn serve_registered(
         return Err(Refusal::Rejected(format!("cannot send Welcome: {e}")));
     }
     info!(tunnel = %tunnel_id, connection = live.id, %remote, %transport, "gateway registered");
+    shared.stats.registrations.get_or_create(&crate::stats::labels(&[("transport", &transport.to_string())])).inc();
 
     let mut draining = false;
     let mut gateway_drained = false;

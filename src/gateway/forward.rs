@@ -122,10 +122,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
-    let (status, code) = match find_upstream_error(err) {
-        Some(UpstreamError::ConnectTimeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-        Some(UpstreamError::Forbidden { .. }) => (StatusCode::BAD_GATEWAY, "upstream_forbidden"),
-        _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
+    // `kind` is the metric label (docs/metrics.md); `code` goes to the client.
+    let (status, code, kind) = match find_upstream_error(err) {
+        Some(UpstreamError::ConnectTimeout { .. }) => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "connect_timeout")
+        }
+        Some(UpstreamError::Forbidden { .. }) => (StatusCode::BAD_GATEWAY, "upstream_forbidden", "forbidden"),
+        _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable", "unreachable"),
     };
     let detail = match find_upstream_error(err) {
         Some(e) => e.to_string(),
@@ -133,7 +136,7 @@ fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::le
     };
     warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
     let mut resp = json_error(status, code, "upstream request failed", Some(("route", &route.name)));
-    resp.extensions_mut().insert(Failure(code));
+    resp.extensions_mut().insert(Failure(kind));
     resp
 }
 

@@ -85,7 +85,7 @@ impl GatewayShared {
     pub fn apply(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
         self.inner_tls.replace(inner);
-        self.metrics.cert("inner", config.inner.chain.first());
+        self.metrics.cert_expiry.set("inner", &config.inner.chain);
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.clone();
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
@@ -141,8 +141,9 @@ impl Gateway {
             reloads: watch::channel(0).0,
             metrics,
         });
-        shared.metrics.cert("inner", config.inner.chain.first());
-        shared.metrics.cert("gateway_client", config.edge.identity.chain.first());
+        shared.metrics.cert_expiry.set("inner", &config.inner.chain);
+        shared.metrics.cert_expiry.set("gateway_client", &config.edge.identity.chain);
+        shared.metrics.cert_expiry.set("edge_ca", &config.edge.ca);
         let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
         Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task })
     }
@@ -185,6 +186,7 @@ impl Gateway {
         if let Some(addr) = self.config.admin {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
+                    let addr = listener.local_addr().unwrap_or(addr);
                     info!(%addr, "admin endpoint listening");
                     let source = Arc::new(GatewayAdmin { shared: self.shared.clone(), states: self.statuses() });
                     tokio::spawn(admin::serve(listener, source, shutdown.clone()));

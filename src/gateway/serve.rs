@@ -15,6 +15,7 @@ use super::proxy::{self, ConnInfo};
 use super::GatewayShared;
 use crate::idle::{Activity, Tracked};
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};
+use crate::stats::Metered;
 use crate::stream::TunnelStream;
 
 /// Time allowed for the preamble and the inner TLS handshake.
@@ -76,6 +77,8 @@ pub async fn serve_stream(
     let _active = ActiveStream(shared.clone());
     let acceptor = shared.inner_tls.acceptor();
     let activity = Activity::new();
+    let metrics = &shared.metrics;
+    let stream = Metered::new(stream, metrics.bytes_from_client.clone(), metrics.bytes_to_client.clone());
     let stream = Tracked::new(stream, activity.clone());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,

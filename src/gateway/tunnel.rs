@@ -70,6 +70,21 @@ pub enum DialError {
 }
 
 impl DialError {
+    /// A fixed word for the `tunnel_dial_errors_total{kind}` metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Resolve { .. } => "resolve",
+            Self::Bind(_) => "bind",
+            Self::Connect(_) | Self::Tcp(_) => "connect",
+            Self::Handshake(_) | Self::Tls(_) => "handshake",
+            Self::H2(_) => "http2",
+            Self::Timeout(_) => "timeout",
+            Self::Control(_) | Self::Unexpected(_) => "protocol",
+            Self::Rejected(_) => "rejected",
+            Self::Closed(_) => "closed",
+        }
+    }
+
     /// Failures that say "UDP does not get through", as opposed to a refusal.
     fn udp_looks_blocked(&self) -> bool {
         matches!(
@@ -180,11 +195,13 @@ pub(super) async fn run(
             },
             Err(DialError::Rejected(reason)) => {
                 shared.metrics.disconnect("rejected");
+                shared.metrics.dial_error("rejected");
                 error!(edge = %dialer.edge.address, "edge rejected the tunnel: {reason}");
                 state.send_replace(TunnelState::Rejected { reason });
             }
             Err(e) => {
                 shared.metrics.disconnect("dial_failed");
+                shared.metrics.dial_error(e.kind());
                 warn!(edge = %dialer.edge.address, "tunnel connection failed: {e}");
                 state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
             }
@@ -270,6 +287,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     let Registered { session, tunnel_id, connection_id, hostnames } = reg;
     let Session { control, mut incoming, closer, transport, remote } = session;
     info!(tunnel = %tunnel_id, connection = connection_id, edge = %remote, %transport, ?hostnames, "tunnel registered");
+    ctx.shared.metrics.registered(&transport.to_string());
     ctx.state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames, transport });
 
     // Frame reads are not cancel-safe, so the control stream is read by its own task.

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod load;
+pub mod procs;
 pub mod python;
 pub mod tap;
 pub mod udp;

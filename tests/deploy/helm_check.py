@@ -198,6 +198,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"repository": "registry.example.com/mcp-tunnel",
                   "digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": [{"name": "regcred"}],
+        "logLevel": "mcp_tunnel=debug,info",
+        "logFormat": "json",
     }),
     "single-replica": merged({"replicaCount": 1, "networkPolicy": {"enabled": False}}),
 }
@@ -345,7 +347,8 @@ def check_standalone_default() -> None:
     assert_hardened_container(c)
     assert_exec_probes(c, "127.0.0.1:9090")
     expect(c["command"] == ["/mcp-tunnel"], "command")
-    expect(c["args"][-3:] == ["gateway", "--config", "/etc/mcp-tunnel/gateway.toml"], f"args {c['args']}")
+    expect(c["args"] == ["--log-level", "info", "--log-format", "text", "gateway", "--config",
+                         "/etc/mcp-tunnel/gateway.toml"], f"args {c['args']}")
     expect(cfg["admin"] == {"listen": "127.0.0.1:9090"}, f"[admin] {cfg.get('admin')}")
     assert_config_paths_mounted(cfg, pod, c)
     # Files 0440 with fsGroup 65532: readable by the gateway's group only.
@@ -461,8 +464,8 @@ def check_cert_renew() -> None:
     cj = one(docs, "CronJob")
     job_pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (c,) = job_pod["containers"]
-    expect(c["args"][2:] == ["certs", "renew", "--dir", "/var/lib/mcp-tunnel/inner", "--renew-before", "720h"],
-           f"renew args {c['args']}")
+    expect(c["args"] == ["--log-level", "info", "--log-format", "text", "certs", "renew", "--dir",
+                         "/var/lib/mcp-tunnel/inner", "--renew-before", "720h"], f"renew args {c['args']}")
     expect(cj["spec"]["concurrencyPolicy"] == "Forbid", "concurrencyPolicy")
     assert_pod_hardened(job_pod)
     sc = c["securityContext"]
@@ -546,6 +549,8 @@ def check_several_routes() -> None:
     labels = dep["spec"]["template"]["metadata"]["labels"]
     expect(labels["team"] == "platform" and labels["app.kubernetes.io/name"] == "mcp-tunnel", f"labels {labels}")
     expect(pod["containers"][0]["image"] == "registry.example.com/mcp-tunnel@sha256:" + "ab" * 32, "digest")
+    expect(pod["containers"][0]["args"][:4] == ["--log-level", "mcp_tunnel=debug,info", "--log-format", "json"],
+           f"log flags {pod['containers'][0]['args']}")
     cm = one(docs, "ConfigMap", f"{FULL}-upstream-ca")
     expect(cm["data"]["internal-ca.pem"].strip() == INTERNAL_CA.strip(), "upstream CA ConfigMap")
     assert_config_paths_mounted(cfg, pod, pod["containers"][0])
@@ -619,6 +624,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("renewBefore in days", {"certRenew": {"renewBefore": "30d"}}, "/certRenew/renewBefore"),
     ("unknown certRenew key", {"certRenew": {"enabled": True, "image": "x"}}, "'image' not allowed"),
     ("anti-affinity typo", {"podAntiAffinity": "soft"}, "/podAntiAffinity"),
+    ("unknown log format", {"logFormat": "logfmt"}, "/logFormat"),
     ("upstream CA that is not a certificate", {"upstreamCAs": {"ca.pem": "hello"}}, "/upstreamCAs/ca.pem"),
 ]
 
@@ -686,6 +692,17 @@ def check_kubernetes_validate() -> None:
     notes.append(f"kubernetes-validate --strict: {len(files)} objects valid against {', '.join(KUBE_VERSIONS)}")
 
 
+def gateway_container(docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The gateway container: the Deployment's, or the sidecar snippet's."""
+    deps = by_kind(docs, "Deployment")
+    if deps:
+        pod = deps[0]["spec"]["template"]["spec"]
+    else:
+        snippet = yaml.safe_load(one(docs, "ConfigMap", f"{FULL}-sidecar-snippet")["data"]["snippet.yaml"])
+        pod = snippet["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == "mcp-tunnel")
+
+
 def check_binary_accepts_configs() -> None:
     """`mcp-tunnel check` on every rendered gateway.toml, paths mapped onto a real PKI."""
     has_admin = subprocess.run([str(BIN), "probe", "--help"], capture_output=True).returncode == 0
@@ -710,8 +727,20 @@ def check_binary_accepts_configs() -> None:
             text = re.sub(r"\n\[admin\]\n(#[^\n]*\n)?listen = [^\n]*\n", "\n", text)
         f = root / f"{set_name}.toml"
         f.write_text(text)
-        proc = subprocess.run([str(BIN), "check", "--config", str(f)], capture_output=True, text=True)
-        expect(proc.returncode == 0, f"{set_name}: mcp-tunnel check failed:\n{proc.stdout}{proc.stderr}")
+        # The container's own arguments (global flags included), with `check` for `gateway`.
+        args = [{"gateway": "check", "/etc/mcp-tunnel/gateway.toml": str(f)}.get(a, a)
+                for a in gateway_container(rendered(set_name))["args"]]
+        proc = subprocess.run([str(BIN), *args], capture_output=True, text=True)
+        expect(proc.returncode == 0, f"{set_name}: mcp-tunnel {args} failed:\n{proc.stdout}{proc.stderr}")
+        for cj in by_kind(rendered(set_name), "CronJob"):
+            # The renewal job's arguments on a copy of the inner CA and pair: not due yet.
+            (c,) = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+            inner = root / f"{set_name}-inner"
+            shutil.copytree(PKI / "inner", inner, dirs_exist_ok=True)
+            args = [str(inner) if a.startswith("/var/lib/") else a for a in c["args"]]
+            proc = subprocess.run([str(BIN), *args], capture_output=True, text=True)
+            expect(proc.returncode == 0 and "not due" in proc.stdout,
+                   f"{set_name}: mcp-tunnel {args}:\n{proc.stdout}{proc.stderr}")
     if not has_admin:
         notes.append(f"{BIN} has no `probe` subcommand yet: [admin] was removed before `mcp-tunnel check`")
 
@@ -732,7 +761,8 @@ def main() -> int:
     check("several routes: gateway.toml routes, upstream CAs, replicas, grace", check_several_routes)
     check("kubernetes-validate --strict on every rendered object", check_kubernetes_validate)
     if BIN:
-        check(f"`mcp-tunnel check` accepts every rendered gateway.toml ({BIN.name})", check_binary_accepts_configs)
+        check(f"the binary accepts every rendered gateway.toml and container arguments ({BIN.name})",
+              check_binary_accepts_configs)
     else:
         print("SKIP `mcp-tunnel check` of the rendered configs: no binary (set MCPT_BIN or build target/release)")
     for n in notes:

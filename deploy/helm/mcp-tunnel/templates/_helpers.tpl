@@ -249,6 +249,8 @@ seccompProfile:
   args:
     - --log-level
     - {{ .Values.logLevel | quote }}
+    - --log-format
+    - {{ .Values.logFormat | quote }}
     - gateway
     - --config
     - /etc/mcp-tunnel/gateway.toml
