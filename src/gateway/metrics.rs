@@ -151,9 +151,10 @@ impl GatewayMetrics {
     /// specification count as `other`, so a client cannot mint label values.
     pub fn mcp_requests(&self, route: &str, info: &RequestInfo) {
         for m in &info.messages {
-            let method = m.method.as_deref().map_or("response", |name| {
-                MCP_METHODS.iter().copied().find(|known| *known == name).unwrap_or("other")
-            });
+            let method = m
+                .method
+                .as_deref()
+                .map_or("response", |name| MCP_METHODS.iter().copied().find(|known| *known == name).unwrap_or("other"));
             self.mcp_messages.get_or_create(&labels(&[("route", route), ("method", method)])).inc();
         }
     }
