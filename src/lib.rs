@@ -7,6 +7,7 @@
 //! - [`stream`]: one tunnel stream as a byte pipe.
 //! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
+//! - [`stdio`]: Streamable HTTP bridged to stdio-only MCP servers, one child per session.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod pki;
 pub mod protocol;
 pub mod reload;
 pub mod stats;
+pub mod stdio;
 pub mod stream;
 pub mod tls;
 pub mod transport;
