@@ -3,110 +3,22 @@
 //! with the same SDK (tests/py/stdio_server.py), one process per session.
 
 mod common;
+#[path = "common/stdio.rs"]
+mod support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use mcp_tunnel::stdio::{StdioBridge, StdioSpec};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The SDK's Python, or None (test skipped) when `MCPT_PYTHON` is unset and the default
-/// venv is absent. A set but broken `MCPT_PYTHON` fails the test instead.
-fn python() -> Option<PathBuf> {
-    if std::env::var_os("MCPT_PYTHON").is_none() && !root().join("target/py-venv/bin/python").exists() {
-        eprintln!("SKIPPED: MCPT_PYTHON is unset and target/py-venv is missing (run ./scripts/test.sh)");
-        return None;
-    }
-    Some(common::python::python())
-}
-
-fn spec(py: &Path) -> StdioSpec {
-    StdioSpec {
-        args: vec![root().join("tests/py/stdio_server.py").display().to_string()],
-        env: vec![("STDIO_TEST_MARKER".into(), "marker-42".into())],
-        max_children: 4,
-        request_timeout: Duration::from_secs(60),
-        ..StdioSpec::new(py)
-    }
-}
-
-/// Serves the bridge over HTTP/1.1 and h2c on 127.0.0.1:0; returns the MCP URL.
-async fn serve(bridge: Arc<StdioBridge>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let bridge = Arc::clone(&bridge);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<Incoming>| {
-                    let bridge = Arc::clone(&bridge);
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let bytes = body.collect().await?.to_bytes();
-                        Ok::<_, hyper::Error>(bridge.handle(hyper::Request::from_parts(parts, bytes)).await)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}/mcp")
-}
-
-fn client_cmd(py: &Path, url: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(py);
-    cmd.arg(root().join("tests/py/stdio_client.py")).args(["--url", url, "--timeout", "60"]).args(args);
-    cmd.kill_on_drop(true);
-    cmd
-}
-
-/// Runs one client scenario to the end; its last JSON line.
-async fn client(py: &Path, url: &str, args: &[&str]) -> Value {
-    let out = client_cmd(py, url, args).output().await.expect("run stdio_client.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|_| {
-        panic!("stdio_client.py printed no JSON ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr))
-    })
-}
-
-fn alive(pid: u64) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Polls `cond` every 50 ms for at most `limit`; true once it holds.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond()
-}
-
-fn http_log(out: &Value) -> Vec<String> {
-    out["http"].as_array().expect("http log").iter().filter_map(|e| e.as_str().map(str::to_owned)).collect()
-}
+use support::{
+    alive, body_json, client, client_cmd, eventually, http_log, peak_rss_kib, python, request, root, serve, spec,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sessions_get_their_own_process_and_delete_kills_it() {
@@ -295,18 +207,6 @@ async fn request_in_flight_is_not_idle() {
     assert_eq!(out["result"], "slept", "{out}");
 }
 
-fn request(method: &str, session: Option<&str>, accept: &str, body: &str) -> hyper::Request<Bytes> {
-    let mut b = hyper::Request::builder().method(method).uri("/mcp").header("accept", accept);
-    if let Some(s) = session {
-        b = b.header("mcp-session-id", s);
-    }
-    b.body(Bytes::from(body.to_owned())).unwrap()
-}
-
-async fn body_json(resp: hyper::Response<mcp_tunnel::stdio::BridgeBody>) -> Value {
-    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
-}
-
 /// Calls `handle` directly (the same entry point the gateway uses): JSON-only clients,
 /// batches, 202 for notifications, GET replacement, DELETE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,4 +258,40 @@ async fn json_mode_batches_and_get_replacement() {
     assert!(end.is_none());
     let list = r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#;
     assert_eq!(bridge.handle(request("POST", s, json, list)).await.status(), 404);
+}
+
+/// A child flooding 512 MiB of notifications at a client that does not read yet: the
+/// bounded queues stop reading its stdout (the child blocks on its pipe), so the gateway's
+/// peak memory stays far below the flood; every message still arrives once read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_child_does_not_grow_memory() {
+    let Some(py) = python() else { return };
+    let spec = StdioSpec { args: vec![root().join("tests/py/stdio_flood.py").display().to_string()], ..spec(&py) };
+    let bridge = StdioBridge::new("stdio-flood".into(), spec);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+    let resp = bridge.handle(request("POST", None, "application/json", init)).await;
+    assert_eq!(resp.status(), 200);
+    let sid = resp.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let (count, size) = (2048u64, 256 * 1024u64);
+    let flood = format!(r#"{{"jsonrpc":"2.0","id":2,"method":"flood","params":{{"count":{count},"size":{size}}}}}"#);
+    let before = peak_rss_kib();
+    let resp = bridge.handle(request("POST", Some(&sid), "application/json, text/event-stream", &flood)).await;
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    // Not reading for a while gives an unbounded relay ample time to absorb the whole flood
+    // (the child writes it in about a second); the assertion below is on memory, not time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut body = resp.into_body();
+    let (mut events, mut last) = (0u64, Bytes::new());
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame()).await.expect("stalled") {
+        if let Ok(data) = frame.unwrap().into_data() {
+            events += 1;
+            last = data;
+        }
+    }
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    eprintln!("flood: peak RSS grew by {grown_mib} MiB");
+    assert_eq!(events, count + 1, "every notification and the response");
+    assert!(String::from_utf8_lossy(&last).contains(r#""result":{"sent":2048}"#));
+    assert!(grown_mib < 128, "peak memory grew by {grown_mib} MiB for a {} MiB flood", (count * size) >> 20);
+    assert_eq!(bridge.handle(request("DELETE", Some(&sid), "application/json", "")).await.status(), 204);
 }
