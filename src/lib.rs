@@ -10,6 +10,7 @@
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
 //! - [`audit`]: the audit trail (one JSON line per MCP request), apart from the diagnostic log.
 //! - [`auth`]: optional per-route bearer/JWT authentication at the gateway, Origin checks.
+//! - [`stdio`]: Streamable HTTP bridged to stdio-only MCP servers, one child per session.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod pki;
 pub mod protocol;
 pub mod reload;
 pub mod stats;
+pub mod stdio;
 pub mod stream;
 pub mod tls;
 pub mod transport;
