@@ -413,6 +413,19 @@ EOF
     else
         info "ss not installed: the gateway's listening sockets were not listed"
     fi
+    # The loopback admin endpoint from inside the gateway's namespace: the MCP sessions
+    # above are counted (docs/metrics.md).
+    if command -v curl >/dev/null 2>&1; then
+        metrics=$(nsenter --net="$gw_ns" curl -s --max-time 5 http://127.0.0.1:9090/metrics 2>&1)
+        registered_metric=$(echo "$metrics" | grep -c '^mcp_tunnel_gateway_tunnel_connections{transport="quic",state="registered"} 1$')
+        ok_requests=$(echo "$metrics" | awk '/^mcp_tunnel_gateway_requests_total\{route="(tickets|wiki)\./ && /status="200"/ {n += $NF} END {print n + 0}')
+        if [ "$registered_metric" = 1 ] && [ "$ok_requests" -ge 2 ]; then
+            ok "gateway /metrics (loopback, from its namespace): tunnel registered over QUIC, $ok_requests MCP requests answered 200"
+        else
+            echo "$metrics" | grep -E 'tunnel_connections|requests_total' | show
+            fail "gateway /metrics does not show the registered tunnel and the MCP requests"
+        fi
+    fi
     info "the probes run the host's bash/python3 inside the containers' network namespaces (nsenter --net): they test Docker's network policy, not the image, which has no shell or probe tool"
 fi
 
