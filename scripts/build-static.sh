@@ -7,21 +7,22 @@
 #   scripts/build-static.sh --strip    # also writes .../release/mcp-tunnel.stripped (no symbols or
 #                                      # debug info, ~1/5 the size; what the container image ships)
 #
-# A separate target dir (CARGO_TARGET_DIR, default target/static) keeps these artefacts
-# apart from the normal `cargo build` ones: RUSTFLAGS differ, so sharing a dir would make
-# each build invalidate the other.
+# A separate target dir keeps these artefacts apart from the normal `cargo build` ones:
+# RUSTFLAGS differ, so sharing a dir would make each build invalidate the other. It is
+# MCPT_STATIC_TARGET_DIR if set, else `static/` under CARGO_TARGET_DIR (default target/),
+# so a CARGO_TARGET_DIR shared with normal builds is never rebuilt with these flags.
 # Checks with `file` and `ldd` (when installed) that the result is statically linked; exits
 # non-zero otherwise. Cargo's progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=x86_64-unknown-linux-gnu
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/static}
+export CARGO_TARGET_DIR=${MCPT_STATIC_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/static}
 strip=0
 for arg in "$@"; do
     case "$arg" in
     --strip) strip=1 ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "build-static: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -204,6 +204,7 @@ async fn run(command: Command) -> Result<()> {
         Command::ExampleServer { listen } => {
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let listen = listener.local_addr().unwrap_or(listen);
             tracing::info!(%listen, "example MCP server listening (endpoint /mcp)");
             demo::server::run(listener, shutdown_on_signal()?).await;
         }

@@ -5,8 +5,9 @@
 #      image (one file, user 65532, runs with a read-only root, no network, no capabilities);
 #   2. generates a throwaway PKI with `certs init` for the tunnel id and domain of
 #      deploy/compose/config/*.toml (edge name `edge`, the compose service name);
-#   3. `docker-compose --profile edge up -d` under a unique project name, waits for the
-#      gateway's "tunnel registered";
+#   3. `docker-compose --profile edge up -d` under a unique project name (the edge's public
+#      port is published on a free 127.0.0.1 port Docker picks), waits for the gateway's
+#      "tunnel registered";
 #   4. runs real MCP sessions from the host through the edge's published 127.0.0.1 port to
 #      both MCP servers with the project's Python client (tests/py/mcp_client.py, official
 #      MCP SDK; curl if target/py-venv is missing), and a request for an unrouted name;
@@ -17,11 +18,16 @@
 #   6. probes isolation from inside the containers' network namespaces (as root, with
 #      nsenter and the host's bash/python3; the scratch image has no shell or probe tool):
 #      the edge can neither connect to nor resolve the MCP servers, the MCP servers cannot
-#      reach the edge network, and the gateway can reach them (control).
-# Everything is torn down on exit (containers, networks, the image, temp files), also on
-# failure or Ctrl-C; each step has a time limit. Only 127.0.0.1 and the test's own
-# container addresses are contacted.
-# Without a running Docker engine (or Compose) it prints a SKIP line and exits 0.
+#      reach the edge network, the gateway can reach them (control), and the gateway has
+#      no listening TCP socket at all;
+#   7. tears the stack down and checks that no container, network or image of the run is
+#      left.
+# On failure, Ctrl-C or SIGTERM (`timeout`) the same teardown runs from an exit trap
+# (containers and networks also by their project label, in case Compose itself failed);
+# each step has a time limit. Only 127.0.0.1 and the test's own container addresses are
+# contacted. Binary: as in static_check.sh (MCPT_STATIC_BIN, else build-static.sh).
+# Without a running Docker engine (or Compose) it prints a SKIP line and exits 0;
+# `compose_check.sh --prereqs` only tells (exit 0/1).
 # Ends with "N passed, F failed"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +36,7 @@ compose_dir=deploy/compose
 
 if ! command -v docker >/dev/null 2>&1 || ! timeout 20 docker info >/dev/null 2>&1; then
     echo "SKIP: no running Docker engine (docker info failed); compose_check needs one"
+    [ "${1:-}" = --prereqs ] && exit 1
     exit 0
 fi
 if command -v docker-compose >/dev/null 2>&1; then
@@ -38,66 +45,53 @@ elif timeout 20 docker compose version >/dev/null 2>&1; then
     compose=(docker compose)
 else
     echo "SKIP: neither docker-compose nor the docker compose plugin is installed"
+    [ "${1:-}" = --prereqs ] && exit 1
     exit 0
 fi
+[ "${1:-}" = --prereqs ] && exit 0
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-info() { echo "info $1"; }
-show() { sed -e 's/^/    | /' | tail -n "${1:-20}"; }
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-}
+. tests/deploy/lib.sh
 
 project=mcptcheck$$$RANDOM
 image=mcp-tunnel:compose-check-$project
-work=$(mktemp -d /tmp/mcpt-compose.XXXXXX)
 env_file=$work/compose.env
 : >"$env_file"
 dc() { (cd "$compose_dir" && timeout "${DC_TIMEOUT:-120}" "${compose[@]}" -p "$project" --env-file "$env_file" --profile edge "$@"); }
-image_built=0
-cleanup() {
-    if [ -n "${compose_up:-}" ]; then
-        echo "teardown: ${compose[*]} -p $project down"
-        if [ "$failed" -gt 0 ]; then
-            echo "logs of $project:"
-            DC_TIMEOUT=30 dc logs --no-color --tail 30 2>&1 | show 60
-        fi
-        DC_TIMEOUT=60 dc down -v --remove-orphans -t 5 >/dev/null 2>&1
-    fi
-    [ "$image_built" = 1 ] && timeout 60 docker rmi -f "$image" >/dev/null 2>&1
-    rm -rf "$work"
+label=mcpt-compose-check=$project
+# What this run created, by label: Compose labels its containers and networks with the
+# project; the one `docker run` below carries $label.
+leftovers() {
+    {
+        docker ps -aq --filter "label=com.docker.compose.project=$project"
+        docker ps -aq --filter "label=$label"
+        docker network ls -q --filter "label=com.docker.compose.project=$project"
+        docker images -q "$image"
+    } 2>/dev/null | sort -u | tr '\n' ' '
 }
-trap cleanup EXIT
-trap 'fail "interrupted"; exit 130' INT TERM
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+teardown() {
+    if [ "$failed" -gt 0 ]; then
+        echo "logs of $project:"
+        DC_TIMEOUT=30 dc logs --no-color --tail 30 2>&1 | show 60
+    fi
+    echo "teardown: ${compose[*]} -p $project down; docker rmi $image"
+    DC_TIMEOUT=60 dc down -v --remove-orphans -t 5 >/dev/null 2>&1
+    # Whatever Compose did not remove (e.g. it was killed half-way).
+    { docker ps -aq --filter "label=com.docker.compose.project=$project"; docker ps -aq --filter "label=$label"; } 2>/dev/null |
+        xargs -r timeout 60 docker rm -f >/dev/null 2>&1
+    docker network ls -q --filter "label=com.docker.compose.project=$project" 2>/dev/null |
+        xargs -r timeout 60 docker network rm >/dev/null 2>&1
+    timeout 60 docker rmi -f "$image" >/dev/null 2>&1
+}
+torn_down=0
+on_exit '[ "$torn_down" = 1 ] || teardown'
 
 # --- 1. static binary and image ----------------------------------------------------------
-t0=$(now)
-if [ -n "${MCPT_STATIC_BIN:-}" ]; then
-    bin=$MCPT_STATIC_BIN
-else
-    echo "building: scripts/build-static.sh --strip"
-    if ! bin=$(./scripts/build-static.sh --strip 2>"$work/build.log" | tail -n 1); then
-        show 30 <"$work/build.log"
-        fail "scripts/build-static.sh failed"
-        finish
-    fi
-fi
-[ -x "$bin" ] || { fail "no static binary at $bin"; finish; }
-info "static binary $bin ($(du -h "$bin" | cut -f1)) in $(since "$t0")"
+static_binary
 
 mkdir "$work/ctx"
 cp "$bin" "$work/ctx/mcp-tunnel"
 t0=$(now)
-if out=$(timeout 300 docker build -f deploy/docker/Dockerfile.prebuilt -t "$image" "$work/ctx" 2>&1); then
-    image_built=1
+if out=$(timeout 300 docker build --force-rm -f deploy/docker/Dockerfile.prebuilt -t "$image" "$work/ctx" 2>&1); then
     size=$(docker image inspect -f '{{.Size}}' "$image")
     ok "image $image from Dockerfile.prebuilt in $(since "$t0"): $((size / 1024 / 1024)) MiB ($size bytes)"
 else
@@ -130,7 +124,7 @@ else
 fi
 rm -rf "$work/save"
 
-if out=$(timeout 30 docker run --rm --read-only --cap-drop ALL --security-opt no-new-privileges:true \
+if out=$(timeout 30 docker run --rm --label "$label" --read-only --cap-drop ALL --security-opt no-new-privileges:true \
     --network none "$image" --version 2>&1); then
     ok "docker run --read-only --cap-drop ALL --network none: $out"
 else
@@ -157,29 +151,16 @@ fi
 chmod 0755 "$work"
 
 # --- 3. compose up -----------------------------------------------------------------------
-free_port() {
-    local p i
-    for ((i = 0; i < 50; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        if ! command -v ss >/dev/null 2>&1 || [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-            echo "$p"
-            return
-        fi
-    done
-    echo 48443
-}
-port=$(free_port)
 cat >"$env_file" <<EOF
 MCPT_IMAGE=$image
 MCPT_CERTS=$certs
 MCPT_USER=$user
-MCPT_EDGE_PUBLIC_PORT=$port
+MCPT_EDGE_PUBLIC_PORT=
 MCPT_LOG=info
 EOF
-echo "compose: ${compose[*]} -p $project --profile edge (tunnel $tunnel_id, domain $domain, public 127.0.0.1:$port)"
+echo "compose: ${compose[*]} -p $project --profile edge (tunnel $tunnel_id, domain $domain)"
 
 t0=$(now)
-compose_up=1
 if out=$(dc up -d 2>&1); then
     ok "compose up -d (gateway, mcp-tickets, mcp-wiki, edge) in $(since "$t0")"
 else
@@ -188,8 +169,19 @@ else
     finish
 fi
 
+# MCPT_EDGE_PUBLIC_PORT is empty: Docker picked a free loopback port.
+published=$(DC_TIMEOUT=20 dc port edge 8443 2>/dev/null | tail -n 1)
+port=${published##*:}
+if [[ "$published" == 127.0.0.1:* && "$port" =~ ^[0-9]+$ ]]; then
+    ok "the edge's public port 8443 is published on $published"
+else
+    fail "dc port edge 8443: '$published', expected 127.0.0.1:<port>"
+    finish
+fi
+
 registered=0
-for ((i = 0; i < 600; i++)); do
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
     # Into a file first: with pipefail, `grep -q` closing the pipe early could fail the test.
     DC_TIMEOUT=20 dc logs --no-color gateway >"$work/gateway.log" 2>/dev/null
     if grep -q 'tunnel registered' "$work/gateway.log"; then
@@ -203,6 +195,20 @@ if [ "$registered" = 1 ]; then
 else
     fail "gateway did not log 'tunnel registered' within 60s"
     finish
+fi
+
+healthy=""
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
+    gw_id=$(DC_TIMEOUT=20 dc ps -q gateway 2>/dev/null | head -1)
+    healthy=$(docker inspect -f '{{.State.Health.Status}}' "$gw_id" 2>/dev/null)
+    [ "$healthy" = healthy ] && break
+    sleep 1
+done
+if [ "$healthy" = healthy ]; then
+    ok "gateway healthcheck (mcp-tunnel probe ... ready inside the container): healthy $(since "$t0") after up"
+else
+    fail "gateway health status '$healthy' 60s after registering, expected healthy"
 fi
 
 # --- 4. MCP sessions through the published edge port ------------------------------------
@@ -391,6 +397,35 @@ EOF
             fail "Docker DNS for mcp-tickets: gateway '$from_gw' (want $tickets_ip), edge '$from_edge' (want none)"
         fi
     fi
+    gw_ns=/proc/$(pid_of "${id[gateway]}")/ns/net
+    if command -v ss >/dev/null 2>&1; then
+        # Loopback listeners are unreachable from outside the namespace (Docker's embedded
+        # DNS listens on 127.0.0.11 in every container on a user-defined network).
+        all_listen=$(nsenter --net="$gw_ns" ss -Htln 2>&1)
+        tcp_listen=$(echo "$all_listen" | awk 'NF && $4 !~ /^(127\.|\[::1\]:)/')
+        if [ -z "$tcp_listen" ]; then
+            ok "the gateway's network namespace has no TCP listener outside loopback ($(echo "$all_listen" | awk 'NF {print $4}' | tr '\n' ' ')): nothing on the edge or internal network can connect to it"
+        else
+            fail "the gateway listens on TCP: $(echo $tcp_listen)"
+        fi
+        udp=$(nsenter --net="$gw_ns" ss -Huan 2>/dev/null | awk '{print $4 "<->" $5}' | tr '\n' ' ')
+        info "gateway UDP sockets (QUIC client endpoints dialing the edge; they accept no new connection): ${udp:-none}"
+    else
+        info "ss not installed: the gateway's listening sockets were not listed"
+    fi
+    # The loopback admin endpoint from inside the gateway's namespace: the MCP sessions
+    # above are counted (docs/metrics.md).
+    if command -v curl >/dev/null 2>&1; then
+        metrics=$(nsenter --net="$gw_ns" curl -s --max-time 5 http://127.0.0.1:9090/metrics 2>&1)
+        registered_metric=$(echo "$metrics" | grep -c '^mcp_tunnel_gateway_tunnel_connections{transport="quic",state="registered"} 1$')
+        ok_requests=$(echo "$metrics" | awk '/^mcp_tunnel_gateway_requests_total\{route="(tickets|wiki)\./ && /status="200"/ {n += $NF} END {print n + 0}')
+        if [ "$registered_metric" = 1 ] && [ "$ok_requests" -ge 2 ]; then
+            ok "gateway /metrics (loopback, from its namespace): tunnel registered over QUIC, $ok_requests MCP requests answered 200"
+        else
+            echo "$metrics" | grep -E 'tunnel_connections|requests_total' | show
+            fail "gateway /metrics does not show the registered tunnel and the MCP requests"
+        fi
+    fi
     info "the probes run the host's bash/python3 inside the containers' network namespaces (nsenter --net): they test Docker's network policy, not the image, which has no shell or probe tool"
 fi
 
@@ -400,6 +435,17 @@ if grep -qiE 'panicked|ERROR' "$work/all.log"; then
     grep -iE 'panicked|ERROR' "$work/all.log" | show 10
 else
     ok "no ERROR or panic in the logs of the four containers"
+fi
+
+# --- 7. teardown -------------------------------------------------------------------------
+t0=$(now)
+teardown
+torn_down=1
+left=$(leftovers)
+if [ -z "$left" ]; then
+    ok "teardown in $(since "$t0"): no container, network or image of $project left"
+else
+    fail "left after teardown: $left"
 fi
 
 finish

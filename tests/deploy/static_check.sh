@@ -16,59 +16,35 @@
 # Everything listens on loopback only; every process is bounded by a timeout and killed on
 # exit, and the temp dir is removed.
 #
-# Binary: MCPT_STATIC_BIN if set, otherwise `scripts/build-static.sh --strip` (an up-to-date
-# build returns in seconds). Needs root (chroot); uses `unshare` for fresh PID/mount/IPC/UTS
-# namespaces when it works (the network namespace stays the host's so loopback is shared).
-# Without chroot rights it prints a SKIP line and exits 0.
+# Binary: MCPT_STATIC_BIN if set (.ci/run builds it once for this and compose_check.sh),
+# otherwise `scripts/build-static.sh --strip` (an up-to-date build returns in seconds).
+# Needs root (chroot); uses `unshare` for fresh PID/mount/IPC/UTS namespaces when it works
+# (the network namespace stays the host's so loopback is shared). Without root or chroot
+# it prints a SKIP line and exits 0; `static_check.sh --prereqs` only tells (exit 0/1).
 # Ends with "N passed, F failed"; exits non-zero if anything failed.
-set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 if [ "$(id -u)" != 0 ] || ! command -v chroot >/dev/null 2>&1; then
     echo "SKIP: static_check needs root and chroot(8) (uid $(id -u)); run it as root to test the static binary in an empty root"
+    [ "${1:-}" = --prereqs ] && exit 1
     exit 0
 fi
+[ "${1:-}" = --prereqs ] && exit 0
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-skip() { echo "SKIP $1"; }
+. tests/deploy/lib.sh
 
-work=$(mktemp -d /tmp/mcpt-static.XXXXXX)
 pids=()
-cleanup() {
+stop_pids() {
+    local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     sleep 0.3
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
-    rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-show_log() { # file: the last lines of a log, indented
-    sed -e 's/^/    | /' "$1" | tail -n "${2:-15}"
-}
+on_exit stop_pids
 
 # --- the binary -------------------------------------------------------------------------
-if [ -n "${MCPT_STATIC_BIN:-}" ]; then
-    bin=$MCPT_STATIC_BIN
-else
-    echo "building: scripts/build-static.sh --strip"
-    if ! bin=$(./scripts/build-static.sh --strip 2>"$work/build.log" | tail -n 1); then
-        show_log "$work/build.log" 30
-        fail "scripts/build-static.sh failed"
-        echo "$passed passed, $failed failed"
-        exit 1
-    fi
-fi
-if [ ! -x "$bin" ]; then
-    fail "no executable static binary at $bin"
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
-echo "binary: $bin ($(du -h "$bin" | cut -f1))"
+static_binary
 
 if command -v file >/dev/null 2>&1; then
     desc=$(file -b "$bin")
@@ -110,44 +86,27 @@ listen = "127.0.0.1:0"
 hostnames = ["*.$domain"]
 EOF
 
-# Waits up to $2 seconds for $1's log to match $3 (an extended regex).
-wait_log() {
-    local log=$1 secs=$2 re=$3 i
-    for ((i = 0; i < secs * 10; i++)); do
-        grep -qE "$re" "$log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 timeout 120 "$bin" edge --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
 pids+=($!)
 if ! wait_log "$work/edge.log" 10 'edge listening'; then
     show_log "$work/edge.log"
     fail "edge did not start"
-    echo "$passed passed, $failed failed"
-    exit 1
+    finish
 fi
 line=$(grep -m1 'edge listening' "$work/edge.log")
 tunnel_port=$(echo "$line" | sed -n 's/.* tunnel=127\.0\.0\.1:\([0-9]*\).*/\1/p')
 public_port=$(echo "$line" | sed -n 's/.* public=127\.0\.0\.1:\([0-9]*\).*/\1/p')
 echo "edge (outside the chroot): tunnel 127.0.0.1:$tunnel_port (udp+tcp), public 127.0.0.1:$public_port"
 
-# A free TCP port on loopback for the example MCP server (it logs the requested port only).
-free_port() {
-    local p i
-    for ((i = 0; i < 50; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        if ! command -v ss >/dev/null 2>&1 || [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-            echo "$p"
-            return
-        fi
-    done
-    echo 48080
-}
-up_port=$(free_port)
-timeout 120 "$bin" example-server --listen "127.0.0.1:$up_port" >"$work/upstream.log" 2>&1 &
+# The example MCP server on a free loopback port; it logs the port it got.
+timeout 120 "$bin" example-server --listen 127.0.0.1:0 >"$work/upstream.log" 2>&1 &
 pids+=($!)
+if ! wait_log "$work/upstream.log" 10 'example MCP server listening'; then
+    show_log "$work/upstream.log"
+    fail "example server did not start"
+    finish
+fi
+up_port=$(grep -m1 'example MCP server listening' "$work/upstream.log" | sed -n 's/.*listen=127\.0\.0\.1:\([0-9]*\).*/\1/p')
 
 # --- the empty root ---------------------------------------------------------------------
 root=$work/root
@@ -242,5 +201,4 @@ fi
 kill "$gw_pid" 2>/dev/null
 wait "$gw_pid" 2>/dev/null
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
