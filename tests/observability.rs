@@ -66,7 +66,8 @@ fn start(edge_args: &[&str], edge_env: &[(&str, &str)], gw_args: &[&str], gw_env
          ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
          [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{up_port}\"\n\
-         [[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{}\"\n",
+         [[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{}\"\n\
+         [[routes]]\nhost = \"closed\"\nupstream = \"http://127.0.0.1:{up_port}\"\n[routes.policy]\ndeny_methods = [\"initialize\"]\n",
         closed_port()
     );
     let gateway_path = dir.path().join("gateway.toml");
@@ -95,11 +96,14 @@ impl Running {
         resp.status().as_u16()
     }
 
-    /// Some traffic for every counter: a good request, an upstream failure, no route.
+    /// Some traffic for every counter: a good request, an upstream failure, no route, a
+    /// policy denial.
     fn traffic(&self) {
         assert_eq!(self.initialize("echo"), 200);
         assert_eq!(self.initialize("down"), 502);
         assert_eq!(self.initialize("nope"), 404);
+        // Refused by the route's policy: answered by the gateway with a JSON-RPC error.
+        assert_eq!(self.initialize("closed"), 200);
     }
 
     fn stop(mut self) -> (Vec<String>, Vec<String>) {

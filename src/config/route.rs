@@ -14,13 +14,19 @@ use crate::gateway::allowlist::AllowList;
 use crate::gateway::limits::RouteLimits;
 use crate::gateway::route::{Route, RouteTable, Scheme, UpstreamTarget};
 use crate::gateway::upstream::UpstreamClient;
+use crate::stdio::{StdioBridge, StdioSpec};
 use crate::tls::configs;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
     host: Spanned<String>,
-    upstream: Spanned<String>,
+    upstream: Option<Spanned<String>>,
+    stdio: Option<Spanned<Vec<String>>>,
+    stdio_env: Option<std::collections::BTreeMap<String, String>>,
+    stdio_cwd: Option<Spanned<String>>,
+    stdio_max_sessions: Option<Spanned<i64>>,
+    stdio_idle_timeout: Option<Spanned<String>>,
     path_prefix: Option<Spanned<String>>,
     #[serde(default)]
     strip_prefix: bool,
@@ -75,7 +81,11 @@ pub(super) fn route_table(
             Some(p) => Some(normalize_prefix(p.get_ref()).map_err(|why| src.invalid(&key("path_prefix"), p, why))?),
         }
         .filter(|p| p != "/");
-        let target = upstream_target(src, &key, r)?;
+        let (target, stdio) = match (&r.upstream, &r.stdio) {
+            (Some(upstream), None) => (upstream_target(src, &key, r, upstream)?, None),
+            (None, Some(command)) => (stdio_placeholder(), Some(stdio_spec(src, &key, r, command)?)),
+            _ => return Err(src.invalid(&key("upstream"), &r.host, "give exactly one of `upstream` and `stdio`")),
+        };
         let timeout = src.positive_duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
         let limits = route_limits(src, &key, r.limits.as_ref())?;
         let controls = route_controls(
@@ -94,6 +104,7 @@ pub(super) fn route_table(
             Some(p) => format!("{host}{p}"),
             None => host.clone(),
         };
+        let stdio = stdio.map(|spec| StdioBridge::new(name.clone(), spec));
         routes.push(Route {
             name,
             host,
@@ -106,6 +117,7 @@ pub(super) fn route_table(
             inflight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent)),
             limits,
             controls,
+            stdio,
         });
     }
     RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
@@ -183,10 +195,46 @@ fn parse_size(v: &Size) -> Result<usize, String> {
     }
 }
 
-fn upstream_target(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Result<UpstreamTarget, ConfigError> {
-    let bad = |why: &str| src.invalid(&key("upstream"), &r.upstream, why.to_owned());
+/// The target of a stdio route: never dialled (requests go to the bridge instead).
+fn stdio_placeholder() -> UpstreamTarget {
+    UpstreamTarget { scheme: Scheme::Http, host: "stdio".into(), port: 0, tls: None }
+}
+
+fn stdio_spec(
+    src: &Source,
+    key: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+    command: &Spanned<Vec<String>>,
+) -> Result<StdioSpec, ConfigError> {
+    let (program, args) = command
+        .get_ref()
+        .split_first()
+        .filter(|(p, _)| !p.is_empty())
+        .ok_or_else(|| src.invalid(&key("stdio"), command, "expected [\"/path/to/server\", \"args\"...]"))?;
+    let mut spec = StdioSpec::new(program);
+    spec.args = args.to_vec();
+    spec.env = r.stdio_env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+    spec.cwd = r.stdio_cwd.as_ref().map(|c| src.resolve(c.get_ref()));
+    if let Some(n) = &r.stdio_max_sessions {
+        spec.max_children = usize::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| src.invalid(&key("stdio_max_sessions"), n, "expected 1 to 10000"))?;
+    }
+    spec.idle_timeout =
+        src.positive_duration(&key("stdio_idle_timeout"), r.stdio_idle_timeout.as_ref(), spec.idle_timeout)?;
+    Ok(spec)
+}
+
+fn upstream_target(
+    src: &Source,
+    key: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+    upstream: &Spanned<String>,
+) -> Result<UpstreamTarget, ConfigError> {
+    let bad = |why: &str| src.invalid(&key("upstream"), upstream, why.to_owned());
     let uri: http::Uri =
-        r.upstream.get_ref().parse().map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
+        upstream.get_ref().parse().map_err(|_| bad("expected a URL such as \"http://10.0.0.5:8080\""))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::Http,
         Some("https") => Scheme::Https,

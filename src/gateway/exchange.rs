@@ -18,6 +18,7 @@ use super::proxy::ConnInfo;
 use super::respond::{full, json_error, ClientBody};
 use super::route::Route;
 use super::trail::Trail;
+use super::upstream::BoxError;
 use super::GatewayShared;
 use crate::auth::metadata_url;
 use crate::mcp::{error_body, inspect_request, jsonrpc, InspectedBody, MessageKind, RequestInfo};
@@ -113,6 +114,12 @@ pub async fn run(
             (route.upstream_path(parts.uri.path()).into_owned(), info)
         }
     };
+    if let Some(bridge) = &route.stdio {
+        // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
+        shared.metrics.mcp_requests(&route.name, &info);
+        let response = bridge.handle(Request::from_parts(parts, body)).await;
+        return relay(route, response.map(|b| b.map_err(BoxError::from)), &info, trail, started, permit);
+    }
     let response = match forward::send(route, conn, host, parts, &upstream_path, body).await {
         Ok(r) => r,
         Err(resp) => {
@@ -127,14 +134,18 @@ pub async fn run(
 }
 
 /// Wraps the upstream's response: inspection (and `tools/list` filtering), then timers.
-fn relay(
+fn relay<B>(
     route: &Route,
-    response: Response<Incoming>,
+    response: Response<B>,
     info: &RequestInfo,
     trail: Trail,
     started: tokio::time::Instant,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> Response<ClientBody> {
+) -> Response<ClientBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = response.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));

@@ -8,6 +8,7 @@ use super::limits::RouteLimits;
 use super::upstream::UpstreamClient;
 use crate::auth::{Authenticator, OriginPolicy};
 use crate::mcp::{RedactMode, ToolPolicy};
+use crate::stdio::StdioBridge;
 
 /// How the gateway talks to an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,9 @@ pub struct Route {
     pub inflight: Arc<tokio::sync::Semaphore>,
     /// Origin, authentication, MCP policy and audit settings.
     pub controls: RouteControls,
+    /// For a route to a stdio MCP server: the bridge (one child per session) that serves
+    /// it instead of `upstream`.
+    pub stdio: Option<Arc<StdioBridge>>,
 }
 
 /// What the gateway checks and records for a route, beyond forwarding.
@@ -98,6 +102,14 @@ pub struct RouteControls {
 }
 
 impl Route {
+    /// What the route forwards to, for logs and audit records.
+    pub fn upstream_label(&self) -> String {
+        match &self.stdio {
+            Some(bridge) => format!("stdio:{}", bridge.command().display()),
+            None => self.upstream.url(),
+        }
+    }
+
     /// The path to send upstream for a request path that matched this route.
     pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
         match (&self.path_prefix, self.strip_prefix) {
@@ -192,6 +204,7 @@ mod tests {
             limits: RouteLimits::default(),
             inflight: Arc::new(tokio::sync::Semaphore::new(1)),
             controls: RouteControls::default(),
+            stdio: None,
         }
     }
 

@@ -32,7 +32,7 @@ impl Trail {
             base.client_addr = Some(conn.client_addr.to_string());
             base.sni = Some(conn.sni.clone());
             base.route = Some(route.name.clone());
-            base.upstream = Some(route.upstream.url());
+            base.upstream = Some(route.upstream_label());
             base.http_method = Some(method.as_str().to_owned());
             base.auth = Some(auth::NONE);
         }

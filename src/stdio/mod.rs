@@ -115,6 +115,11 @@ impl StdioBridge {
         http::handle(self, req).await
     }
 
+    /// The program this bridge runs.
+    pub fn command(&self) -> &std::path::Path {
+        &self.spec.command
+    }
+
     /// Children not yet reaped.
     pub fn live_children(&self) -> usize {
         self.sessions.live()
