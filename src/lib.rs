@@ -8,12 +8,14 @@
 //! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
+//! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod certs_cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod edge;
 pub mod gateway;
 pub mod idle;
