@@ -223,7 +223,12 @@ pub async fn check(edge: &EdgeTarget, paths: &ConfigPaths, timeout: Duration) ->
             async {
                 match edge.transport {
                     TransportMode::Http2 => None,
-                    _ => Some(probe_quic(&target, &quic, timeout).await),
+                    _ => {
+                        // dial::quic bounds the handshake; this bounds the whole probe.
+                        let probe =
+                            tokio::time::timeout(timeout.saturating_mul(2), probe_quic(&target, &quic, timeout));
+                        Some(probe.await.unwrap_or(Err(Cause::Timeout(timeout))))
+                    }
                 }
             },
             async {
