@@ -12,6 +12,7 @@
 //! - [`auth`]: optional per-route bearer/JWT authentication at the gateway, Origin checks.
 //! - [`stdio`]: Streamable HTTP bridged to stdio-only MCP servers, one child per session.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
+//! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod certs_cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod edge;
 pub mod gateway;
 pub mod idle;

@@ -57,6 +57,18 @@ enum Command {
         #[arg(value_parser = ["live", "ready"])]
         check: String,
     },
+    /// Preflight a gateway config: certificates, the edge over QUIC and TCP, and every
+    /// upstream; one OK/WARN/FAIL line per check (exit 1 if any check fails).
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Time allowed for each network check, e.g. 3s.
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+        /// Print one JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config file (edge or gateway) and exit.
     Check {
         #[arg(long, short)]
@@ -193,6 +205,20 @@ async fn run(command: Command) -> Result<()> {
             println!("{}", mcp_tunnel::auth::hash_token(token));
         }
         Command::Check { config } => check(&config)?,
+        Command::Doctor { config, timeout, json } => {
+            let timeout = mcp_tunnel::config::parse_duration(&timeout).map_err(anyhow::Error::msg)?;
+            let opts = mcp_tunnel::doctor::Options { timeout };
+            let report = mcp_tunnel::doctor::run(&config, &opts, |f| {
+                if !json {
+                    println!("{f}")
+                }
+            })
+            .await;
+            println!("{}", if json { report.to_json() } else { report.summary() });
+            if report.failed() {
+                std::process::exit(1);
+            }
+        }
         Command::Probe { admin, check } => {
             let path = if check == "live" { "/healthz" } else { "/readyz" };
             match mcp_tunnel::admin::probe(&admin, path, std::time::Duration::from_secs(2)).await {

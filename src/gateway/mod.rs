@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::audit::{AuditTask, Auditor};
-use crate::config::gateway::GatewayConfig;
+use crate::config::gateway::{EdgeTarget, GatewayConfig};
 use crate::protocol::ALPN_QUIC;
 use crate::tls::configs::{self, TlsConfigError};
 use crate::transport::ALPN_H2;
@@ -114,15 +114,7 @@ impl Gateway {
     /// it inside a Tokio runtime).
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
-        let outer = configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_QUIC])?;
-        let h2_tls = Arc::new(configs::gateway_tunnel_client(&config.edge.identity, &config.edge.ca, &[ALPN_H2])?);
-        let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(outer)?));
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(KEEP_ALIVE));
-        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
-        transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
-        transport.max_concurrent_uni_streams(0u32.into());
-        client.transport_config(Arc::new(transport));
+        let (client, h2_tls) = tunnel_client_configs(&config.edge)?;
         let metrics = metrics::GatewayMetrics::new();
         let (auditor, audit_task) = match &config.audit.sink {
             None => (Auditor::disabled(), None),
@@ -214,6 +206,23 @@ impl Gateway {
         }
         info!("gateway stopped");
     }
+}
+
+/// The QUIC and HTTP/2 client configs for dialing the edge (also used by `doctor`, so
+/// its handshakes are the gateway's own).
+pub fn tunnel_client_configs(
+    edge: &EdgeTarget,
+) -> Result<(quinn::ClientConfig, Arc<rustls::ClientConfig>), GatewayError> {
+    let outer = configs::gateway_tunnel_client(&edge.identity, &edge.ca, &[ALPN_QUIC])?;
+    let h2_tls = Arc::new(configs::gateway_tunnel_client(&edge.identity, &edge.ca, &[ALPN_H2])?);
+    let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(outer)?));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    client.transport_config(Arc::new(transport));
+    Ok((client, h2_tls))
 }
 
 /// Loads and applies `path`; on any error the running config stays. Returns the files

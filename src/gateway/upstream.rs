@@ -52,6 +52,7 @@ pub enum UpstreamError {
 #[derive(Clone)]
 pub struct UpstreamClient {
     inner: Client<Connector, UpstreamBody>,
+    allow: Arc<AllowList>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -63,9 +64,15 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     /// A client that connects only to addresses `allow` permits.
     pub fn new(target: &UpstreamTarget, allow: Arc<AllowList>, connect_timeout: Duration) -> Self {
-        let connector = Connector { allow, tls: target.tls.clone().map(TlsConnector::from), connect_timeout };
+        let connector =
+            Connector { allow: allow.clone(), tls: target.tls.clone().map(TlsConnector::from), connect_timeout };
         let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { inner }
+        Self { inner, allow }
+    }
+
+    /// The networks this client may connect to (`[upstream] allowed_networks`).
+    pub fn allow_list(&self) -> &AllowList {
+        &self.allow
     }
 
     /// Sends a request; the response body streams.
