@@ -71,6 +71,10 @@ struct Opts {
     /// Keep the work dir (configs, PKI, process logs) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Tokio worker threads of the edge and gateway processes (TOKIO_WORKER_THREADS)
+    /// [default: the runtime's default, one per core].
+    #[arg(long)]
+    tunnel_threads: Option<usize>,
     /// After starting the paths, wait this many seconds before measuring (to attach a
     /// profiler to the printed pids).
     #[arg(long, default_value_t = 0.0)]
@@ -141,7 +145,9 @@ async fn run(opts: Opts) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let upstream = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(upstream::run(listener, Duration::from_millis(opts.sse_interval_ms), stop.clone()));
-    let env = Env { dir: dir.clone(), bin, upstream, inner_ca: vec![pki.inner_ca.cert_der.clone()] };
+    let tunnel_env: Vec<(String, String)> =
+        opts.tunnel_threads.map(|n| ("TOKIO_WORKER_THREADS".into(), n.to_string())).into_iter().collect();
+    let env = Env { dir: dir.clone(), bin, upstream, inner_ca: vec![pki.inner_ca.cert_der.clone()], tunnel_env };
 
     let mut report = Report { machine: report::machine(), ..Report::default() };
     report.machine.insert("open_file_limit".into(), nofile.into());

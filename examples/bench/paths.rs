@@ -54,6 +54,8 @@ pub struct Env {
     pub bin: PathBuf,
     pub upstream: SocketAddr,
     pub inner_ca: Vec<CertificateDer<'static>>,
+    /// Extra environment of the edge and gateway processes (e.g. TOKIO_WORKER_THREADS).
+    pub tunnel_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -185,9 +187,11 @@ upstream = "http://{upstream}"
     );
     let edge_path = write(&dir, "edge.toml", &edge_toml)?;
     let gateway_path = write(&dir, "gateway.toml", &gateway_toml)?;
-    let edge = spawn("edge", &env.bin, &["edge".into(), "--config".into(), arg(&edge_path)], &dir)?;
+    let edge =
+        spawn_env("edge", &env.bin, &["edge".into(), "--config".into(), arg(&edge_path)], &env.tunnel_env, &dir)?;
     wait_tcp(addr(public), READY_LIMIT).await?;
-    let gateway = spawn("gateway", &env.bin, &["gateway".into(), "--config".into(), arg(&gateway_path)], &dir)?;
+    let gateway_args = ["gateway".into(), "--config".into(), arg(&gateway_path)];
+    let gateway = spawn_env("gateway", &env.bin, &gateway_args, &env.tunnel_env, &dir)?;
     Ok(Path { kind, target: Arc::new(tls_target(env, public)?), procs: vec![edge, gateway], edge: Some(0) })
 }
 
@@ -205,7 +209,17 @@ fn start_nginx(nginx: &FsPath, env: &Env, name: &str, port: u16) -> Result<Proc,
 }
 
 fn spawn(role: &'static str, program: &FsPath, args: &[String], dir: &FsPath) -> Result<Proc, String> {
-    Proc::spawn(role, program, args, dir.join(format!("{role}.log"))).map_err(|e| format!("start {role}: {e}"))
+    spawn_env(role, program, args, &[], dir)
+}
+
+fn spawn_env(
+    role: &'static str,
+    program: &FsPath,
+    args: &[String],
+    env: &[(String, String)],
+    dir: &FsPath,
+) -> Result<Proc, String> {
+    Proc::spawn(role, program, args, env, dir.join(format!("{role}.log"))).map_err(|e| format!("start {role}: {e}"))
 }
 
 fn write(dir: &FsPath, name: &str, text: &str) -> Result<PathBuf, String> {

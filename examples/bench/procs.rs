@@ -15,14 +15,22 @@ pub struct Proc {
     pub role: &'static str,
     program: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
 }
 
 impl Proc {
     /// Starts `program args…` with stdout/stderr appended to `log` and a raised fd limit.
-    pub fn spawn(role: &'static str, program: &Path, args: &[String], log: PathBuf) -> std::io::Result<Proc> {
-        let mut p = Proc { role, program: program.to_owned(), args: args.to_vec(), log, child: None };
+    pub fn spawn(
+        role: &'static str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: PathBuf,
+    ) -> std::io::Result<Proc> {
+        let mut p =
+            Proc { role, program: program.to_owned(), args: args.to_vec(), env: env.to_vec(), log, child: None };
         p.start()?;
         Ok(p)
     }
@@ -37,6 +45,7 @@ impl Proc {
             .arg("sh")
             .arg(&self.program)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

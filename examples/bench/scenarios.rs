@@ -53,10 +53,17 @@ pub async fn small(path: &Path, scale: &Scale, rep: usize, new_conn: bool) -> Ro
 /// One large response, or `parallel` responses at once; throughput in Gbit/s.
 pub async fn bulk(path: &Path, scale: &Scale, rep: usize, parallel: usize) -> Row {
     let (name, bytes) = if parallel == 1 { ("bulk-1x", scale.bulk_bytes) } else { ("bulk-8x", scale.parallel_bytes) };
+    let before = usages(path);
     let r = load::bulk(path.target.clone(), parallel, bytes).await;
+    let after = usages(path);
     let mut row = Row::new(name, rep, path.kind.name());
     row.set("gbit_s", r.bytes as f64 * 8.0 / r.elapsed.as_secs_f64() / 1e9);
     row.set("mb", r.bytes as f64 / 1e6);
+    if r.bytes > 0 {
+        for ((role, b), (_, a)) in before.iter().zip(after.iter()) {
+            row.set(&format!("cpu_s_per_gb_{role}"), (*a - *b).cpu_s / (r.bytes as f64 / 1e9));
+        }
+    }
     if r.errors > 0 {
         row.note = format!("{} transfers failed", r.errors);
     }
