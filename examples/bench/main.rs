@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use mcp_tunnel::pki::{self, PkiOptions};
-use tokio_util::sync::CancellationToken;
 
 use paths::{Env, Kind};
 use report::Report;
@@ -75,6 +74,9 @@ struct Opts {
     /// [default: the runtime's default, one per core].
     #[arg(long)]
     tunnel_threads: Option<usize>,
+    /// Internal: run as the upstream server process.
+    #[arg(long, hide = true)]
+    serve_upstream: bool,
     /// After starting the paths, wait this many seconds before measuring (to attach a
     /// profiler to the printed pids).
     #[arg(long, default_value_t = 0.0)]
@@ -84,7 +86,12 @@ struct Opts {
 #[tokio::main]
 async fn main() {
     let opts = Opts::parse();
-    if let Err(e) = run(opts).await {
+    let result = if opts.serve_upstream {
+        upstream::serve_process(Duration::from_millis(opts.sse_interval_ms)).await
+    } else {
+        run(opts).await
+    };
+    if let Err(e) = result {
         eprintln!("bench failed: {e}");
         std::process::exit(1);
     }
@@ -121,8 +128,8 @@ async fn run(opts: Opts) -> Result<(), String> {
     }
     let want = |s: &str| opts.scenarios.iter().any(|x| x == s);
     if let Some(need) = sse_sizes.iter().max().filter(|_| want("sse")) {
-        // Client and upstream sockets of every stream live in this process.
-        if (nofile as usize) < need * 2 + 1_000 {
+        // The client side of every stream lives in this process.
+        if (nofile as usize) < need + 1_000 {
             return Err(format!("open-file limit {nofile} is too low for {need} SSE streams; raise `ulimit -n`"));
         }
     }
@@ -141,10 +148,8 @@ async fn run(opts: Opts) -> Result<(), String> {
         None => default_bin()?,
     };
 
-    let stop = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let upstream = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(upstream::run(listener, Duration::from_millis(opts.sse_interval_ms), stop.clone()));
+    let (mut upstream_proc, upstream) = procs::spawn_upstream(opts.sse_interval_ms).await?;
+    println!("started upstream     {upstream} pid={}", upstream_proc.id().unwrap_or(0));
     let tunnel_env: Vec<(String, String)> =
         opts.tunnel_threads.map(|n| ("TOKIO_WORKER_THREADS".into(), n.to_string())).into_iter().collect();
     let env = Env { dir: dir.clone(), bin, upstream, inner_ca: vec![pki.inner_ca.cert_der.clone()], tunnel_env };
@@ -223,7 +228,7 @@ async fn run(opts: Opts) -> Result<(), String> {
         }
         p.stop().await;
     }
-    stop.cancel();
+    let _ = upstream_proc.kill().await;
     report.machine.insert("loadavg_end".into(), report::loadavg().into());
 
     println!("{}", report.table());

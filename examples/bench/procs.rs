@@ -110,9 +110,44 @@ impl std::ops::Sub for Usage {
     }
 }
 
-/// The bench process itself (load generator + upstream).
+/// The bench process itself (the load generator).
 pub fn own_usage() -> Usage {
     usage_one(std::process::id())
+}
+
+/// Pid of the upstream process, once started.
+pub static UPSTREAM_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// The upstream process.
+pub fn upstream_usage() -> Usage {
+    UPSTREAM_PID.get().map(|p| usage_one(*p)).unwrap_or_default()
+}
+
+/// Starts `bench --serve-upstream`; returns it and its address.
+pub async fn spawn_upstream(sse_interval_ms: u64) -> Result<(Child, std::net::SocketAddr), String> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["--serve-upstream", "--sse-interval-ms", &sse_interval_ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("start upstream: {e}"))?;
+    let stdout = child.stdout.take().ok_or("upstream stdout")?;
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stdout);
+    let read = reader.read_line(&mut line);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| "upstream did not start")?
+        .map_err(|e| e.to_string())?;
+    let addr =
+        line.trim().strip_prefix("UPSTREAM ").and_then(|a| a.parse().ok()).ok_or(format!("upstream said {line:?}"))?;
+    if let Some(pid) = child.id() {
+        let _ = UPSTREAM_PID.set(pid);
+    }
+    Ok((child, addr))
 }
 
 fn usage_tree(pid: u32) -> Usage {

@@ -23,6 +23,7 @@ const MAX_PER_CLIENT: u64 = 5_000_000;
 
 fn usages(path: &Path) -> Vec<(&'static str, Usage)> {
     let mut v: Vec<_> = path.procs.iter().map(|p| (p.role, p.usage())).collect();
+    v.push(("upstream", procs::upstream_usage()));
     v.push(("bench", procs::own_usage()));
     v
 }
@@ -93,7 +94,7 @@ pub async fn sse(path: &Path, scale: &Scale, rep: usize, n: usize) -> Row {
     row.percentiles("event_", &hist);
     if opened > 0 {
         for ((role, b), (_, a)) in before.iter().zip(after.iter()) {
-            if *role != "bench" {
+            if !matches!(*role, "bench" | "upstream") {
                 row.set(&format!("rss_kb_per_stream_{role}"), (*a - *b).rss_kb as f64 / opened as f64);
             }
         }

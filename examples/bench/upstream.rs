@@ -2,6 +2,10 @@
 //!
 //! - `POST /mcp` — JSON-RPC; `tools/call` gets a small JSON result.
 //! - `GET /bulk?bytes=N` — N bytes of body, streamed in 64 KiB chunks.
+//! It runs in its own process (`bench --serve-upstream`), so its sockets and CPU time
+//! are apart from the load generator's (10 000 SSE streams need 10 000 sockets on each
+//! side, and a process here may hold 20 000 at most).
+//!
 //! - `GET /sse` — a long-lived `text/event-stream`: a comment at once (the client knows
 //!   the stream is open), then one event per interval, random phase, each carrying the
 //!   time it was sent on the bench clock so the client can measure delivery latency.
@@ -11,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -31,22 +35,35 @@ const MAX_BULK: u64 = 1 << 31;
 /// SSE events per stream before the server ends it (bounds a forgotten stream).
 const MAX_EVENTS: u32 = 3_600;
 
-/// The bench clock: SSE events carry nanoseconds since this instant.
-pub fn clock() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Nanoseconds on the bench clock.
+/// Nanoseconds on CLOCK_MONOTONIC, which the upstream process and the load generator
+/// share: SSE events carry their send time in it.
 pub fn now_ns() -> u64 {
-    u64::try_from(clock().elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
+/// The `--serve-upstream` mode: binds a loopback port, prints `UPSTREAM <addr>` on stdout
+/// and serves until the parent closes our stdin (or kills us).
+pub async fn serve_process(sse_interval: Duration) -> Result<(), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    println!("UPSTREAM {}", listener.local_addr().map_err(|e| e.to_string())?);
+    let stop = CancellationToken::new();
+    tokio::spawn(run(listener, sse_interval, stop.clone()));
+    // A blocking read of stdin ends when the parent closes it or exits.
+    let _ = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut sink = [0u8; 64];
+        while std::io::stdin().read(&mut sink).is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    stop.cancel();
+    Ok(())
+}
+
 /// Serves until `stop` fires; one task per connection (HTTP/1.1 or h2c).
 pub async fn run(listener: TcpListener, sse_interval: Duration, stop: CancellationToken) {
-    clock();
     loop {
         let tcp = tokio::select! {
             r = listener.accept() => match r { Ok((tcp, _)) => tcp, Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue } },
