@@ -71,10 +71,25 @@ pub async fn bulk(path: &Path, scale: &Scale, rep: usize, parallel: usize) -> Ro
     row
 }
 
+/// UDP datagrams the kernel dropped for want of receive-buffer space, machine-wide
+/// (`RcvbufErrors` in /proc/net/snmp): a QUIC path that drops datagrams pays loss recovery.
+fn udp_drops() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `n` long-lived SSE streams (over the path's single tunnel connection): resident
 /// memory per stream of each process, and event delivery latency.
 pub async fn sse(path: &Path, scale: &Scale, rep: usize, n: usize) -> Row {
     let before = usages(path);
+    let drops_before = udp_drops();
     let started = Instant::now();
     let set = load::sse_open(path.target.clone(), n, scale.sse_parallel_open);
     set.wait_open(n, Duration::from_secs(180)).await;
@@ -87,11 +102,13 @@ pub async fn sse(path: &Path, scale: &Scale, rep: usize, n: usize) -> Row {
     set.record(scale.sse_window).await;
     let events = set.events.load(std::sync::atomic::Ordering::Relaxed);
     let hist = set.close().await;
+    let drops = udp_drops().saturating_sub(drops_before);
     let mut row = Row::new(&format!("sse-{n}"), rep, path.kind.name());
     row.set("open", opened as f64);
     row.set("open_s", open_s);
     row.set("events", events as f64);
     row.percentiles("event_", &hist);
+    row.set("udp_rcvbuf_drops", drops as f64);
     if opened > 0 {
         for ((role, b), (_, a)) in before.iter().zip(after.iter()) {
             if !matches!(*role, "bench" | "upstream") {
