@@ -2,13 +2,13 @@
 //!
 //! - `POST /mcp` — JSON-RPC; `tools/call` gets a small JSON result.
 //! - `GET /bulk?bytes=N` — N bytes of body, streamed in 64 KiB chunks.
+//! - `GET /sse` — a long-lived `text/event-stream`: a comment at once (the client knows
+//!   the stream is open), then one event per interval, random phase, each carrying the
+//!   time it was sent (CLOCK_MONOTONIC) so the client can measure delivery latency.
+//!
 //! It runs in its own process (`bench --serve-upstream`), so its sockets and CPU time
 //! are apart from the load generator's (10 000 SSE streams need 10 000 sockets on each
 //! side, and a process here may hold 20 000 at most).
-//!
-//! - `GET /sse` — a long-lived `text/event-stream`: a comment at once (the client knows
-//!   the stream is open), then one event per interval, random phase, each carrying the
-//!   time it was sent on the bench clock so the client can measure delivery latency.
 
 use std::convert::Infallible;
 use std::future::Future;
