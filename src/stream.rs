@@ -1,10 +1,12 @@
 //! `TunnelStream`: one data stream of the tunnel as a plain byte pipe (AsyncRead +
 //! AsyncWrite). Everything above the transport (inner TLS, HTTP, routing) sees only this.
 
-use std::io;
-use std::pin::Pin;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::protocol::codes;
@@ -53,6 +55,25 @@ impl AsyncRead for TunnelStream {
     }
 }
 
+/// Most bytes gathered into one vectored transport write.
+pub(crate) const MAX_GATHER: usize = 256 * 1024;
+
+/// Copies the non-empty buffers, up to `max` bytes in all, into owned chunks (the
+/// transports copy every write into their own buffers anyway).
+fn gather(bufs: &[IoSlice<'_>], max: usize) -> Vec<Bytes> {
+    let mut left = max;
+    let mut chunks = Vec::with_capacity(bufs.len().min(64));
+    for b in bufs.iter().filter(|b| !b.is_empty()) {
+        if left == 0 {
+            break;
+        }
+        let n = b.len().min(left);
+        chunks.push(Bytes::copy_from_slice(&b[..n]));
+        left -= n;
+    }
+    chunks
+}
+
 impl AsyncWrite for TunnelStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
@@ -60,6 +81,33 @@ impl AsyncWrite for TunnelStream {
             Self::H2 { send, .. } => send.poll_write(cx, buf),
             Self::Memory(d) => Pin::new(d).poll_write(cx, buf),
         }
+    }
+
+    /// Several buffers in one transport write: inner TLS hands over all its pending
+    /// records at once, and each QUIC write takes the connection lock and wakes its
+    /// driver, so one write per record would multiply that cost (see docs/benchmarks.md).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Quic { send, .. } => {
+                let mut chunks = gather(bufs, MAX_GATHER);
+                if chunks.is_empty() {
+                    return Poll::Ready(Ok(0));
+                }
+                // Polled once, as quinn's own poll_write does with `write`.
+                let polled = pin!(send.write_chunks(&mut chunks)).poll(cx);
+                polled.map(|r| r.map(|w| w.bytes).map_err(io::Error::from))
+            }
+            Self::H2 { send, .. } => send.poll_write_vectored(cx, bufs),
+            Self::Memory(d) => Pin::new(d).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -47,24 +47,27 @@ pub struct H2Link {
 }
 
 impl Link {
-    /// Opens a stream and delivers `open` to the gateway (in-band on QUIC, in headers on
-    /// HTTP/2).
-    pub async fn open(&self, open: &Open) -> Result<TunnelStream, LinkError> {
+    /// Opens a stream, delivers `open` to the gateway (in-band on QUIC, in headers on
+    /// HTTP/2) and sends `first` (the client's ClientHello) right behind it: on QUIC in
+    /// the same write, so the preamble and the hello leave in one packet.
+    pub async fn open(&self, open: &Open, first: &[u8]) -> Result<TunnelStream, LinkError> {
+        let other = |e: std::io::Error| LinkError::Other(e.to_string());
         match self {
             Self::Quic(conn) => {
                 let (send, recv) = conn.open_bi().await?;
                 let mut stream = TunnelStream::quic(send, recv);
-                stream
-                    .write_all(&frame::encode(open, MAX_FRAME_LEN)?)
-                    .await
-                    .map_err(|e| LinkError::Other(e.to_string()))?;
+                let mut bytes = frame::encode(open, MAX_FRAME_LEN)?;
+                bytes.extend_from_slice(first);
+                stream.write_all(&bytes).await.map_err(other)?;
                 Ok(stream)
             }
             Self::H2(link) => {
                 let req = transport::open_request(open).map_err(LinkError::Other)?;
                 let mut sender = link.send.clone().ready().await?;
                 let (response, send) = sender.send_request(req, false)?;
-                Ok(TunnelStream::H2 { send: H2Send::new(send), recv: H2Recv::Pending(response) })
+                let mut stream = TunnelStream::H2 { send: H2Send::new(send), recv: H2Recv::Pending(response) };
+                stream.write_all(first).await.map_err(other)?;
+                Ok(stream)
             }
         }
     }

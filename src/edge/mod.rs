@@ -309,6 +309,7 @@ async fn bind_tunnel(
     let bind_err = |what, addr| move |source| EdgeError::Bind { what, addr, source };
     for _ in 0..10 {
         let socket = std::net::UdpSocket::bind(udp).map_err(bind_err("QUIC tunnel listener", udp))?;
+        crate::transport::size_udp_buffers(&socket);
         let runtime = Arc::new(quinn::TokioRuntime);
         let endpoint = quinn::Endpoint::new(endpoint_config.clone(), Some(server.clone()), socket, runtime)
             .map_err(bind_err("QUIC tunnel listener", udp))?;

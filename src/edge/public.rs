@@ -20,6 +20,12 @@ use crate::stats::Metered;
 
 /// How long to wait for a gateway to accept a new stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Relay buffers. Requests are small: tokio's default 8 KiB. Responses can be bulk, and
+/// 8 KiB cost a TCP write and a QUIC read per 8 KiB; a larger buffer cuts both
+/// (docs/benchmarks.md). Each relay holds both buffers for its lifetime, so this is
+/// also the edge's per-connection memory floor.
+const RELAY_UP: usize = 8 * 1024;
+const RELAY_DOWN: usize = 64 * 1024;
 
 /// Serves one public client connection to completion.
 pub(super) async fn serve_client(
@@ -55,7 +61,9 @@ pub(super) async fn serve_client(
     // A gateway at its stream limit makes open_bi wait; bound that wait.
     let stream_id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
     let open = Open { stream_id, sni: sni.clone(), client_addr };
-    let opened = tokio::time::timeout(OPEN_TIMEOUT, slot.conn().link.open(&open)).await;
+    // The ClientHello goes out with the stream's opening, so the gateway can start the
+    // handshake at once.
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, slot.conn().link.open(&open, &peeked.bytes)).await;
     let mut stream = match opened.unwrap_or_else(|_| Err(LinkError::Other(format!("timed out after {OPEN_TIMEOUT:?}"))))
     {
         Ok(stream) => stream,
@@ -70,24 +78,13 @@ pub(super) async fn serve_client(
     stats.streams_active.inc();
     let _active = ActiveRelay(&stats.streams_active);
     debug!(stream = stream_id, client = %client_addr, %sni, tunnel = %tunnel_id, connection = slot.conn().id, "stream opened");
-    // The ClientHello goes out at once, so the gateway can start the handshake.
-    let written = async {
-        stream.write_all(&peeked.bytes).await?;
-        stream.flush().await
-    };
-    if let Err(e) = written.await {
-        stats.streams_failed.inc();
-        info!(stream = stream_id, "tunnel stream failed before relay: {e}");
-        stream.abort();
-        return;
-    }
     stats.bytes_to_gateway.add(peeked.bytes.len() as u64);
     let activity = Activity::new();
     // Counted as bytes move, so long-lived (SSE) and failed relays show up too.
     let tcp = Metered::new(tcp, stats.bytes_to_gateway.clone(), stats.bytes_to_client.clone());
     let mut tcp = Tracked::new(tcp, activity.clone());
     let relayed = tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut tcp, &mut stream) => r,
+        r = tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut stream, RELAY_UP, RELAY_DOWN) => r,
         _ = activity.idle_for(shared.idle_timeout) => {
             stats.streams_idle.inc();
             info!(stream = stream_id, "closing stream idle for {:?}", shared.idle_timeout);

@@ -109,7 +109,11 @@ pub async fn quic(edge: &EdgeTarget, client: &quinn::ClientConfig, timeout: Dura
     } else {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(DialError::Bind)?;
+    let socket = std::net::UdpSocket::bind(bind).map_err(DialError::Bind)?;
+    transport::size_udp_buffers(&socket);
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let mut endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).map_err(DialError::Bind)?;
     endpoint.set_default_client_config(client.clone());
     let connecting = endpoint.connect(addr, &edge.server_name.to_str())?;
     let conn = tokio::time::timeout(timeout, connecting).await.map_err(|_| DialError::Timeout(timeout))??;

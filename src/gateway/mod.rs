@@ -42,8 +42,10 @@ pub use tunnel::TunnelState;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// QUIC idle timeout (ms) on the gateway side.
 pub const IDLE_TIMEOUT_MS: u32 = 20_000;
-/// Most data streams the edge may have open on one connection at once.
-pub const MAX_STREAMS: u32 = 1024;
+/// Most data streams the edge may have open on one connection at once. Above the edge's
+/// default `public_listener.max_connections` (10 000), so one tunnel connection can carry
+/// every client an edge admits (10 000 long-lived SSE streams in docs/benchmarks.md).
+pub const MAX_STREAMS: u32 = 16_384;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

@@ -3,11 +3,11 @@
 //! released as bytes are read, so a slow reader back-pressures the writer.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::ResponseFuture;
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::ReadBuf;
@@ -61,6 +61,35 @@ impl H2Send {
                 Some(Ok(n)) => {
                     let n = n.min(buf.len());
                     self.inner.send_data(Bytes::copy_from_slice(&buf[..n]), false).map_err(to_io)?;
+                    return Poll::Ready(Ok(n));
+                }
+            }
+        }
+    }
+
+    /// Writes as much of `bufs` as the peer's window allows, as one DATA payload.
+    pub fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum::<usize>().min(crate::stream::MAX_GATHER);
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        self.inner.reserve_capacity(total);
+        loop {
+            match ready!(self.inner.poll_capacity(cx)) {
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
+                Some(Ok(0)) => continue,
+                Some(Ok(n)) => {
+                    let n = n.min(total);
+                    let mut data = BytesMut::with_capacity(n);
+                    for b in bufs {
+                        let room = n - data.len();
+                        if room == 0 {
+                            break;
+                        }
+                        data.put_slice(&b[..b.len().min(room)]);
+                    }
+                    self.inner.send_data(data.freeze(), false).map_err(to_io)?;
                     return Poll::Ready(Ok(n));
                 }
             }
