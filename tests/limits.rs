@@ -63,8 +63,14 @@ async fn scripted_upstream(reply: &'static [u8]) -> (u16, mpsc::Receiver<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_and_headers_are_refused_before_the_upstream() {
     let (port, stop) = demo_upstream().await;
-    let stack =
-        Stack::start(&route("small", port, "[routes.limits]\nmax_body = 64\nmax_header_bytes = \"1KiB\"")).await;
+    let audit_dir = tempfile::tempdir().expect("tempdir");
+    let audit = audit_dir.path().join("audit.jsonl");
+    let config = format!(
+        "[audit]\nsink = \"file\"\npath = \"{}\"\n{}",
+        audit.display(),
+        route("small", port, "[routes.limits]\nmax_body = 64\nmax_header_bytes = \"1KiB\"")
+    );
+    let stack = Stack::start(&config).await;
     let host = format!("small.{DOMAIN}");
     let (status, resp) = send(&stack, "small", http::mcp_post(&host, PING)).await.expect("response");
     assert_eq!(status, 200, "a small request passes: {:?}", resp.body());
@@ -79,6 +85,24 @@ async fn oversized_body_and_headers_are_refused_before_the_upstream() {
     let (status, resp) = send(&stack, "small", req).await.expect("response");
     assert_eq!(status, 431);
     assert_eq!(json(&resp)["error"], "headers_too_large");
+
+    // Each refusal is in the audit trail (written by a background task: wait, bounded).
+    let mut reasons = Vec::new();
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        reasons = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["decision"] == "deny")
+            .map(|r| (r["reason"].as_str().unwrap_or_default().to_owned(), r["http_status"].as_u64()))
+            .collect();
+        if reasons.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reasons.contains(&("body_too_large".to_owned(), Some(413))), "{reasons:?}");
+    assert!(reasons.contains(&("headers_too_large".to_owned(), Some(431))), "{reasons:?}");
     stop.cancel();
 }
 
