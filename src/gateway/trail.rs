@@ -50,7 +50,7 @@ impl Trail {
             Some(client) => format!("{} (client {client})", id.subject),
             None => id.subject.clone(),
         });
-        self.base.auth = Some(if kind == "jwt" { auth::JWT } else { auth::BEARER });
+        self.auth_kind(kind);
     }
 
     /// The authentication method tried, for a refusal before any identity is known.
