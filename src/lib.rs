@@ -12,6 +12,7 @@
 //! - [`auth`]: optional per-route bearer/JWT authentication at the gateway, Origin checks.
 //! - [`stdio`]: Streamable HTTP bridged to stdio-only MCP servers, one child per session.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
+//! - [`control`]: the control plane (approvals, kill switch, tool pins) over a Unix socket and the admin API.
 //! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod certs_cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod edge;

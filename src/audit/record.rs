@@ -17,6 +17,22 @@ pub mod event {
     pub const HTTP: &str = "http";
     /// A configuration change applied by the running process (reload accepted or rejected).
     pub const CONFIG: &str = "config";
+    /// An operator action on the control plane (kill, resume, approve, deny, pin, …).
+    pub const CONTROL: &str = "control";
+}
+
+/// Values of [`AuditRecord::approval`].
+pub mod approval {
+    /// The call matched no approval gate.
+    pub const NOT_REQUIRED: &str = "not_required";
+    /// An approver let the call through.
+    pub const APPROVED: &str = "approved";
+    /// An approver refused the call.
+    pub const DENIED: &str = "denied";
+    /// Nobody decided within the wait timeout.
+    pub const EXPIRED: &str = "expired";
+    /// The client went away while the call waited.
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Values of [`AuditRecord::auth`].
@@ -142,9 +158,34 @@ pub struct AuditRecord {
     /// How the exchange ended: see [`outcome`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
-    /// Reserved for human-in-the-loop approval; not set by this version.
+    /// The approval state of a `tools/call`: see [`approval`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<String>,
+    pub approval: Option<&'static str>,
+    /// The id of the approval request the call waited on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// Who approved or denied the call (`uid:1000 via socket`, `admin token via http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// How long the call waited for a decision, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "millis_3")]
+    pub approval_wait_ms: Option<f64>,
+    /// The fingerprint of the called tool's definition (the tool schema version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_fingerprint: Option<String>,
+    /// How the called tool's definition compares with its pin (`pinned`, `changed`,
+    /// `unpinned`, `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<&'static str>,
+    /// For `control` records: the operation (`kill`, `resume`, `approve`, `deny`, `pin`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// For `control` records: who acted (`uid:0 via socket`, `admin token via http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Free text an operator gave with the action (a kill or deny reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl AuditRecord {
@@ -227,7 +268,15 @@ mod tests {
             bytes_out: Some(20),
             arguments: Some(json!({"q": "[redacted]"})),
             outcome: Some(outcome::COMPLETE),
-            approval: Some("none".into()),
+            approval: Some(approval::APPROVED),
+            approval_id: Some("a1".into()),
+            approver: Some("uid:0 via socket".into()),
+            approval_wait_ms: Some(2.0),
+            tool_fingerprint: Some("sha256:00".into()),
+            pin: Some("pinned"),
+            action: Some("approve"),
+            actor: Some("uid:0 via socket".into()),
+            note: Some("ok".into()),
         };
         let v: Value = serde_json::to_value(&rec).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -262,6 +311,14 @@ mod tests {
             "arguments",
             "outcome",
             "approval",
+            "approval_id",
+            "approver",
+            "approval_wait_ms",
+            "tool_fingerprint",
+            "pin",
+            "action",
+            "actor",
+            "note",
         ];
         let mut got = keys.clone();
         got.sort_unstable();

@@ -28,6 +28,7 @@ struct Raw {
     routes: Vec<super::route::RawRoute>,
     shutdown_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +123,8 @@ pub struct GatewayConfig {
     pub admin: Option<std::net::SocketAddr>,
     /// Where audit records go.
     pub audit: super::controls::AuditSettings,
+    /// The gateway's state directory (control socket, kill state, tool pins), when set.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Defaults for values a config may omit.
@@ -174,6 +177,7 @@ impl GatewayConfig {
             files: src.files(),
             admin: src.admin_listen(raw.admin.as_ref())?,
             audit: super::controls::audit_settings(src, raw.audit.as_ref())?,
+            state_dir: raw.state_dir.as_ref().map(|d| src.resolve(d.get_ref())),
         })
     }
 }

@@ -56,6 +56,8 @@ pub enum GatewayError {
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    Control(#[from] crate::control::socket::SocketError),
 }
 
 /// State shared by every stream the gateway serves.
@@ -109,6 +111,8 @@ pub struct Gateway {
     states: Vec<watch::Sender<TunnelState>>,
     reload: Option<(PathBuf, Arc<Notify>)>,
     audit_task: Option<AuditTask>,
+    /// The bound control socket (when `state_dir` is set) and its path.
+    control: Option<(tokio::net::UnixListener, PathBuf)>,
 }
 
 impl Gateway {
@@ -139,7 +143,9 @@ impl Gateway {
         shared.metrics.cert_expiry.set("gateway_client", &config.edge.identity.chain);
         shared.metrics.cert_expiry.set("edge_ca", &config.edge.ca);
         let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
-        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task })
+        // Bound here, not in `run`, so a state directory we cannot use stops the start.
+        let control = config.state_dir.as_deref().map(crate::control::socket::bind).transpose()?;
+        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task, control })
     }
 
     /// Reloads from `path` when it (or a file it refers to) changes, or when `trigger`
@@ -176,6 +182,9 @@ impl Gateway {
             tokio::spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
                 reload_config(&shared, &running, &path)
             }));
+        }
+        if let Some((listener, path)) = self.control.take() {
+            tokio::spawn(crate::control::socket::serve(listener, path, self.shared.clone(), shutdown.clone()));
         }
         if let Some(addr) = self.config.admin {
             match tokio::net::TcpListener::bind(addr).await {

@@ -1,0 +1,107 @@
+//! The gateway's control plane: operator actions on a running gateway (approve or deny a
+//! held tool call, kill or resume traffic, inspect and pin tool definitions).
+//!
+//! Operators reach it two ways, and both end in [`dispatch`]:
+//! - the control socket, a Unix socket `control.sock` in the gateway's state directory
+//!   (mode 0600; the caller's uid comes from the peer credentials), which the CLI uses;
+//! - the admin HTTP API, whose mutating operations need the configured admin token.
+//!
+//! Every operation is named by a dotted `op` string and takes a JSON object of arguments;
+//! it answers a JSON value or a [`ControlError`]. Each mutating action writes a `control`
+//! audit record naming the [`Caller`].
+
+pub mod client;
+pub mod dispatch;
+pub mod socket;
+pub mod wire;
+
+pub use dispatch::dispatch;
+
+/// How an operator reached the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The Unix control socket (the CLI).
+    Socket,
+    /// The admin HTTP API, with the admin token.
+    AdminHttp,
+}
+
+/// Who asked for a control operation; goes into the audit record of each action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// How the request arrived.
+    pub via: Via,
+    /// The peer's uid (socket callers; from the kernel's peer credentials).
+    pub uid: Option<u32>,
+}
+
+impl Caller {
+    /// The form written to audit records and shown to approvers: `uid:1000 via socket`,
+    /// `admin token via http`.
+    pub fn label(&self) -> String {
+        match (self.via, self.uid) {
+            (Via::Socket, Some(uid)) => format!("uid:{uid} via socket"),
+            (Via::Socket, None) => "unknown uid via socket".to_owned(),
+            (Via::AdminHttp, _) => "admin token via http".to_owned(),
+        }
+    }
+}
+
+/// Why a control operation failed. The message is shown to the operator as is.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No such operation.
+    #[error("unknown operation {0:?}")]
+    UnknownOp(String),
+    /// A required argument is missing or has the wrong type.
+    #[error("bad arguments: {0}")]
+    BadArgs(String),
+    /// The thing named (approval id, route) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The operation is valid but cannot be done now (already decided, feature off, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation failed (state directory not writable, upstream unreachable, …).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ControlError {
+    /// A short machine code for the wire and the admin API's JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownOp(_) => "unknown_op",
+            Self::BadArgs(_) => "bad_args",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    /// The HTTP status the admin API answers with.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::UnknownOp(_) | Self::NotFound(_) => http::StatusCode::NOT_FOUND,
+            Self::BadArgs(_) => http::StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => http::StatusCode::CONFLICT,
+            Self::Failed(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Reads a required string argument.
+pub fn arg_str<'a>(args: &'a serde_json::Value, key: &str) -> Result<&'a str, ControlError> {
+    args.get(key)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| ControlError::BadArgs(format!("{key} (a string) is required")))
+}
+
+/// Reads an optional string argument.
+pub fn opt_str<'a>(args: &'a serde_json::Value, key: &str) -> Result<Option<&'a str>, ControlError> {
+    match args.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ControlError::BadArgs(format!("{key} must be a string"))),
+    }
+}

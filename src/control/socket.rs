@@ -1,0 +1,104 @@
+//! The control socket: a Unix socket in the state directory, mode 0600, one request per
+//! line. The kernel tells us the caller's uid (peer credentials); it goes into the audit
+//! record of every action.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::wire::{WireReply, WireRequest, MAX_LINE};
+use super::{Caller, ControlError, Via};
+use crate::gateway::GatewayShared;
+
+/// The socket's file name inside the state directory.
+pub const SOCKET_NAME: &str = "control.sock";
+/// Time a client gets to send its request line. Operations themselves may take longer
+/// (a kill waits for streams to end).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the control socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("control socket {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+/// Creates the state directory (0700) and binds `control.sock` in it (0600). A stale
+/// socket from an earlier run is replaced.
+pub fn bind(state_dir: &Path) -> Result<(UnixListener, PathBuf), SocketError> {
+    let dir_err = |source| SocketError::StateDir { path: state_dir.to_owned(), source };
+    std::fs::create_dir_all(state_dir).map_err(dir_err)?;
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+    let path = state_dir.join(SOCKET_NAME);
+    let bind_err = |source| SocketError::Bind { path: path.clone(), source };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    // The directory is already 0700, so nobody else can reach the socket in the moment
+    // before its own mode is set.
+    let listener = UnixListener::bind(&path).map_err(bind_err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok((listener, path))
+}
+
+/// Serves the control socket until `shutdown`, then removes it.
+pub async fn serve(listener: UnixListener, path: PathBuf, shared: Arc<GatewayShared>, shutdown: CancellationToken) {
+    info!(socket = %path.display(), "control socket listening");
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            a = listener.accept() => match a {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!("control socket accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        connections.spawn(handle(stream, shared.clone()));
+    }
+    connections.close();
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn handle(stream: UnixStream, shared: Arc<GatewayShared>) {
+    let caller = Caller { via: Via::Socket, uid: stream.peer_cred().ok().map(|c| c.uid()) };
+    let (rd, mut wr) = stream.into_split();
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(rd).take(MAX_LINE as u64 + 1);
+    let read = reader.read_until(b'\n', &mut line);
+    let reply = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(_)) if line.len() > MAX_LINE => {
+            Err(ControlError::BadArgs(format!("request longer than {MAX_LINE} bytes")))
+        }
+        Ok(Ok(_)) => match serde_json::from_slice::<WireRequest>(&line) {
+            Ok(req) => {
+                debug!(op = %req.op, caller = %caller.label(), "control request");
+                super::dispatch(&shared, &caller, &req.op, &req.args).await
+            }
+            Err(e) => Err(ControlError::BadArgs(format!("not a control request: {e}"))),
+        },
+        Ok(Err(e)) => {
+            debug!("control socket read failed: {e}");
+            return;
+        }
+        Err(_) => Err(ControlError::BadArgs("no request line within 10s".into())),
+    };
+    let mut out = serde_json::to_vec(&WireReply::from_result(reply)).unwrap_or_default();
+    out.push(b'\n');
+    let _ = wr.write_all(&out).await;
+    let _ = wr.shutdown().await;
+}
