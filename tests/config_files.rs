@@ -58,8 +58,12 @@ key = "certs/inner/server.key"
 "#;
 
 fn gateway_error(extra: &str) -> String {
+    gateway_error_text(&format!("{GATEWAY}{extra}"))
+}
+
+fn gateway_error_text(text: &str) -> String {
     let dir = dir_with_certs();
-    let path = write(dir.path(), "g.toml", &format!("{GATEWAY}{extra}"));
+    let path = write(dir.path(), "g.toml", text);
     let err = GatewayConfig::load(&path).expect_err("config must be refused").to_string();
     err.replace(&dir.path().display().to_string(), "DIR")
 }
@@ -91,6 +95,17 @@ fn gateway_mistakes_name_file_line_and_key() {
         assert!(err.contains(expected), "for {extra:?}\n  got: {err}\n want: {expected}");
         assert!(err.starts_with("DIR/g.toml"), "error must start with the file: {err}");
         assert!(!err.contains("secret"), "the error repeats a credential: {err}");
+    }
+}
+
+#[test]
+fn top_level_gateway_mistakes_name_the_line() {
+    for (top, expected) in [
+        ("max_streams = 0\n", "DIR/g.toml:1: `max_streams`: expected 1 to 1000000"),
+        ("max_streams = \"many\"\n", "at line 1, column 15"),
+    ] {
+        let err = gateway_error_text(&format!("{top}{GATEWAY}"));
+        assert!(err.contains(expected), "for {top:?}\n  got: {err}\n want: {expected}");
     }
 }
 

@@ -1,10 +1,13 @@
-//! Per-route limits through the whole tunnel: request body and header size, requests in
-//! flight, the idle timeout of SSE responses and the deadline of plain responses.
+//! Limits through the whole tunnel, each answered clearly and audited: per route, request
+//! body and header size, requests in flight, the idle timeout of SSE responses and the
+//! deadline of plain responses; per tunnel, client connections served at once.
 
 mod common;
 
 use bytes::Bytes;
-use common::{demo_upstream, http, Stack, DOMAIN};
+use std::path::{Path, PathBuf};
+
+use common::{audit_records, demo_upstream, http, Stack, DOMAIN};
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +28,18 @@ async fn send(
     let host = format!("{name}.{DOMAIN}");
     let resp = http::send(stack.public, &host, &stack.inner_ca(), req).await.map_err(|e| e.to_string())?;
     Ok((resp.status().as_u16(), resp))
+}
+
+/// Gateway config text `rest`, writing the audit trail to a file in `dir`.
+fn audited(dir: &Path, rest: &str) -> (String, PathBuf) {
+    let audit = dir.join("audit.jsonl");
+    (format!("{rest}\n[audit]\nsink = \"file\"\npath = \"{}\"\n", audit.display()), audit)
+}
+
+/// Waits for an audit record with `reason` and returns it.
+async fn record_with_reason(audit: &Path, reason: &str) -> Value {
+    let records = audit_records(audit, |r| r.iter().any(|r| r["reason"] == reason)).await;
+    records.into_iter().find(|r| r["reason"] == reason).expect("found")
 }
 
 fn json(resp: &http::Response<Bytes>) -> Value {
@@ -64,12 +79,8 @@ async fn scripted_upstream(reply: &'static [u8]) -> (u16, mpsc::Receiver<()>) {
 async fn oversized_body_and_headers_are_refused_before_the_upstream() {
     let (port, stop) = demo_upstream().await;
     let audit_dir = tempfile::tempdir().expect("tempdir");
-    let audit = audit_dir.path().join("audit.jsonl");
-    let config = format!(
-        "[audit]\nsink = \"file\"\npath = \"{}\"\n{}",
-        audit.display(),
-        route("small", port, "[routes.limits]\nmax_body = 64\nmax_header_bytes = \"1KiB\"")
-    );
+    let limits = "[routes.limits]\nmax_body = 64\nmax_header_bytes = \"1KiB\"";
+    let (config, audit) = audited(audit_dir.path(), &route("small", port, limits));
     let stack = Stack::start(&config).await;
     let host = format!("small.{DOMAIN}");
     let (status, resp) = send(&stack, "small", http::mcp_post(&host, PING)).await.expect("response");
@@ -86,23 +97,11 @@ async fn oversized_body_and_headers_are_refused_before_the_upstream() {
     assert_eq!(status, 431);
     assert_eq!(json(&resp)["error"], "headers_too_large");
 
-    // Each refusal is in the audit trail (written by a background task: wait, bounded).
-    let mut reasons = Vec::new();
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(&audit).unwrap_or_default();
-        reasons = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["decision"] == "deny")
-            .map(|r| (r["reason"].as_str().unwrap_or_default().to_owned(), r["http_status"].as_u64()))
-            .collect();
-        if reasons.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Each refusal is in the audit trail.
+    for (reason, status) in [("body_too_large", 413), ("headers_too_large", 431)] {
+        let rec = record_with_reason(&audit, reason).await;
+        assert_eq!((rec["decision"].as_str(), rec["http_status"].as_u64()), (Some("deny"), Some(status)), "{rec}");
     }
-    assert!(reasons.contains(&("body_too_large".to_owned(), Some(413))), "{reasons:?}");
-    assert!(reasons.contains(&("headers_too_large".to_owned(), Some(431))), "{reasons:?}");
     stop.cancel();
 }
 
@@ -110,7 +109,10 @@ async fn oversized_body_and_headers_are_refused_before_the_upstream() {
 async fn requests_over_the_concurrency_limit_get_503_with_retry_after() {
     // The upstream takes the first request and never answers it.
     let (port, mut arrived) = scripted_upstream(b"").await;
-    let stack = Stack::start(&route("busy", port, "timeout = \"30s\"\n[routes.limits]\nmax_concurrent = 1")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, audit) =
+        audited(dir.path(), &route("busy", port, "timeout = \"30s\"\n[routes.limits]\nmax_concurrent = 1"));
+    let stack = Stack::start(&config).await;
     let host = format!("busy.{DOMAIN}");
     let stack = std::sync::Arc::new(stack);
     let first = {
@@ -122,6 +124,9 @@ async fn requests_over_the_concurrency_limit_get_503_with_retry_after() {
     assert_eq!(status, 503);
     assert_eq!(resp.headers()["retry-after"], "1");
     assert_eq!(json(&resp)["error"], "too_many_requests");
+    let rec = record_with_reason(&audit, "too_many_requests").await;
+    assert_eq!((rec["decision"].as_str(), rec["http_status"].as_u64()), (Some("deny"), Some(503)), "{rec}");
+    assert_eq!(rec["route"], host.as_str());
     first.abort();
 }
 
@@ -130,12 +135,16 @@ async fn a_quiet_sse_stream_ends_after_the_idle_timeout() {
     const SSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
         16\r\nevent: message\ndata: 1\r\n";
     let (port, _arrived) = scripted_upstream(SSE).await;
-    let stack = Stack::start(&route("quiet", port, "[routes.limits]\nsse_idle_timeout = \"300ms\"")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, audit) = audited(dir.path(), &route("quiet", port, "[routes.limits]\nsse_idle_timeout = \"300ms\""));
+    let stack = Stack::start(&config).await;
     let host = format!("quiet.{DOMAIN}");
     // The stream ends (cleanly) instead of hanging; what arrived before is delivered.
     let (status, resp) = send(&stack, "quiet", http::mcp_post(&host, PING)).await.expect("stream ends cleanly");
     assert_eq!(status, 200);
     assert_eq!(&resp.body()[..], b"event: message\ndata: 1");
+    let rec = record_with_reason(&audit, "sse_idle_timeout").await;
+    assert_eq!((rec["decision"].as_str(), rec["outcome"].as_str()), (Some("allow"), Some("aborted")), "{rec}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,8 +152,55 @@ async fn a_plain_body_past_the_route_timeout_fails_instead_of_looking_complete()
     const PARTIAL: &[u8] =
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"jsonrpc\"";
     let (port, _arrived) = scripted_upstream(PARTIAL).await;
-    let stack = Stack::start(&route("slow", port, "timeout = \"500ms\"")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, audit) = audited(dir.path(), &route("slow", port, "timeout = \"500ms\""));
+    let stack = Stack::start(&config).await;
     let host = format!("slow.{DOMAIN}");
     let err = send(&stack, "slow", http::mcp_post(&host, PING)).await.expect_err("a truncated body is an error");
     assert!(!err.is_empty());
+    let rec = record_with_reason(&audit, "response_timeout").await;
+    assert_eq!((rec["http_status"].as_u64(), rec["outcome"].as_str()), (Some(200), Some("aborted")), "{rec}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connections_over_max_streams_get_503_until_one_ends() {
+    // The upstream takes the first request and never answers: that client's connection
+    // holds the tunnel's only stream slot.
+    let (port, mut arrived) = scripted_upstream(b"").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (demo, stop) = demo_upstream().await;
+    let routes = format!("max_streams = 1\n{}{}", route("one", port, "timeout = \"30s\""), route("two", demo, ""));
+    let (config, audit) = audited(dir.path(), &routes);
+    let stack = std::sync::Arc::new(Stack::start(&config).await);
+    let host = format!("one.{DOMAIN}");
+    let first = {
+        let (stack, host) = (stack.clone(), host.clone());
+        tokio::spawn(async move { send(&stack, "one", http::mcp_post(&host, PING)).await })
+    };
+    arrived.recv().await.expect("first request reached the upstream");
+
+    let (status, resp) = send(&stack, "one", http::mcp_post(&host, PING)).await.expect("a readable refusal");
+    assert_eq!(status, 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(json(&resp)["error"], "too_many_streams");
+    let rec = record_with_reason(&audit, "too_many_streams").await;
+    assert_eq!((rec["decision"].as_str(), rec["http_status"].as_u64()), (Some("deny"), Some(503)), "{rec}");
+    assert_eq!((rec["route"].as_str(), rec["connection"].as_u64()), (Some(host.as_str()), Some(0)), "{rec}");
+    assert!(rec["stream"].as_u64().is_some(), "{rec}");
+
+    // The slot frees when the first client goes away (the gateway sees its stream end a
+    // moment later, so poll, bounded).
+    first.abort();
+    let _ = first.await;
+    let host = format!("two.{DOMAIN}");
+    let mut last = 0;
+    for _ in 0..100 {
+        last = send(&stack, "two", http::mcp_post(&host, PING)).await.map(|(s, _)| s).unwrap_or(0);
+        if last != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 200, "the slot was never freed");
+    stop.cancel();
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::python::{client, PyServer};
-use common::{http, Stack, DOMAIN};
+use common::{audit_records, http, Stack, DOMAIN};
 use serde_json::Value;
 
 fn route(upstream: &str, extra: &str) -> String {
@@ -90,4 +90,71 @@ async fn pass_through_route_forwards_authorization_and_discovery_documents() {
         Some(Value::from("no_route")),
         "the gateway must forward discovery, not answer no_route"
     );
+}
+
+/// An Ed25519 key pair: its PKCS#8 (to sign with) and its JWK (for the JWKS file).
+fn ed25519_key(kid: &str) -> (Vec<u8>, Value) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).expect("keygen");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+    let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    (pkcs8.as_ref().to_vec(), serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid}))
+}
+
+fn signed(pkcs8: &[u8], kid: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(pkcs8)).expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_route_admits_a_valid_token_audits_its_subject_and_refuses_a_wrong_audience() {
+    let server = PyServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pkcs8, jwk) = ed25519_key("k1");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::json!({ "keys": [jwk] }).to_string()).expect("write jwks");
+    let audit = dir.path().join("audit.jsonl");
+    let host = format!("echo.{DOMAIN}");
+    let resource = format!("https://{host}/mcp");
+    let auth = format!(
+        "[routes.auth]\nmode = \"jwt\"\njwks = \"{}\"\nissuer = \"https://idp.test\"\naudiences = [\"{resource}\"]\n\
+         [audit]\nsink = \"file\"\npath = \"{}\"\n",
+        jwks.display(),
+        audit.display()
+    );
+    let stack = Stack::start(&route(&server.upstream(), &auth)).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = |aud: &str| {
+        serde_json::json!({"iss": "https://idp.test", "aud": aud, "sub": "agent-7", "client_id": "ci-bot",
+                           "iat": now, "exp": now + 300})
+    };
+
+    // A real SDK session with a valid token; the token stays at the gateway.
+    let header = format!("Authorization=Bearer {}", signed(&pkcs8, "k1", &claims(&resource)));
+    let out =
+        client(&stack.url("echo"), &stack.inner_ca_path(), &["--mode", "legacy", "--header", &header, "whoami"]).await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["headers"]["authorization"], Value::Null, "token passed upstream: {out}");
+
+    // A token for another audience: 401 with an invalid_token challenge.
+    let mut req = http::mcp_post(&host, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    let other = signed(&pkcs8, "k1", &claims("https://elsewhere.test/mcp"));
+    req.headers_mut().insert("authorization", format!("Bearer {other}").parse().expect("header"));
+    let resp = raw(&stack, req).await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"].to_str().expect("ascii").contains("invalid_token"));
+
+    // The audit trail names the caller for the allowed calls and the reason for the refusal.
+    let records =
+        audit_records(&audit, |r| r.iter().any(|r| r["tool"] == "whoami") && r.iter().any(|r| r["decision"] == "deny"))
+            .await;
+    let call = records.iter().find(|r| r["tool"] == "whoami").expect("tools/call record");
+    assert_eq!((call["auth"].as_str(), call["identity"].as_str()), (Some("jwt"), Some("agent-7 (client ci-bot)")));
+    let denied = records.iter().find(|r| r["decision"] == "deny").expect("refusal record");
+    assert_eq!((denied["auth"].as_str(), denied["http_status"].as_u64()), (Some("jwt"), Some(401)), "{denied}");
+    let text = std::fs::read_to_string(&audit).expect("audit");
+    assert!(!text.contains(&other[..40]), "a token reached the audit trail");
 }

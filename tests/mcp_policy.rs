@@ -5,12 +5,10 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::python::{client, PyServer};
-use common::Stack;
+use common::{audit_records, Stack};
 use serde_json::Value;
 
 /// Everything the process logs, at every level, from every crate.
@@ -39,20 +37,6 @@ impl Write for Shared {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Audit records in `path`, waiting (bounded) until `done` holds for them.
-async fn audit_records(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let mut records = Vec::new();
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        records = text.lines().map(|l| serde_json::from_str(l).expect("each audit line is JSON")).collect();
-        if done(&records) {
-            return records;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("audit records never complete: {records:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

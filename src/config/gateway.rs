@@ -29,6 +29,7 @@ struct Raw {
     shutdown_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
+    max_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +126,8 @@ pub struct GatewayConfig {
     pub audit: super::controls::AuditSettings,
     /// The gateway's state directory (control socket, kill state, tool pins), when set.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Most client connections (tunnel streams) served at once, over all tunnel connections.
+    pub max_streams: usize,
 }
 
 /// Defaults for values a config may omit.
@@ -138,6 +141,9 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
     /// Idle time after which a client connection is closed (MCP streams can be quiet).
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+    /// Client connections served at once: the edge's default cap on public connections,
+    /// so an edge that admits a client also finds the gateway willing to serve it.
+    pub const MAX_STREAMS: usize = 10_000;
     /// QUIC/TLS port of the edge when an address has none.
     pub const EDGE_PORT: u16 = 7844;
     /// Reconnect backoff bounds.
@@ -178,6 +184,13 @@ impl GatewayConfig {
             admin: src.admin_listen(raw.admin.as_ref())?,
             audit: super::controls::audit_settings(src, raw.audit.as_ref())?,
             state_dir: raw.state_dir.as_ref().map(|d| src.resolve(d.get_ref())),
+            max_streams: match &raw.max_streams {
+                None => defaults::MAX_STREAMS,
+                Some(n) => usize::try_from(*n.get_ref())
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| src.invalid("max_streams", n, "expected 1 to 1000000"))?,
+            },
         })
     }
 }

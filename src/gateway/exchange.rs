@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use super::forward;
-use super::limits::{collect_body, header_bytes, BodyError, BodyTimer, TimedBody};
+use super::limits::{collect_body, header_bytes, BodyError, BodyTimer, EndReason, TimedBody};
 use super::proxy::ConnInfo;
 use super::respond::{full, json_error, ClientBody};
 use super::route::Route;
@@ -150,14 +150,16 @@ where
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));
     let filter = lists_tools.then(|| route.controls.policy.clone());
-    let inspected = InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16()));
+    let ended = EndReason::default();
+    let inspected =
+        InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16(), ended.clone()));
     if inspected.will_modify() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
     let sse = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
     let timer =
         if sse { BodyTimer::Idle(route.limits.sse_idle_timeout) } else { BodyTimer::Deadline(started + route.timeout) };
-    Response::from_parts(parts, TimedBody::new(inspected, timer, Some(permit)).boxed())
+    Response::from_parts(parts, TimedBody::new(inspected, timer, Some(permit), ended).boxed())
 }
 
 /// The first message the route's policy refuses: `(reason, message)`.

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -81,6 +82,28 @@ pub enum BodyTimer {
     Idle(Duration),
 }
 
+/// Why the gateway ended a response body early, set by whoever cut it and read by the
+/// audit record written when the body is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct EndReason(Arc<OnceLock<&'static str>>);
+
+impl EndReason {
+    /// The audit `reason` of a plain response cut at the route's `timeout`.
+    pub const RESPONSE_TIMEOUT: &'static str = "response_timeout";
+    /// The audit `reason` of an SSE response ended after `sse_idle_timeout` of silence.
+    pub const SSE_IDLE: &'static str = "sse_idle_timeout";
+
+    /// Records `reason` (the first cause wins).
+    pub fn set(&self, reason: &'static str) {
+        let _ = self.0.set(reason);
+    }
+
+    /// The reason, if the gateway cut the body.
+    pub fn get(&self) -> Option<&'static str> {
+        self.0.get().copied()
+    }
+}
+
 /// The response body failed to arrive in time.
 #[derive(Debug, thiserror::Error)]
 #[error("response body timed out")]
@@ -97,17 +120,18 @@ pin_project_lite::pin_project! {
         sleep: Sleep,
         _permit: Option<OwnedSemaphorePermit>,
         done: bool,
+        ended: EndReason,
     }
 }
 
 impl<B> TimedBody<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B, timer: BodyTimer, permit: Option<OwnedSemaphorePermit>) -> Self {
+    /// Wraps `inner`; when a timer fires, its reason goes into `ended`.
+    pub fn new(inner: B, timer: BodyTimer, permit: Option<OwnedSemaphorePermit>, ended: EndReason) -> Self {
         let at = match timer {
             BodyTimer::Deadline(at) => at,
             BodyTimer::Idle(d) => Instant::now() + d,
         };
-        Self { inner, timer, sleep: tokio::time::sleep_until(at), _permit: permit, done: false }
+        Self { inner, timer, sleep: tokio::time::sleep_until(at), _permit: permit, done: false, ended }
     }
 }
 
@@ -142,9 +166,15 @@ where
                     *this.done = true;
                     match this.timer {
                         // A quiet SSE stream ends cleanly: the client reconnects if it wants.
-                        BodyTimer::Idle(_) => Poll::Ready(None),
+                        BodyTimer::Idle(_) => {
+                            this.ended.set(EndReason::SSE_IDLE);
+                            Poll::Ready(None)
+                        }
                         // A truncated plain body must not look complete.
-                        BodyTimer::Deadline(_) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
+                        BodyTimer::Deadline(_) => {
+                            this.ended.set(EndReason::RESPONSE_TIMEOUT);
+                            Poll::Ready(Some(Err(Box::new(BodyTimeout))))
+                        }
                     }
                 }
             },
@@ -179,8 +209,12 @@ mod tests {
     async fn idle_timer_ends_a_quiet_stream_and_deadline_errors() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
         let stream = tokio_stream_from(rx);
-        let mut body =
-            std::pin::pin!(TimedBody::new(StreamBody::new(stream), BodyTimer::Idle(Duration::from_secs(5)), None));
+        let mut body = std::pin::pin!(TimedBody::new(
+            StreamBody::new(stream),
+            BodyTimer::Idle(Duration::from_secs(5)),
+            None,
+            EndReason::default()
+        ));
         tx.send(Ok(Frame::data(Bytes::from_static(b"data: 1\n\n")))).await.unwrap();
         assert!(body.frame().await.unwrap().is_ok());
         // Nothing more arrives: the paused clock advances to the idle timeout.
@@ -188,8 +222,11 @@ mod tests {
 
         let (_tx2, rx2) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
         let deadline = BodyTimer::Deadline(Instant::now() + Duration::from_secs(1));
-        let mut body = std::pin::pin!(TimedBody::new(StreamBody::new(tokio_stream_from(rx2)), deadline, None));
+        let ended = EndReason::default();
+        let mut body =
+            std::pin::pin!(TimedBody::new(StreamBody::new(tokio_stream_from(rx2)), deadline, None, ended.clone()));
         assert!(body.frame().await.unwrap().is_err());
+        assert_eq!(ended.get(), Some(EndReason::RESPONSE_TIMEOUT));
     }
 
     fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> {

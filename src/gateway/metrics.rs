@@ -64,6 +64,8 @@ pub struct GatewayMetrics {
     pub streams: Counter,
     /// Tunnel streams being served now.
     pub streams_active: Gauge,
+    /// Tunnel streams answered 503 because the tunnel's `max_streams` were in use.
+    pub streams_refused: Counter,
     /// Bytes on tunnel streams (inner TLS records) received from clients.
     pub bytes_from_client: stats::Counter,
     /// Bytes on tunnel streams sent to clients.
@@ -99,6 +101,7 @@ impl GatewayMetrics {
             upstream_errors: Family::default(),
             streams: Counter::default(),
             streams_active: Gauge::default(),
+            streams_refused: Counter::default(),
             bytes_from_client: direction("from_client"),
             bytes_to_client: direction("to_client"),
             registrations: Family::default(),
@@ -126,6 +129,7 @@ impl GatewayMetrics {
         registry.register("upstream_errors", "Failed upstream requests by kind", m.upstream_errors.clone());
         registry.register("streams", "Tunnel streams served", m.streams.clone());
         registry.register("streams_active", "Tunnel streams being served", m.streams_active.clone());
+        registry.register("streams_refused", "Tunnel streams refused over max_streams", m.streams_refused.clone());
         registry.register("stream_bytes", "Bytes on tunnel streams by direction", stream_bytes);
         registry.register(
             "tunnel_registrations",

@@ -4,6 +4,7 @@
 //! `upstream` (allow-listed, pooled connections to MCP servers).
 
 pub mod allowlist;
+pub mod busy;
 pub mod dial;
 pub mod discovery;
 pub mod exchange;
@@ -75,6 +76,9 @@ pub struct GatewayShared {
     pub auditor: Auditor,
     /// This gateway's tunnel id (from its certificate), for audit records.
     pub tunnel: String,
+    /// One permit per client connection served at once (`max_streams`, all tunnel
+    /// connections together); streams over it are answered 503 (`busy`).
+    pub stream_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl GatewayShared {
@@ -136,6 +140,7 @@ impl Gateway {
             routes: RwLock::new(config.routes.clone()),
             inner_tls: InnerTls::new(inner),
             idle_timeout: config.idle_timeout,
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             reloads: watch::channel(0).0,
             metrics,
         });

@@ -20,6 +20,8 @@ use super::GatewayShared;
 /// What the gateway knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The tunnel connection slot (`[edge] connections`, 0-based) the stream came on.
+    pub connection: u32,
     /// Edge-assigned stream id (matches the edge's logs).
     pub stream_id: u64,
     /// Client address as reported by the edge.
@@ -89,7 +91,7 @@ fn is_safe_path(path: &str) -> bool {
 }
 
 /// The host a request is for: the URI authority (HTTP/2) or the `Host` header (HTTP/1.1).
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+pub(super) fn request_host(req: &Request<Incoming>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())

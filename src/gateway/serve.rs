@@ -50,6 +50,7 @@ impl InnerTls {
 pub async fn serve_stream(
     mut stream: TunnelStream,
     open: Option<Open>,
+    connection: u32,
     shared: Arc<GatewayShared>,
     shutdown: CancellationToken,
 ) {
@@ -94,8 +95,12 @@ pub async fn serve_stream(
     // Route by the name the client asked *this* TLS session for, not the edge's report.
     let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase).unwrap_or(open.sni);
     let client_addr = open.client_addr;
-    let conn = Arc::new(ConnInfo { stream_id, client_addr, sni });
+    let conn = Arc::new(ConnInfo { connection, stream_id, client_addr, sni });
     debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
+    // Held until the client's connection ends.
+    let Ok(_slot) = shared.stream_slots.clone().try_acquire_owned() else {
+        return super::busy::serve(tls, shared, conn).await;
+    };
     let routing = shared.clone();
     // Set once the first request has arrived (see the shutdown branch below).
     let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);

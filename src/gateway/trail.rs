@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::limits::EndReason;
 use super::proxy::ConnInfo;
 use super::route::Route;
 use crate::audit::record::{auth, decision, event, millis, outcome};
@@ -25,15 +26,10 @@ pub struct Trail {
 impl Trail {
     /// The fields known before anything is read.
     pub fn new(auditor: &Auditor, tunnel: &str, route: &Arc<Route>, conn: &ConnInfo, method: &http::Method) -> Self {
-        let mut base = AuditRecord::new(event::MCP);
+        let mut base = base_record(auditor, tunnel, conn, method);
         if auditor.is_enabled() {
-            base.tunnel = Some(tunnel.to_owned());
-            base.stream = Some(conn.stream_id);
-            base.client_addr = Some(conn.client_addr.to_string());
-            base.sni = Some(conn.sni.clone());
             base.route = Some(route.name.clone());
             base.upstream = Some(route.upstream_label());
-            base.http_method = Some(method.as_str().to_owned());
             base.auth = Some(auth::NONE);
         }
         Self { auditor: auditor.clone(), route: route.clone(), base, messages: Vec::new(), started: Instant::now() }
@@ -94,10 +90,12 @@ impl Trail {
     }
 
     /// The callback the response inspector calls when the response ends, however it ends.
-    pub fn on_done(self, status: u16) -> OnDone {
+    /// `ended` says why, when the gateway cut the body (timeouts).
+    pub fn on_done(self, status: u16, ended: EndReason) -> OnDone {
         Box::new(move |summary: ResponseSummary| {
             let mut base = self.base.clone();
             base.decision = Some(decision::ALLOW);
+            base.reason = ended.get();
             base.bytes_out = Some(summary.bytes_out);
             base.outcome = Some(if summary.complete { outcome::COMPLETE } else { outcome::ABORTED });
             let errors = summary.errors;
@@ -135,4 +133,38 @@ impl Trail {
             self.auditor.record(rec);
         }
     }
+}
+
+/// The fields of the connection and request line, known before any route matched.
+fn base_record(auditor: &Auditor, tunnel: &str, conn: &ConnInfo, method: &http::Method) -> AuditRecord {
+    let mut base = AuditRecord::new(event::MCP);
+    if auditor.is_enabled() {
+        base.tunnel = Some(tunnel.to_owned());
+        base.connection = Some(conn.connection);
+        base.stream = Some(conn.stream_id);
+        base.client_addr = Some(conn.client_addr.to_string());
+        base.sni = Some(conn.sni.clone());
+        base.http_method = Some(method.as_str().to_owned());
+    }
+    base
+}
+
+/// Records a refusal of a request that matched no route (the gateway answered it itself).
+pub fn refuse_unrouted(
+    auditor: &Auditor,
+    tunnel: &str,
+    conn: &ConnInfo,
+    method: &http::Method,
+    status: u16,
+    reason: &'static str,
+) {
+    if !auditor.is_enabled() {
+        return;
+    }
+    let mut rec = base_record(auditor, tunnel, conn, method);
+    rec.decision = Some(decision::DENY);
+    rec.reason = Some(reason);
+    rec.outcome = Some(outcome::COMPLETE);
+    rec.http_status = Some(status);
+    auditor.record(rec);
 }

@@ -324,7 +324,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     let ended = loop {
         tokio::select! {
             accepted = incoming.accept() => match accepted {
-                Some((stream, open)) => { streams.spawn(serve_stream(stream, open, ctx.shared.clone(), drain.clone())); }
+                Some((stream, open)) => { streams.spawn(serve_stream(stream, open, ctx.dialer.index, ctx.shared.clone(), drain.clone())); }
                 None => break Ended::Lost("connection closed".to_owned()),
             },
             msg = control.recv() => match msg.unwrap_or(Ok(None)) {
@@ -340,7 +340,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
             _ = ctx.shutdown.cancelled() => {
                 // Graceful: tell the edge to route nothing new here, let in-flight finish.
                 send_drain(&mut control_wr, ctx.shutdown_timeout).await;
-                finish(&mut incoming, ctx.shared, &streams, &drain, ctx.shutdown_timeout).await;
+                finish(&mut incoming, ctx.dialer.index, ctx.shared, &streams, &drain, ctx.shutdown_timeout).await;
                 break Ended::Shutdown;
             }
         }
@@ -358,11 +358,11 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     // Make-before-break: the caller connects anew now, while this connection finishes
     // its in-flight streams in the background.
     info!(connection = connection_id, "moving off this connection; in-flight streams finish in the background");
-    let (shared, shutdown) = (ctx.shared.clone(), ctx.shutdown.clone());
+    let (shared, shutdown, index) = (ctx.shared.clone(), ctx.shutdown.clone(), ctx.dialer.index);
     let limit = grace.clamp(Duration::from_secs(1), ctx.shutdown_timeout.max(Duration::from_secs(1)));
     ctx.lingering.spawn(async move {
         tokio::select! {
-            _ = finish(&mut incoming, &shared, &streams, &drain, limit) => {}
+            _ = finish(&mut incoming, index, &shared, &streams, &drain, limit) => {}
             _ = shutdown.cancelled() => drain.cancel(),
         }
         closer.close(b"drained").await;
@@ -382,6 +382,7 @@ async fn send_drain<W: AsyncWrite + Unpin>(control: &mut W, grace: Duration) {
 /// replacement registered), so waiting for that close loses no byte in flight.
 async fn finish(
     incoming: &mut Incoming,
+    connection: u32,
     shared: &Arc<GatewayShared>,
     streams: &TaskTracker,
     drain: &CancellationToken,
@@ -394,7 +395,7 @@ async fn finish(
     let late = CancellationToken::new();
     let done = async {
         while let Some((stream, open)) = incoming.accept().await {
-            streams.spawn(serve_stream(stream, open, shared.clone(), late.clone()));
+            streams.spawn(serve_stream(stream, open, connection, shared.clone(), late.clone()));
         }
         streams.wait().await;
     };

@@ -141,9 +141,13 @@ hostnames = ["other.example"]
     ) -> String {
         // Audit records stay out of the test output unless a test configures them.
         let audit = if routes.contains("[audit]") { "" } else { "[audit]\nsink = \"off\"\n" };
+        // Top-level keys (lines before the first table header) must precede every table.
+        let split = routes.find("\n[").map_or(routes.len(), |i| i + 1);
+        let (top, routes) = if routes.trim_start().starts_with('[') { ("", routes) } else { routes.split_at(split) };
         format!(
             r#"tunnel_domain = "{DOMAIN}"
 shutdown_timeout = "5s"
+{top}
 [edge]
 address = "{address}"
 server_name = "localhost"
@@ -236,4 +240,19 @@ pub async fn wait_settled(status: &mut watch::Receiver<TunnelState>) -> TunnelSt
         Ok(Err(_)) => TunnelState::Stopped,
         Err(_) => panic!("gateway state did not settle within 15 s (still {:?})", *status.borrow()),
     }
+}
+
+/// Audit records in `path` (the writer is a background task), polling until `done` holds
+/// for them; panics after 10 s.
+pub async fn audit_records(path: &Path, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        records = text.lines().map(|l| serde_json::from_str(l).expect("each audit line is JSON")).collect();
+        if done(&records) {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("audit records never complete: {records:#?}");
 }
