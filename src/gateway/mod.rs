@@ -75,6 +75,8 @@ pub struct GatewayShared {
     pub auditor: Auditor,
     /// This gateway's tunnel id (from its certificate), for audit records.
     pub tunnel: String,
+    /// Tool calls waiting for approval, by approval id (outlives config reloads).
+    pub approvals: Arc<crate::approval::Approvals>,
 }
 
 impl GatewayShared {
@@ -131,6 +133,7 @@ impl Gateway {
         };
         let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
         let shared = Arc::new(GatewayShared {
+            approvals: crate::approval::Approvals::new(metrics.approvals.clone()),
             auditor,
             tunnel,
             routes: RwLock::new(config.routes.clone()),
