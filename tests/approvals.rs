@@ -179,6 +179,8 @@ async fn approve_and_deny_through_the_cli_while_ungated_calls_pass_and_the_webho
     assert_eq!(call.id.len(), 16);
     assert_eq!(upstream_calls(&s.stack, "pay").await, json!({}), "the held call reached the upstream");
     assert_eq!(s.shared.approvals.len(), 1, "the gated call still waits after the ungated one finished");
+    let scrape = s.shared.metrics.render(&[]);
+    assert!(scrape.contains("mcp_tunnel_gateway_approvals_pending 1\n"), "{scrape}");
 
     // The webhook notice: id, route, tool, visible arguments only, deadline.
     let notice = tokio::time::timeout(WAIT, notices.recv()).await.expect("webhook notice").expect("notice");
@@ -218,6 +220,12 @@ async fn approve_and_deny_through_the_cli_while_ungated_calls_pass_and_the_webho
     assert!(message.contains(&denied.id) && message.contains("over budget"), "{message}");
     assert_eq!(upstream_calls(&s.stack, "pay").await, json!({"charge": 1}), "a denied call reached the upstream");
 
+    let scrape = s.shared.metrics.render(&[]);
+    assert!(scrape.contains("mcp_tunnel_gateway_approvals_pending 0\n"), "{scrape}");
+    for outcome in ["approved", "denied"] {
+        let line = format!("mcp_tunnel_gateway_approval_decisions_total{{outcome=\"{outcome}\"}} 1\n");
+        assert!(scrape.contains(&line), "{line} not in {scrape}");
+    }
     let uid = rustix::process::getuid().as_raw();
     let approver = format!("uid:{uid} via socket");
     let records = audit(&s.audit, |r| {
@@ -363,4 +371,45 @@ async fn sse_clients_get_keepalive_comments_then_the_answer_and_plain_clients_ju
         serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("json");
     assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(8), json!(-32011)), "{body}");
     assert_eq!(body["error"]["data"]["approval_id"], id.as_str());
+}
+
+#[test]
+fn approval_config_mistakes_name_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::write_pki(dir.path(), "certs", "acme");
+    let head = "tunnel_domain = \"t.test\"\n[edge]\naddress = \"127.0.0.1:7844\"\nca = \"certs/edge/ca.pem\"\n\
+                cert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n[inner_tls]\n\
+                cert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n\
+                [[routes]]\nhost = \"a\"\nupstream = \"http://x:1\"\n[routes.approval]\n";
+    let cases = [
+        ("tools = []\n", ":14: `routes[0].approval.tools`: name at least one tool"),
+        ("tools = [\"\"]\n", ":14: `routes[0].approval.tools[0]`: empty name pattern"),
+        ("tools = [\"x\"]\nmax_pending = 0\n", ":15: `routes[0].approval.max_pending`: expected 1 to 10000"),
+        ("tools = [\"x\"]\ntimeout = \"0s\"\n", ":15: `routes[0].approval.timeout`: must be greater than zero"),
+        ("tools = [\"x\"]\nkeepalive = \"soon\"\n", ":15: `routes[0].approval.keepalive`: expected a duration"),
+        (
+            "tools = [\"x\"]\nwebhook = \"ftp://h/x\"\n",
+            ":15: `routes[0].approval.webhook`: scheme must be http:// or https://",
+        ),
+        (
+            "tools = [\"x\"]\nwebhook = \"https://10.0.0.1/x\"\n",
+            ":15: `routes[0].approval.webhook`: an https:// webhook needs `webhook_ca`",
+        ),
+        ("tools = [\"x\"]\nwebhook = \"http://u:p@10.0.0.1/x\"\n", ":15: `routes[0].approval.webhook`: credentials"),
+        (
+            "tools = [\"x\"]\nwebhook_ca = \"certs/inner/ca.pem\"\n",
+            ":15: `routes[0].approval.webhook_ca`: only applies with `webhook`",
+        ),
+        ("tools = [\"x\"]\ncolour = 1\n", "unknown field `colour`"),
+    ];
+    for (table, want) in cases {
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, format!("{head}{table}")).expect("write");
+        let err = mcp_tunnel::config::gateway::GatewayConfig::load(&path).expect_err(table).to_string();
+        assert!(err.contains(want), "{table:?}: got {err}");
+    }
+    let path = dir.path().join("g.toml");
+    let ok = "tools = [\"x\"]\nwebhook = \"https://10.0.0.1/x\"\nwebhook_ca = \"certs/inner/ca.pem\"\n";
+    std::fs::write(&path, format!("{head}{ok}")).expect("write");
+    mcp_tunnel::config::gateway::GatewayConfig::load(&path).expect("valid approval table loads");
 }

@@ -1,5 +1,6 @@
-//! Approval metrics (documented in docs/metrics.md): calls waiting now, by route, and
-//! how waits ended, by outcome.
+//! Approval metrics (documented in docs/metrics.md): calls waiting now (all routes; an
+//! unlabelled series exists from the start, where a per-route one would appear only once a
+//! call waits) and how waits ended, by outcome.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,7 +15,7 @@ pub const OUTCOMES: [&str; 5] = ["approved", "denied", "expired", "cancelled", "
 /// The approval metric families (cheap to clone: they share their values).
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalMetrics {
-    pending: Family<Labels, Gauge>,
+    pending: Gauge,
     decisions: Family<Labels, Counter>,
 }
 
@@ -24,13 +25,13 @@ impl ApprovalMetrics {
         for outcome in OUTCOMES {
             let _ = self.decisions.get_or_create(&labels(&[("outcome", outcome)]));
         }
-        registry.register("approvals_pending", "Tool calls waiting for approval, by route", self.pending.clone());
+        registry.register("approvals_pending", "Tool calls waiting for approval", self.pending.clone());
         registry.register("approval_decisions", "Approval waits ended, by outcome", self.decisions.clone());
     }
 
-    /// Moves the pending gauge of `route` by `delta`.
-    pub fn pending(&self, route: &str, delta: i64) {
-        self.pending.get_or_create(&labels(&[("route", route)])).inc_by(delta);
+    /// Moves the pending gauge by `delta`.
+    pub fn pending(&self, delta: i64) {
+        self.pending.inc_by(delta);
     }
 
     /// Counts a wait that ended with `outcome` (one of [`OUTCOMES`]).

@@ -152,7 +152,7 @@ impl Approvals {
         }
         entries.insert(call.id.clone(), Entry { call: call.clone(), decide: tx });
         drop(entries);
-        self.metrics.pending(&call.route, 1);
+        self.metrics.pending(1);
         Ok(Ticket { call, decision: Some(rx), registry: self.clone(), open: true })
     }
 
@@ -171,7 +171,7 @@ impl Approvals {
     /// Applies an operator's decision; returns the call it applied to.
     pub fn decide(&self, id: &str, decision: Decision) -> Result<Arc<PendingCall>, DecideError> {
         let entry = self.lock().remove(id).ok_or_else(|| DecideError::NotFound(id.to_owned()))?;
-        self.metrics.pending(&entry.call.route, -1);
+        self.metrics.pending(-1);
         // The waiter may be going away at this very moment; it then records `cancelled`.
         let _ = entry.decide.send(decision);
         Ok(entry.call)
@@ -179,11 +179,11 @@ impl Approvals {
 
     /// Takes `id` out if it is still waiting (expiry or cancellation).
     fn remove(&self, id: &str) -> bool {
-        let removed = self.lock().remove(id);
-        if let Some(entry) = &removed {
-            self.metrics.pending(&entry.call.route, -1);
+        let removed = self.lock().remove(id).is_some();
+        if removed {
+            self.metrics.pending(-1);
         }
-        removed.is_some()
+        removed
     }
 }
 

@@ -1,6 +1,6 @@
 //! One request on a route, in order: Origin → authentication → limits → read and inspect
-//! the body → MCP policy → forward → relay the response through the inspector, which
-//! writes the audit records when the response ends.
+//! the body → MCP policy → approval gate → forward → relay the response through the
+//! inspector, which writes the audit records when the response ends.
 
 use std::sync::Arc;
 
