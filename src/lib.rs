@@ -12,11 +12,13 @@
 //! - [`auth`]: optional per-route bearer/JWT authentication at the gateway, Origin checks.
 //! - [`stdio`]: Streamable HTTP bridged to stdio-only MCP servers, one child per session.
 //! - [`demo`]: everything in one process, with an example MCP server and client.
+//! - [`approval`]: approval gates (tool calls held until an operator decides).
 //! - [`control`]: the control plane (approvals, kill switch, tool pins) over a Unix socket and the admin API.
 //! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod certs_cli;

@@ -74,6 +74,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Approve or deny tool calls held by a running gateway's approval gates.
+    Approvals(mcp_tunnel::approval::cli::ApprovalsArgs),
     /// Serve the example MCP server (Streamable HTTP at /mcp; tools echo, add, countdown).
     ExampleServer {
         /// Address to listen on.
@@ -205,6 +207,7 @@ async fn run(command: Command) -> Result<()> {
             println!("{}", mcp_tunnel::auth::hash_token(token));
         }
         Command::Check { config } => check(&config)?,
+        Command::Approvals(args) => print!("{}", mcp_tunnel::approval::cli::run(args).await?),
         Command::Doctor { config, timeout, json } => {
             let timeout = mcp_tunnel::config::parse_duration(&timeout).map_err(anyhow::Error::msg)?;
             let opts = mcp_tunnel::doctor::Options { timeout };

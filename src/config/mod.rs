@@ -4,6 +4,7 @@
 //! Relative paths in a config file are resolved against the file's directory, so a
 //! config and its certificates can move together.
 
+mod approval;
 pub mod controls;
 pub mod edge;
 pub mod gateway;

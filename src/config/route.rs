@@ -39,6 +39,7 @@ pub(super) struct RawRoute {
     auth: Option<RawAuth>,
     policy: Option<RawPolicy>,
     audit: Option<RawRouteAudit>,
+    approval: Option<super::approval::RawApproval>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,7 +89,7 @@ pub(super) fn route_table(
         };
         let timeout = src.positive_duration(&key("timeout"), r.timeout.as_ref(), default_timeout)?;
         let limits = route_limits(src, &key, r.limits.as_ref())?;
-        let controls = route_controls(
+        let mut controls = route_controls(
             src,
             &key,
             RawControls {
@@ -99,6 +100,7 @@ pub(super) fn route_table(
                 at: &r.host,
             },
         )?;
+        controls.approval = super::approval::approval_gate(src, &key, r.approval.as_ref(), &allow, connect_timeout)?;
         let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
         let name = match &path_prefix {
             Some(p) => format!("{host}{p}"),

@@ -22,6 +22,9 @@ pub async fn dispatch(
 ) -> Result<Value, ControlError> {
     let _ = (caller, args);
     match op {
+        _ if op.starts_with("approvals.") => {
+            crate::approval::control::handle(shared, caller, op.trim_start_matches("approvals."), args)
+        }
         "status" => Ok(serde_json::json!({ "routes": shared.routes().len() })),
         _ => Err(ControlError::UnknownOp(op.to_owned())),
     }

@@ -1,6 +1,6 @@
 //! One request on a route, in order: Origin → authentication → limits → read and inspect
-//! the body → MCP policy → forward → relay the response through the inspector, which
-//! writes the audit records when the response ends.
+//! the body → MCP policy → approval gate → forward → relay the response through the
+//! inspector, which writes the audit records when the response ends.
 
 use std::sync::Arc;
 
@@ -10,10 +10,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::forward;
 use super::limits::{collect_body, header_bytes, BodyError, BodyTimer, EndReason, TimedBody};
+use super::metrics::GatewayMetrics;
 use super::proxy::ConnInfo;
 use super::respond::{full, json_error, ClientBody};
 use super::route::Route;
@@ -109,28 +111,66 @@ pub async fn run(
             if let Some((reason, message)) = denied(route, &info) {
                 shared.metrics.policy_denial(&route.name, reason);
                 trail.refuse(200, reason, Some(jsonrpc::POLICY_DENIED));
-                return full(StatusCode::OK, "application/json", denial_body(&info, &message));
+                return full(StatusCode::OK, "application/json", refusal_body(&info, jsonrpc::POLICY_DENIED, &message));
             }
             (route.upstream_path(parts.uri.path()).into_owned(), info)
         }
     };
-    if let Some(bridge) = &route.stdio {
-        // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
-        shared.metrics.mcp_requests(&route.name, &info);
-        let response = bridge.handle(Request::from_parts(parts, body)).await;
-        return relay(route, response.map(|b| b.map_err(BoxError::from)), &info, trail, started, permit);
-    }
-    let response = match forward::send(route, conn, host, parts, &upstream_path, body).await {
-        Ok(r) => r,
-        Err(resp) => {
-            trail.fail(resp.status().as_u16(), "upstream_failed");
-            return resp;
-        }
+    let onward = Onward {
+        route: route.clone(),
+        conn: conn.clone(),
+        host: host.to_owned(),
+        metrics: shared.metrics.clone(),
+        parts,
+        body,
+        upstream_path,
+        info,
+        permit,
     };
-    shared.metrics.mcp_requests(&route.name, &info);
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
-    relay(route, response, &info, trail, started, permit)
+    // A gated tools/call waits here for a human decision (src/approval/).
+    if let Some(gate) = crate::approval::gate_for(route, &onward.info) {
+        return crate::approval::hold(shared, gate, onward, trail).await;
+    }
+    onward.deliver(trail, started).await
+}
+
+/// What is left of an exchange once every check passed: forward the request and relay
+/// the answer. Owns what it needs, so an approval gate can run it later.
+pub struct Onward {
+    pub route: Arc<Route>,
+    pub conn: ConnInfo,
+    pub host: String,
+    pub metrics: Arc<GatewayMetrics>,
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+    pub upstream_path: String,
+    pub info: RequestInfo,
+    pub permit: OwnedSemaphorePermit,
+}
+
+impl Onward {
+    /// Forwards the request (to the stdio bridge or the HTTP upstream) and relays the
+    /// response; `started` starts the response deadline.
+    pub async fn deliver(self, trail: Trail, started: tokio::time::Instant) -> Response<ClientBody> {
+        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit } = self;
+        if let Some(bridge) = &route.stdio {
+            // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
+            metrics.mcp_requests(&route.name, &info);
+            let response = bridge.handle(Request::from_parts(parts, body)).await;
+            return relay(&route, response.map(|b| b.map_err(BoxError::from)), &info, trail, started, permit);
+        }
+        let response = match forward::send(&route, &conn, &host, parts, &upstream_path, body).await {
+            Ok(r) => r,
+            Err(resp) => {
+                trail.fail(resp.status().as_u16(), "upstream_failed");
+                return resp;
+            }
+        };
+        metrics.mcp_requests(&route.name, &info);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
+        relay(&route, response, &info, trail, started, permit)
+    }
 }
 
 /// Wraps the upstream's response: inspection (and `tools/list` filtering), then timers.
@@ -140,7 +180,7 @@ fn relay<B>(
     info: &RequestInfo,
     trail: Trail,
     started: tokio::time::Instant,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) -> Response<ClientBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
@@ -179,19 +219,17 @@ fn denied(route: &Route, info: &RequestInfo) -> Option<(&'static str, String)> {
     })
 }
 
-/// The JSON-RPC answer to a refused request: one error per request in it (a batch is
-/// refused whole, so no part of it runs).
-fn denial_body(info: &RequestInfo, message: &str) -> Bytes {
+/// The JSON-RPC answer to a refused request: one error with `code` per request in it (a
+/// batch is refused whole, so no part of it runs).
+pub fn refusal_body(info: &RequestInfo, code: i64, message: &str) -> Bytes {
     let ids: Vec<&Value> =
         info.messages.iter().filter(|m| m.kind == MessageKind::Request).filter_map(|m| m.id.as_ref()).collect();
     if !info.batch {
-        return error_body(ids.first().copied(), jsonrpc::POLICY_DENIED, message, None);
+        return error_body(ids.first().copied(), code, message, None);
     }
     let errors: Vec<Value> = ids
         .iter()
-        .map(|id| {
-            serde_json::from_slice(&error_body(Some(id), jsonrpc::POLICY_DENIED, message, None)).unwrap_or(Value::Null)
-        })
+        .map(|id| serde_json::from_slice(&error_body(Some(id), code, message, None)).unwrap_or(Value::Null))
         .collect();
     Bytes::from(Value::Array(errors).to_string())
 }

@@ -86,6 +86,8 @@ pub struct GatewayMetrics {
     pub policy_denials: Family<Labels, Counter>,
     /// Audit records written, dropped and lost.
     pub audit: AuditMetrics,
+    /// Calls waiting for approval and how their waits ended.
+    pub approvals: crate::approval::metrics::ApprovalMetrics,
 }
 
 impl GatewayMetrics {
@@ -112,6 +114,7 @@ impl GatewayMetrics {
             mcp_messages: Family::default(),
             policy_denials: Family::default(),
             audit: AuditMetrics::default(),
+            approvals: Default::default(),
             registry: Registry::default(),
         };
         // Series with fixed label values start at 0, so `increase()` sees their first event.
@@ -143,6 +146,7 @@ impl GatewayMetrics {
         registry.register("mcp_messages", "MCP messages forwarded by route and method", m.mcp_messages.clone());
         registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
         m.audit.register(&mut registry);
+        m.approvals.register(&mut registry);
         Arc::new(Self { registry, ..m })
     }
 

@@ -79,6 +79,8 @@ pub struct GatewayShared {
     /// One permit per client connection served at once (`max_streams`, all tunnel
     /// connections together); streams over it are answered 503 (`busy`).
     pub stream_slots: Arc<tokio::sync::Semaphore>,
+    /// Tool calls waiting for approval, by approval id (outlives config reloads).
+    pub approvals: Arc<crate::approval::Approvals>,
 }
 
 impl GatewayShared {
@@ -135,6 +137,7 @@ impl Gateway {
         };
         let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
         let shared = Arc::new(GatewayShared {
+            approvals: crate::approval::Approvals::new(metrics.approvals.clone()),
             auditor,
             tunnel,
             routes: RwLock::new(config.routes.clone()),

@@ -99,6 +99,8 @@ pub struct RouteControls {
     pub clear_arguments: Vec<String>,
     /// How other argument values are recorded.
     pub redact_mode: RedactMode,
+    /// Tool calls that wait for a human decision (`[routes.approval]`).
+    pub approval: Option<Arc<crate::approval::ApprovalGate>>,
 }
 
 impl Route {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::limits::EndReason;
 use super::proxy::ConnInfo;
 use super::route::Route;
-use crate::audit::record::{auth, decision, event, millis, outcome};
+use crate::audit::record::{approval, auth, decision, event, millis, outcome};
 use crate::audit::{AuditRecord, Auditor};
 use crate::auth::Identity;
 use crate::mcp::{redact, MessageInfo, OnDone, RequestInfo, ResponseSummary};
@@ -70,6 +70,35 @@ impl Trail {
         self.messages = info.messages.clone();
     }
 
+    /// The authenticated caller, as recorded (`subject (client id)`), if any.
+    pub fn identity_label(&self) -> Option<&str> {
+        self.base.identity.as_deref()
+    }
+
+    /// The approval state of the exchange (see `record::approval`), its id, who decided
+    /// and how long the call waited. Records without one say `not_required`.
+    pub fn approval(&mut self, state: &'static str, id: &str, approver: Option<&str>, waited: std::time::Duration) {
+        self.base.approval = Some(state);
+        self.base.approval_id = Some(id.to_owned());
+        self.base.approver = approver.map(str::to_owned);
+        self.base.approval_wait_ms = Some(millis(waited));
+    }
+
+    /// Just the approval state, for a call refused before it could wait (no id yet).
+    pub fn approval_state(&mut self, state: &'static str) {
+        self.base.approval = Some(state);
+    }
+
+    /// Records an exchange the client abandoned before the gateway answered (nothing
+    /// was forwarded).
+    pub fn abort(self, status: u16, reason: &'static str) {
+        let mut base = self.base.clone();
+        base.decision = Some(decision::DENY);
+        base.reason = Some(reason);
+        base.outcome = Some(outcome::ABORTED);
+        self.emit(base, status, |_| None, None);
+    }
+
     /// Records a refusal by the gateway (the upstream never saw the request).
     pub fn refuse(self, status: u16, reason: &'static str, jsonrpc_error: Option<i64>) {
         let mut base = self.base.clone();
@@ -114,6 +143,7 @@ impl Trail {
             return;
         }
         base.http_status = Some(status);
+        base.approval = base.approval.or(Some(approval::NOT_REQUIRED));
         base.latency_ms = Some(millis(self.started.elapsed()));
         if self.messages.is_empty() {
             base.jsonrpc_error = base.jsonrpc_error.or(only);

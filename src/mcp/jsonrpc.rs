@@ -8,11 +8,14 @@
 //! | -32602 | [`INVALID_PARAMS`] | e.g. `tools/call` without a string `params.name` |
 //! | -32603 | [`INTERNAL_ERROR`] | the gateway itself failed |
 //! | -32010 | [`POLICY_DENIED`] | the route's policy denies the method or tool |
+//! | -32011 | [`APPROVAL_DENIED`] | an approver denied the held `tools/call` |
+//! | -32012 | [`APPROVAL_EXPIRED`] | nobody decided on the held `tools/call` within the gate's timeout |
+//! | -32013 | [`APPROVAL_UNAVAILABLE`] | the call needs approval but cannot wait (too many waiting, or in a batch) |
 //! | -32020 | [`HEADER_MISMATCH`] | `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` disagree with the body |
 //!
 //! The MCP specification (2026-07-28) splits the JSON-RPC server-error range: -32000..=-32019
 //! stays implementation-defined and -32020..=-32099 is reserved for the specification (where
-//! `HeaderMismatch` is -32020). The gateway's own code, [`POLICY_DENIED`], therefore sits in the
+//! `HeaderMismatch` is -32020). The gateway's own codes ([`POLICY_DENIED`] and the approval codes) therefore sit in the
 //! implementation-defined part, away from -32000/-32001 which SDKs already use.
 
 use bytes::Bytes;
@@ -30,6 +33,12 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
 /// Gateway-specific: the request was refused by the route's MCP policy.
 pub const POLICY_DENIED: i64 = -32010;
+/// Gateway-specific: an approver denied the call (approval gates).
+pub const APPROVAL_DENIED: i64 = -32011;
+/// Gateway-specific: the call waited for approval until its timeout.
+pub const APPROVAL_EXPIRED: i64 = -32012;
+/// Gateway-specific: the call needs approval but could not be held.
+pub const APPROVAL_UNAVAILABLE: i64 = -32013;
 /// MCP `HeaderMismatch`: the HTTP headers disagree with the JSON-RPC body, or are malformed.
 pub const HEADER_MISMATCH: i64 = -32020;
 

@@ -141,9 +141,16 @@ hostnames = ["other.example"]
     ) -> String {
         // Audit records stay out of the test output unless a test configures them.
         let audit = if routes.contains("[audit]") { "" } else { "[audit]\nsink = \"off\"\n" };
-        // Top-level keys (lines before the first table header) must precede every table.
-        let split = routes.find("\n[").map_or(routes.len(), |i| i + 1);
-        let (top, routes) = if routes.trim_start().starts_with('[') { ("", routes) } else { routes.split_at(split) };
+        // Top-level keys given before the first table (e.g. `state_dir`) must precede every
+        // table header of the file to stay top-level.
+        let mut split = 0;
+        for line in routes.split_inclusive('\n') {
+            if line.trim_start().starts_with('[') {
+                break;
+            }
+            split += line.len();
+        }
+        let (top, routes) = routes.split_at(split);
         format!(
             r#"tunnel_domain = "{DOMAIN}"
 shutdown_timeout = "5s"

@@ -67,6 +67,24 @@ def whoami(ctx: Context) -> str:
     return json.dumps({name: headers.get(name) for name in WHOAMI_HEADERS})
 
 
+# How many times each counted tool below ran (one process, all sessions), so a test can
+# prove that a call held at the gateway never reached this server.
+CALLS: dict[str, int] = {}
+
+
+@srv.tool()
+def charge(amount: int, card: str = "") -> str:
+    """Pretend to charge `amount` to `card`; counted in `calls`."""
+    CALLS["charge"] = CALLS.get("charge", 0) + 1
+    return f"charged {amount}"
+
+
+@srv.tool()
+def calls() -> str:
+    """JSON object: how many times each counted tool (charge) ran."""
+    return json.dumps(CALLS)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,200 @@
+//! The exchange's approval hook: a `tools/call` of a gated tool is registered, waits for
+//! a decision (or its timeout), and only then is forwarded; a denied or expired call is
+//! answered with a JSON-RPC error and never reaches the upstream.
+//!
+//! A client that accepts `text/event-stream` gets `200 text/event-stream` at once and
+//! comment lines while it waits ([`super::body`]); any other client's request simply stays
+//! open. Either way, the client going away drops the waiting future, and with it the
+//! [`Waiting`] guard, which withdraws the call and records it as `cancelled`.
+//!
+//! A batch containing a gated call is refused whole (JSON-RPC -32013): holding one
+//! message of a batch while answering the others is not expressible in one HTTP response.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header;
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tracing::info;
+
+use super::body::held_response;
+use super::gate::ApprovalGate;
+use super::metrics::ApprovalMetrics;
+use super::registry::{PendingCall, Ticket};
+use crate::audit::record::approval;
+use crate::gateway::exchange::{refusal_body, Onward};
+use crate::gateway::respond::{full, ClientBody};
+use crate::gateway::route::Route;
+use crate::gateway::trail::Trail;
+use crate::gateway::GatewayShared;
+use crate::mcp::{error_body, jsonrpc, redact, RequestInfo};
+
+/// The route's gate, when the request calls a tool it gates.
+pub fn gate_for(route: &Route, info: &RequestInfo) -> Option<Arc<ApprovalGate>> {
+    let gate = route.controls.approval.as_ref()?;
+    let gated = info
+        .messages
+        .iter()
+        .any(|m| m.method.as_deref() == Some("tools/call") && m.tool.as_deref().is_some_and(|t| gate.gates(t)));
+    gated.then(|| gate.clone())
+}
+
+/// Holds the call until it is decided, then forwards it or answers the refusal.
+pub async fn hold(
+    shared: &GatewayShared,
+    gate: Arc<ApprovalGate>,
+    onward: Onward,
+    trail: Trail,
+) -> Response<ClientBody> {
+    let approvals = shared.approvals.clone();
+    let metrics = approvals.metrics().clone();
+    let info = &onward.info;
+    let single = match info.messages.as_slice() {
+        [m] if !info.batch => m,
+        _ => {
+            let message = "a tools/call that needs approval must be sent on its own, not in a batch";
+            return unavailable(&metrics, trail, info, "approval_batch", message);
+        }
+    };
+    let id = match approvals.new_id() {
+        Ok(id) => id,
+        Err(e) => return unavailable(&metrics, trail, info, "approval_unavailable", &e.to_string()),
+    };
+    let route = &onward.route;
+    let now = SystemTime::now();
+    let call = PendingCall {
+        id: id.clone(),
+        route: route.name.clone(),
+        tool: single.tool.clone().unwrap_or_default(),
+        arguments: single.arguments.as_ref().map(|a| redact(a, &gate.visible_arguments, route.controls.redact_mode)),
+        created: now,
+        deadline: now + gate.timeout,
+        client_addr: onward.conn.client_addr.to_string(),
+        identity: trail.identity_label().map(str::to_owned),
+        session_id: info.session_id.clone(),
+        jsonrpc_id: single.id.clone(),
+    };
+    let ticket = match approvals.register(call, gate.max_pending) {
+        Ok(t) => t,
+        Err(e) => return unavailable(&metrics, trail, info, "approval_queue_full", &e.to_string()),
+    };
+    info!(approval = %id, route = %route.name, tool = %ticket.call().tool, "tool call waiting for approval");
+    if let Some(hook) = &gate.webhook {
+        hook.notify(ticket.call());
+    }
+    let sse = accepts_sse(&onward.parts.headers);
+    let request_id = single.id.clone();
+    let waiting = Waiting { ticket: Some(ticket), trail: Some(trail), since: Instant::now(), metrics, sse };
+    let decided = decide(waiting, onward, gate.timeout);
+    if sse {
+        return held_response(&id, gate.keepalive, request_id, Box::pin(decided));
+    }
+    decided.await
+}
+
+/// Whether the client accepts an SSE response.
+fn accepts_sse(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// A call waiting for its decision. Dropped before [`Waiting::finish`] (the client went
+/// away), it withdraws the call and records it as cancelled.
+struct Waiting {
+    ticket: Option<Ticket>,
+    trail: Option<Trail>,
+    since: Instant,
+    metrics: ApprovalMetrics,
+    sse: bool,
+}
+
+impl Waiting {
+    fn finish(&mut self) -> Option<(Ticket, Trail)> {
+        Some((self.ticket.take()?, self.trail.take()?))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some((ticket, mut trail)) = self.finish() else { return };
+        let id = ticket.call().id.clone();
+        drop(ticket);
+        self.metrics.decided("cancelled");
+        info!(approval = %id, "client went away while its tool call waited for approval");
+        trail.approval(approval::CANCELLED, &id, None, self.since.elapsed());
+        // 499 (as nginx): the client closed the request before an answer; an SSE client
+        // had already received 200.
+        trail.abort(if self.sse { 200 } else { 499 }, "approval_cancelled");
+    }
+}
+
+/// Waits for the decision or the deadline, then forwards or refuses.
+async fn decide(mut waiting: Waiting, onward: Onward, timeout: Duration) -> Response<ClientBody> {
+    let deadline = waiting.since + timeout;
+    let decision = match waiting.ticket.as_mut() {
+        Some(ticket) => tokio::select! {
+            d = ticket.decision() => d,
+            () = tokio::time::sleep_until(deadline) => ticket.expire(),
+        },
+        None => None,
+    };
+    let waited = waiting.since.elapsed();
+    let metrics = waiting.metrics.clone();
+    let Some((ticket, mut trail)) = waiting.finish() else {
+        return refusal(None, jsonrpc::INTERNAL_ERROR, "approval state lost", None);
+    };
+    let call = ticket.call().clone();
+    drop(ticket);
+    let request_id = onward.info.messages.first().and_then(|m| m.id.clone());
+    match decision {
+        Some(d) if d.approved => {
+            metrics.decided("approved");
+            info!(approval = %call.id, approver = %d.approver, "tool call approved");
+            trail.approval(approval::APPROVED, &call.id, Some(&d.approver), waited);
+            onward.deliver(trail, Instant::now()).await
+        }
+        Some(d) => {
+            metrics.decided("denied");
+            info!(approval = %call.id, approver = %d.approver, "tool call denied");
+            trail.approval(approval::DENIED, &call.id, Some(&d.approver), waited);
+            trail.refuse(200, "approval_denied", Some(jsonrpc::APPROVAL_DENIED));
+            let reason = d.reason.unwrap_or_else(|| "no reason given".to_owned());
+            let message = format!("tool call {} denied by an approver (approval {}): {reason}", call.tool, call.id);
+            let data = json!({ "approval_id": call.id, "reason": reason });
+            refusal(request_id.as_ref(), jsonrpc::APPROVAL_DENIED, &message, Some(data))
+        }
+        None => {
+            metrics.decided("expired");
+            info!(approval = %call.id, "tool call approval expired");
+            trail.approval(approval::EXPIRED, &call.id, None, waited);
+            trail.refuse(200, "approval_expired", Some(jsonrpc::APPROVAL_EXPIRED));
+            let reason = format!("no decision within {}s", timeout.as_secs());
+            let message = format!("tool call {} expired waiting for approval {}: {reason}", call.tool, call.id);
+            let data = json!({ "approval_id": call.id, "reason": reason });
+            refusal(request_id.as_ref(), jsonrpc::APPROVAL_EXPIRED, &message, Some(data))
+        }
+    }
+}
+
+fn refusal(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> Response<ClientBody> {
+    full(StatusCode::OK, "application/json", error_body(id, code, message, data))
+}
+
+/// Refuses a gated call that cannot wait: one error per request in the body.
+fn unavailable(
+    metrics: &ApprovalMetrics,
+    mut trail: Trail,
+    info: &RequestInfo,
+    reason: &'static str,
+    message: &str,
+) -> Response<ClientBody> {
+    metrics.decided("refused");
+    trail.approval_state(approval::DENIED);
+    trail.refuse(200, reason, Some(jsonrpc::APPROVAL_UNAVAILABLE));
+    full(StatusCode::OK, "application/json", refusal_body(info, jsonrpc::APPROVAL_UNAVAILABLE, message))
+}

@@ -1,0 +1,27 @@
+//! Approval gates: a `tools/call` of a gated tool waits at the gateway until an operator
+//! approves or denies it, or its wait times out; the upstream sees it only once approved.
+//!
+//! In order:
+//! - [`gate`]: a route's `[routes.approval]` settings ([`ApprovalGate`]).
+//! - [`hold`]: the hook the exchange calls: register the call, wait, then forward it (or
+//!   answer a JSON-RPC error), writing the approval state into the audit trail.
+//! - [`body`]: the `text/event-stream` response a waiting SSE client gets at once: comment
+//!   lines while it waits, then the upstream's answer.
+//! - [`registry`]: the calls waiting now, by approval id ([`Approvals`], in `GatewayShared`
+//!   so it outlives config reloads).
+//! - [`webhook`]: the optional notice POSTed when a call starts waiting.
+//! - [`control`]: the `approvals.*` control operations; [`cli`]: `mcp-tunnel approvals`.
+//! - [`metrics`]: pending gauge and decisions counter.
+
+pub mod body;
+pub mod cli;
+pub mod control;
+pub mod gate;
+pub mod hold;
+pub mod metrics;
+pub mod registry;
+pub mod webhook;
+
+pub use gate::ApprovalGate;
+pub use hold::{gate_for, hold};
+pub use registry::{Approvals, Decision, PendingCall};
