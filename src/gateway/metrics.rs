@@ -37,7 +37,8 @@ const MCP_METHODS: &[&str] = &[
 ];
 
 /// `cause` values of `tunnel_disconnects_total` (see `tunnel::run`).
-pub const DISCONNECT_CAUSES: [&str; 6] = ["lost", "drained", "moved_to_quic", "shutdown", "rejected", "dial_failed"];
+pub const DISCONNECT_CAUSES: [&str; 7] =
+    ["lost", "drained", "moved_to_quic", "shutdown", "rejected", "dial_failed", "killed"];
 /// `kind` values of `tunnel_dial_errors_total` (see `DialError::kind`).
 pub const DIAL_ERROR_KINDS: [&str; 9] =
     ["resolve", "bind", "connect", "handshake", "http2", "timeout", "protocol", "rejected", "closed"];
@@ -84,6 +85,10 @@ pub struct GatewayMetrics {
     pub policy_denials: Family<Labels, Counter>,
     /// Audit records written, dropped and lost.
     pub audit: AuditMetrics,
+    /// 1 per stopped route name (`*`: the whole gateway), set by the kill switch.
+    pub killed: Family<Labels, Gauge>,
+    /// Exchanges cut by kills.
+    pub kill_cut: Counter,
 }
 
 impl GatewayMetrics {
@@ -109,6 +114,8 @@ impl GatewayMetrics {
             mcp_messages: Family::default(),
             policy_denials: Family::default(),
             audit: AuditMetrics::default(),
+            killed: Family::default(),
+            kill_cut: Counter::default(),
             registry: Registry::default(),
         };
         // Series with fixed label values start at 0, so `increase()` sees their first event.
@@ -139,6 +146,8 @@ impl GatewayMetrics {
         registry.register("mcp_messages", "MCP messages forwarded by route and method", m.mcp_messages.clone());
         registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
         m.audit.register(&mut registry);
+        registry.register("killed", "Stopped by the kill switch, by route (* = the whole gateway)", m.killed.clone());
+        registry.register("kill_cut_exchanges", "In-flight exchanges cut by the kill switch", m.kill_cut.clone());
         Arc::new(Self { registry, ..m })
     }
 
@@ -168,6 +177,11 @@ impl GatewayMetrics {
     /// Records an upstream failure.
     pub fn upstream_error(&self, route: &str, kind: &str) {
         self.upstream_errors.get_or_create(&labels(&[("route", route), ("kind", kind)])).inc();
+    }
+
+    /// Marks `route` (`*`: everything) as stopped.
+    pub fn killed_set(&self, route: &str) {
+        self.killed.get_or_create(&labels(&[("route", route)])).set(1);
     }
 
     /// Records a registered tunnel connection.

@@ -2,6 +2,7 @@
 //! port 0, real Python MCP SDK peers, and a small HTTPS client for status-code checks.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod control;
 pub mod http;
 pub mod load;
 pub mod procs;
@@ -141,8 +142,12 @@ hostnames = ["other.example"]
     ) -> String {
         // Audit records stay out of the test output unless a test configures them.
         let audit = if routes.contains("[audit]") { "" } else { "[audit]\nsink = \"off\"\n" };
+        // Top-level keys given before the first table (`state_dir = ...`) go first.
+        let split: usize = routes.lines().take_while(|l| !l.trim_start().starts_with('[')).map(|l| l.len() + 1).sum();
+        let (top, routes) = routes.split_at(split.min(routes.len()));
         format!(
-            r#"tunnel_domain = "{DOMAIN}"
+            r#"{top}
+tunnel_domain = "{DOMAIN}"
 shutdown_timeout = "5s"
 [edge]
 address = "{address}"
