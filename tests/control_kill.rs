@@ -220,7 +220,7 @@ async fn whole_gateway_kill_takes_the_tunnel_offline_until_resumed() {
     edge_live(&stack, 1).await;
     assert!(basic_ok(&stack, "after-resume").await, "service restored");
     let text = metrics_text(admin_addr).await;
-    assert!(!text.contains("mcp_tunnel_gateway_killed{"), "{text}");
+    assert!(text.contains("mcp_tunnel_gateway_killed{route=\"*\"} 0"), "{text}");
 }
 
 async fn metrics_text(addr: std::net::SocketAddr) -> String {

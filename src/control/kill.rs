@@ -212,11 +212,10 @@ impl KillSwitch {
     /// Sets the `killed` gauge from the state.
     fn publish(&self, state: &KillState) {
         self.metrics.killed.clear();
-        if state.all.is_some() {
-            self.metrics.killed_set(ALL);
-        }
+        // The whole-gateway series is always there (0 or 1); a route's only while stopped.
+        self.metrics.killed_set(ALL, state.all.is_some());
         for route in state.routes.keys() {
-            self.metrics.killed_set(route);
+            self.metrics.killed_set(route, true);
         }
     }
 

@@ -179,9 +179,9 @@ impl GatewayMetrics {
         self.upstream_errors.get_or_create(&labels(&[("route", route), ("kind", kind)])).inc();
     }
 
-    /// Marks `route` (`*`: everything) as stopped.
-    pub fn killed_set(&self, route: &str) {
-        self.killed.get_or_create(&labels(&[("route", route)])).set(1);
+    /// Sets whether `route` (`*`: everything) is stopped.
+    pub fn killed_set(&self, route: &str, stopped: bool) {
+        self.killed.get_or_create(&labels(&[("route", route)])).set(i64::from(stopped));
     }
 
     /// Records a registered tunnel connection.
