@@ -186,6 +186,9 @@ key = "{inner_key}"
 [[routes]]
 host = "mcp"
 upstream = "http://{upstream}"
+[routes.limits]
+# Above the SSE scenarios' stream counts (the default, 256, would answer the rest 503).
+max_concurrent = 30000
 "#,
         edge_ca = c("edge/ca.pem"),
         gw_cert = c("tunnel/gateway.pem"),
