@@ -1,7 +1,11 @@
 //! The admin endpoint (loopback by default): `/healthz` (the process runs), `/readyz`
-//! (the component can do its job; JSON details) and `/metrics` (Prometheus text).
-//! It is read-only and carries no secret or payload.
+//! (the component can do its job; JSON details) and `/metrics` (Prometheus text), all
+//! read-only, carrying no secret or payload. A component with control operations (the
+//! gateway) also takes `POST /control/<op>`, which it authenticates itself.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +25,44 @@ pub trait AdminSource: Send + Sync + 'static {
     fn readiness(&self) -> (bool, serde_json::Value);
     /// Metrics in the Prometheus text format.
     fn metrics(&self) -> String;
+    /// The handler of `POST /control/<op>`; `None` (the edge) answers 405 as before.
+    fn control(&self) -> Option<Arc<dyn AdminControl>> {
+        None
+    }
+}
+
+/// Largest `POST /control/<op>` body (arguments are ids, names and reasons).
+pub const MAX_CONTROL_BODY: usize = 64 * 1024;
+/// Time allowed to send that body. The operation itself may take longer (a kill waits
+/// for the cut to complete).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One control call as the admin endpoint received it.
+#[derive(Debug)]
+pub struct ControlCall {
+    /// The `<op>` of the path.
+    pub op: String,
+    /// The `Authorization` header, if any (not logged).
+    pub authorization: Option<String>,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The JSON arguments (empty: none).
+    pub body: Bytes,
+}
+
+/// The answer to a control call: a status and a JSON body; `challenge` adds
+/// `WWW-Authenticate: Bearer`.
+#[derive(Debug)]
+pub struct ControlReply {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub challenge: bool,
+}
+
+/// Runs control calls (the gateway's control plane).
+pub trait AdminControl: Send + Sync + 'static {
+    /// Authenticates and runs `call`.
+    fn call(&self, call: ControlCall) -> Pin<Box<dyn Future<Output = ControlReply> + Send + '_>>;
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -49,10 +91,49 @@ fn route(source: &dyn AdminSource, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    reply(status, "application/json", format!("{body}\n"))
+}
+
+/// Reads a control call's body (bounded in size and time) and runs it.
+async fn control(ctl: Arc<dyn AdminControl>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let op = req.uri().path().trim_start_matches("/control/").to_owned();
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = http_body_util::Limited::new(req.into_body(), MAX_CONTROL_BODY);
+    let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
+            let msg = format!("the body must be JSON of at most {MAX_CONTROL_BODY} bytes");
+            return json_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({ "ok": false, "error": { "code": "bad_args", "message": msg } }),
+            );
+        }
+        Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "text/plain", "body not received in time\n".into()),
+    };
+    let answer = ctl.call(ControlCall { op, authorization, peer, body }).await;
+    let mut resp = json_reply(answer.status, &answer.body);
+    if answer.challenge {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-tunnel admin\""));
+    }
+    resp
+}
+
+/// One admin request.
+async fn handle(source: Arc<dyn AdminSource>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::POST && req.uri().path().starts_with("/control/") {
+        if let Some(ctl) = source.control() {
+            return control(ctl, peer, req).await;
+        }
+    }
+    route(source.as_ref(), &req)
+}
+
 /// Serves the admin endpoint on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, source: Arc<dyn AdminSource>, shutdown: CancellationToken) {
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -66,8 +147,8 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn AdminSource>, shutdown
         let source = source.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = route(source.as_ref(), &req);
-                async move { Ok::<_, std::convert::Infallible>(resp) }
+                let source = source.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(source, peer, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(5));

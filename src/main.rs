@@ -82,6 +82,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Operate a running gateway over its control socket: status, kill switch.
+    Ctl(mcp_tunnel::control::cli::CtlArgs),
     /// Edge, gateway and an example MCP server in one process, with a real MCP session.
     Demo {
         /// Public port of the demo edge (0 = any free port).
@@ -237,6 +239,7 @@ async fn run(command: Command) -> Result<()> {
             tracing::info!(%listen, "example MCP server listening (endpoint /mcp)");
             demo::server::run(listener, shutdown_on_signal()?).await;
         }
+        Command::Ctl(args) => println!("{}", mcp_tunnel::control::cli::run(&args).await?),
         Command::Demo { public_port, dir, once } => {
             demo::run(demo::DemoOptions { public_port, dir, once }, shutdown_on_signal()?).await?;
         }

@@ -250,6 +250,10 @@ pub fn sse_open(t: Arc<Target>, n: usize, parallel: usize) -> SseSet {
                         let mut s = connect(&t, false).await?;
                         s.ready().await?;
                         let resp = s.send_request(get(&t.host, "/sse")).await?;
+                        // A refusal (e.g. 503) has a body too: it is not an open stream.
+                        if !resp.status().is_success() {
+                            return Err(format!("status {}", resp.status()).into());
+                        }
                         let mut body = resp.into_body();
                         body.frame().await.ok_or("stream ended before opening")??;
                         Ok::<_, Error>((s, body))

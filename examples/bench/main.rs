@@ -13,6 +13,7 @@
 //! time and memory are read from /proc apart from the load generator's. The upstream
 //! and the load generator live in this process.
 
+mod kill;
 mod load;
 mod paths;
 mod peers;
@@ -40,8 +41,8 @@ struct Opts {
     /// Paths to measure (direct is always included, for the ratios).
     #[arg(long, value_delimiter = ',', default_value = "direct,tls-floor,tunnel-quic,tunnel-h2,rathole")]
     paths: Vec<String>,
-    /// Scenarios: small, newconn, bulk, sse, reconnect.
-    #[arg(long, value_delimiter = ',', default_value = "small,newconn,bulk,sse,reconnect")]
+    /// Scenarios: small, newconn, bulk, sse, reconnect, kill.
+    #[arg(long, value_delimiter = ',', default_value = "small,newconn,bulk,sse,reconnect,kill")]
     scenarios: Vec<String>,
     /// Concurrent clients for small calls (at most 16 with a new connection per request).
     #[arg(long, default_value_t = 32)]
@@ -55,6 +56,9 @@ struct Opts {
     /// SSE fan-in sizes [default: 1000,10000, quick: 200].
     #[arg(long, value_delimiter = ',')]
     sse_streams: Vec<usize>,
+    /// Open SSE streams a kill cuts (tunnel paths) [default: 500, quick: 100].
+    #[arg(long)]
+    kill_streams: Option<usize>,
     /// Interval between events on each SSE stream.
     #[arg(long, default_value_t = 1000)]
     sse_interval_ms: u64,
@@ -216,6 +220,17 @@ async fn run(opts: Opts) -> Result<(), String> {
         for rep in 0..opts.reconnects {
             for p in running.iter_mut() {
                 if let Some(row) = scenarios::reconnect(p, rep).await {
+                    progress(&row);
+                    report.rows.push(row);
+                }
+            }
+        }
+    }
+    if want("kill") {
+        let n = opts.kill_streams.unwrap_or(if q { 100 } else { 500 });
+        for p in &running {
+            for whole in [false, true] {
+                if let Some(row) = kill::kill(p, &scale, n, whole).await {
                     progress(&row);
                     report.rows.push(row);
                 }

@@ -71,6 +71,8 @@ pub struct Path {
     pub procs: Vec<Proc>,
     /// Index in `procs` of the process an edge restart kills (edge, rathole server).
     pub edge: Option<usize>,
+    /// The gateway's state directory (its control socket), for the kill scenario.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Path {
@@ -107,13 +109,13 @@ pub async fn start(kind: Kind, env: &Env) -> Result<Option<Path>, String> {
     let path = match kind {
         Kind::Direct => {
             let target = Target { addr: env.upstream, tls: None, host: env.upstream.to_string() };
-            Path { kind, target: Arc::new(target), procs: vec![], edge: None }
+            Path { kind, target: Arc::new(target), procs: vec![], edge: None, state_dir: None }
         }
         Kind::Floor => {
             let Some(nginx) = peers::find_nginx() else { return Ok(None) };
             let port = free_port(false)?;
             let p = start_nginx(&nginx, env, "floor", port)?;
-            Path { kind, target: Arc::new(tls_target(env, port)?), procs: vec![p], edge: None }
+            Path { kind, target: Arc::new(tls_target(env, port)?), procs: vec![p], edge: None, state_dir: None }
         }
         Kind::Quic | Kind::Http2 => start_tunnel(kind, env).await?,
         Kind::Rathole => {
@@ -133,7 +135,13 @@ pub async fn start(kind: Kind, env: &Env) -> Result<Option<Path>, String> {
             let server = spawn("rathole-server", &rathole, &["--server".into(), arg(&server_toml)], &dir)?;
             wait_tcp(addr(control), READY_LIMIT).await?;
             let client = spawn("rathole-client", &rathole, &["--client".into(), arg(&client_toml)], &dir)?;
-            Path { kind, target: Arc::new(tls_target(env, public)?), procs: vec![ng, server, client], edge: Some(1) }
+            Path {
+                kind,
+                target: Arc::new(tls_target(env, public)?),
+                procs: vec![ng, server, client],
+                edge: Some(1),
+                state_dir: None,
+            }
         }
     };
     wait_ready(&path.target, READY_LIMIT).await.map_err(|e| format!("{}: not ready: {e}", kind.name()))?;
@@ -164,6 +172,7 @@ hostnames = ["*.{DOMAIN}"]
     let transport = if kind == Kind::Quic { "quic" } else { "http2" };
     let gateway_toml = format!(
         r#"tunnel_domain = "{DOMAIN}"
+state_dir = "state"
 [edge]
 address = "127.0.0.1:{tunnel}"
 server_name = "localhost"
@@ -177,6 +186,9 @@ key = "{inner_key}"
 [[routes]]
 host = "mcp"
 upstream = "http://{upstream}"
+[routes.limits]
+# Above the SSE scenarios' stream counts (the default, 256, would answer the rest 503).
+max_concurrent = 30000
 "#,
         edge_ca = c("edge/ca.pem"),
         gw_cert = c("tunnel/gateway.pem"),
@@ -192,7 +204,8 @@ upstream = "http://{upstream}"
     wait_tcp(addr(public), READY_LIMIT).await?;
     let gateway_args = ["gateway".into(), "--config".into(), arg(&gateway_path)];
     let gateway = spawn_env("gateway", &env.bin, &gateway_args, &env.tunnel_env, &dir)?;
-    Ok(Path { kind, target: Arc::new(tls_target(env, public)?), procs: vec![edge, gateway], edge: Some(0) })
+    let (target, state_dir) = (Arc::new(tls_target(env, public)?), Some(dir.join("state")));
+    Ok(Path { kind, target, procs: vec![edge, gateway], edge: Some(0), state_dir })
 }
 
 fn start_nginx(nginx: &FsPath, env: &Env, name: &str, port: u16) -> Result<Proc, String> {

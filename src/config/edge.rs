@@ -130,7 +130,7 @@ impl EdgeConfig {
             max_connections,
             tunnels,
             files: src.files(),
-            admin: src.admin_listen(raw.admin.as_ref())?,
+            admin: edge_admin(src, raw.admin.as_ref())?,
         })
     }
 }
@@ -161,4 +161,12 @@ fn tunnel_map(
         tunnels.insert(id.get_ref().clone(), names);
     }
     Ok(tunnels)
+}
+
+/// The edge's `[admin]`: listen only (it has no control operations).
+fn edge_admin(src: &Source, admin: Option<&super::RawAdmin>) -> Result<Option<SocketAddr>, ConfigError> {
+    if let Some(v) = admin.and_then(|a| a.token_sha256.as_ref()) {
+        return Err(src.invalid("admin.token_sha256", v, "only the gateway has control operations"));
+    }
+    src.admin_listen(admin)
 }

@@ -128,6 +128,9 @@ pub struct GatewayConfig {
     pub state_dir: Option<std::path::PathBuf>,
     /// Most client connections (tunnel streams) served at once, over all tunnel connections.
     pub max_streams: usize,
+    /// `[admin] token_sha256` (`sha256:<hex>`): control operations over the admin
+    /// endpoint are off without it.
+    pub admin_token: Option<String>,
 }
 
 /// Defaults for values a config may omit.
@@ -183,7 +186,6 @@ impl GatewayConfig {
             files: src.files(),
             admin: src.admin_listen(raw.admin.as_ref())?,
             audit: super::controls::audit_settings(src, raw.audit.as_ref())?,
-            state_dir: raw.state_dir.as_ref().map(|d| src.resolve(d.get_ref())),
             max_streams: match &raw.max_streams {
                 None => defaults::MAX_STREAMS,
                 Some(n) => usize::try_from(*n.get_ref())
@@ -191,8 +193,24 @@ impl GatewayConfig {
                     .filter(|n| (1..=1_000_000).contains(n))
                     .ok_or_else(|| src.invalid("max_streams", n, "expected 1 to 1000000"))?,
             },
+            state_dir: raw.state_dir.as_ref().map(|d| state_dir(src, d)).transpose()?,
+            admin_token: src.admin_token(raw.admin.as_ref())?,
         })
     }
+}
+
+/// The state directory, relative to the config file. Not watched for reloads: the
+/// gateway writes there itself.
+fn state_dir(src: &Source, v: &Spanned<String>) -> Result<std::path::PathBuf, ConfigError> {
+    let dir = v.get_ref().trim();
+    if dir.is_empty() {
+        return Err(src.invalid("state_dir", v, "must not be empty (a directory path, e.g. \"/var/lib/mcp-tunnel\")"));
+    }
+    if dir.contains('\0') {
+        return Err(src.invalid("state_dir", v, "must not contain a NUL byte"));
+    }
+    let dir = Path::new(dir);
+    Ok(if dir.is_absolute() { dir.to_owned() } else { src.path.parent().unwrap_or(Path::new(".")).join(dir) })
 }
 
 fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {

@@ -174,6 +174,8 @@ impl Source {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     listen: Spanned<String>,
+    /// The gateway's admin token hash (control operations over HTTP).
+    pub(crate) token_sha256: Option<Spanned<String>>,
 }
 
 impl Source {
@@ -187,6 +189,21 @@ impl Source {
                     .map_err(|_| self.invalid("admin.listen", v, "expected \"ip:port\", e.g. \"127.0.0.1:9090\""))
             })
             .transpose()
+    }
+
+    /// `[admin] token_sha256`, normalised to `sha256:<lower-case hex>` (the form
+    /// `mcp-tunnel auth hash-token` prints; the bare hex is accepted too).
+    pub(crate) fn admin_token(&self, admin: Option<&RawAdmin>) -> Result<Option<String>, ConfigError> {
+        let Some(v) = admin.and_then(|a| a.token_sha256.as_ref()) else {
+            return Ok(None);
+        };
+        let text = v.get_ref().trim();
+        let hex = text.strip_prefix("sha256:").unwrap_or(text);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let why = "expected the SHA-256 of the token as 64 hex digits (`mcp-tunnel auth hash-token` prints it)";
+            return Err(self.invalid("admin.token_sha256", v, why));
+        }
+        Ok(Some(format!("sha256:{}", hex.to_ascii_lowercase())))
     }
 }
 

@@ -20,12 +20,13 @@ pub async fn dispatch(
     op: &str,
     args: &Value,
 ) -> Result<Value, ControlError> {
-    let _ = (caller, args);
     match op {
         _ if op.starts_with("approvals.") => {
             crate::approval::control::handle(shared, caller, op.trim_start_matches("approvals."), args)
         }
-        "status" => Ok(serde_json::json!({ "routes": shared.routes().len() })),
+        "status" => Ok(super::kill_ops::status(shared)),
+        "kill" => super::kill_ops::kill(shared, caller, args).await,
+        "resume" => super::kill_ops::resume(shared, caller, args),
         _ => Err(ControlError::UnknownOp(op.to_owned())),
     }
 }

@@ -10,8 +10,15 @@
 //! it answers a JSON value or a [`ControlError`]. Each mutating action writes a `control`
 //! audit record naming the [`Caller`].
 
+pub mod admin_http;
+pub mod audit;
+pub mod cli;
 pub mod client;
 pub mod dispatch;
+pub mod kill;
+pub mod kill_body;
+pub mod kill_ops;
+pub mod kill_store;
 pub mod socket;
 pub mod wire;
 

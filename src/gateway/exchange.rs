@@ -23,6 +23,7 @@ use super::trail::Trail;
 use super::upstream::BoxError;
 use super::GatewayShared;
 use crate::auth::metadata_url;
+use crate::control::kill_body;
 use crate::mcp::{error_body, inspect_request, jsonrpc, InspectedBody, MessageKind, RequestInfo};
 
 /// What is being forwarded.
@@ -34,7 +35,27 @@ pub enum Kind {
 }
 
 /// Runs one exchange. Never fails: refusals and errors become responses (and records).
+/// The kill switch comes first: a stopped route is refused, and a kill cuts the exchange.
 pub async fn run(
+    shared: &GatewayShared,
+    route: &Arc<Route>,
+    conn: &ConnInfo,
+    host: &str,
+    kind: Kind,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
+    match shared.kill.enter(&route.name) {
+        Ok(pass) => pass.guard(admitted(shared, route, conn, host, kind, req)).await,
+        Err(refusal) => {
+            shared.metrics.policy_denial(&route.name, kill_body::REASON);
+            let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, req.method());
+            trail.refuse(503, kill_body::REASON, Some(kill_body::KILLED));
+            refusal.response()
+        }
+    }
+}
+
+async fn admitted(
     shared: &GatewayShared,
     route: &Arc<Route>,
     conn: &ConnInfo,

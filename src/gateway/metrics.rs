@@ -37,7 +37,8 @@ const MCP_METHODS: &[&str] = &[
 ];
 
 /// `cause` values of `tunnel_disconnects_total` (see `tunnel::run`).
-pub const DISCONNECT_CAUSES: [&str; 6] = ["lost", "drained", "moved_to_quic", "shutdown", "rejected", "dial_failed"];
+pub const DISCONNECT_CAUSES: [&str; 7] =
+    ["lost", "drained", "moved_to_quic", "shutdown", "rejected", "dial_failed", "killed"];
 /// `kind` values of `tunnel_dial_errors_total` (see `DialError::kind`).
 pub const DIAL_ERROR_KINDS: [&str; 9] =
     ["resolve", "bind", "connect", "handshake", "http2", "timeout", "protocol", "rejected", "closed"];
@@ -88,6 +89,10 @@ pub struct GatewayMetrics {
     pub audit: AuditMetrics,
     /// Calls waiting for approval and how their waits ended.
     pub approvals: crate::approval::metrics::ApprovalMetrics,
+    /// 1 per stopped route name (`*`: the whole gateway), set by the kill switch.
+    pub killed: Family<Labels, Gauge>,
+    /// Exchanges cut by kills.
+    pub kill_cut: Counter,
 }
 
 impl GatewayMetrics {
@@ -115,6 +120,8 @@ impl GatewayMetrics {
             policy_denials: Family::default(),
             audit: AuditMetrics::default(),
             approvals: Default::default(),
+            killed: Family::default(),
+            kill_cut: Counter::default(),
             registry: Registry::default(),
         };
         // Series with fixed label values start at 0, so `increase()` sees their first event.
@@ -147,6 +154,8 @@ impl GatewayMetrics {
         registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
         m.audit.register(&mut registry);
         m.approvals.register(&mut registry);
+        registry.register("killed", "Stopped by the kill switch, by route (* = the whole gateway)", m.killed.clone());
+        registry.register("kill_cut_exchanges", "In-flight exchanges cut by the kill switch", m.kill_cut.clone());
         Arc::new(Self { registry, ..m })
     }
 
@@ -176,6 +185,11 @@ impl GatewayMetrics {
     /// Records an upstream failure.
     pub fn upstream_error(&self, route: &str, kind: &str) {
         self.upstream_errors.get_or_create(&labels(&[("route", route), ("kind", kind)])).inc();
+    }
+
+    /// Sets whether `route` (`*`: everything) is stopped.
+    pub fn killed_set(&self, route: &str, stopped: bool) {
+        self.killed.get_or_create(&labels(&[("route", route)])).set(i64::from(stopped));
     }
 
     /// Records a registered tunnel connection.

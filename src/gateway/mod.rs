@@ -59,6 +59,8 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Control(#[from] crate::control::socket::SocketError),
+    #[error("{0}")]
+    KillState(#[from] crate::control::kill_store::KillStoreError),
 }
 
 /// State shared by every stream the gateway serves.
@@ -81,6 +83,8 @@ pub struct GatewayShared {
     pub stream_slots: Arc<tokio::sync::Semaphore>,
     /// Tool calls waiting for approval, by approval id (outlives config reloads).
     pub approvals: Arc<crate::approval::Approvals>,
+    /// The kill switch (per route name; survives reloads and, with `state_dir`, restarts).
+    pub kill: Arc<crate::control::kill::KillSwitch>,
 }
 
 impl GatewayShared {
@@ -136,8 +140,10 @@ impl Gateway {
             }
         };
         let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
+        let kill = crate::control::kill::KillSwitch::load(config.state_dir.clone(), metrics.clone())?;
         let shared = Arc::new(GatewayShared {
             approvals: crate::approval::Approvals::new(metrics.approvals.clone()),
+            kill,
             auditor,
             tunnel,
             routes: RwLock::new(config.routes.clone()),
@@ -199,7 +205,15 @@ impl Gateway {
                 Ok(listener) => {
                     let addr = listener.local_addr().unwrap_or(addr);
                     info!(%addr, "admin endpoint listening");
-                    let source = Arc::new(GatewayAdmin { shared: self.shared.clone(), states: self.statuses() });
+                    let api = crate::control::admin_http::ControlApi::new(
+                        self.shared.clone(),
+                        self.config.admin_token.as_deref(),
+                    );
+                    let source = Arc::new(GatewayAdmin {
+                        shared: self.shared.clone(),
+                        states: self.statuses(),
+                        control: Arc::new(api),
+                    });
                     tokio::spawn(admin::serve(listener, source, shutdown.clone()));
                 }
                 Err(e) => error!(%addr, "cannot bind the admin endpoint: {e}"),
@@ -271,6 +285,7 @@ fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -
 struct GatewayAdmin {
     shared: Arc<GatewayShared>,
     states: Vec<watch::Receiver<TunnelState>>,
+    control: Arc<crate::control::admin_http::ControlApi>,
 }
 
 impl GatewayAdmin {
@@ -290,10 +305,12 @@ fn state_words(state: &TunnelState) -> (String, String) {
 }
 
 impl admin::AdminSource for GatewayAdmin {
-    /// Ready when at least one tunnel connection is registered.
+    /// Ready when at least one tunnel connection is registered and the gateway is not
+    /// stopped by the kill switch (a stopped route alone leaves it ready).
     fn readiness(&self) -> (bool, serde_json::Value) {
         let states = self.states();
-        let ready = states.iter().any(|s| matches!(s, TunnelState::Registered { .. }));
+        let kill = self.shared.kill.state();
+        let ready = kill.all.is_none() && states.iter().any(|s| matches!(s, TunnelState::Registered { .. }));
         let connections: Vec<_> = states
             .iter()
             .enumerate()
@@ -313,7 +330,13 @@ impl admin::AdminSource for GatewayAdmin {
                 entry
             })
             .collect();
-        (ready, serde_json::json!({ "connections": connections, "routes": self.shared.routes().len() }))
+        let detail =
+            serde_json::json!({ "connections": connections, "routes": self.shared.routes().len(), "kill": kill });
+        (ready, detail)
+    }
+
+    fn control(&self) -> Option<Arc<dyn admin::AdminControl>> {
+        Some(self.control.clone())
     }
 
     fn metrics(&self) -> String {

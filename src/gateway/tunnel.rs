@@ -123,6 +123,8 @@ pub(super) enum Ended {
     Upgraded(Box<Registered>),
     /// The gateway is shutting down.
     Shutdown,
+    /// The kill switch stopped the whole gateway: closed at once, no redial until resumed.
+    Killed,
 }
 
 /// Everything the dial loop shares with one connection.
@@ -156,7 +158,16 @@ pub(super) async fn run(
     let mut attempt: u32 = 0;
     let mut udp_blocked = false;
     let mut ready: Option<Registered> = None;
+    let mut killed = shared.kill.tunnel_off();
     while !shutdown.is_cancelled() {
+        let off = *killed.borrow_and_update();
+        if off {
+            state.send_replace(TunnelState::Disconnected { reason: "stopped by the kill switch".into() });
+            tokio::select! {
+                _ = killed.wait_for(|off| !*off) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
         state.send_replace(TunnelState::Connecting);
         let started = Instant::now();
         let registered = match ready.take() {
@@ -171,6 +182,10 @@ pub(super) async fn run(
                 Ended::Shutdown => {
                     shared.metrics.disconnect("shutdown");
                     break;
+                }
+                Ended::Killed => {
+                    shared.metrics.disconnect("killed");
+                    continue;
                 }
                 Ended::Upgraded(reg) => {
                     shared.metrics.disconnect("moved_to_quic");
@@ -321,6 +336,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     tokio::pin!(reprobe);
     let streams = TaskTracker::new();
     let drain = CancellationToken::new();
+    let (mut killed, _live) = (ctx.shared.kill.tunnel_off(), ctx.shared.kill.connection());
     let ended = loop {
         tokio::select! {
             accepted = incoming.accept() => match accepted {
@@ -333,6 +349,8 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
                 Ok(None) => break Ended::Lost("edge closed the control stream".to_owned()),
                 Err(e) => break Ended::Lost(format!("control stream failed: {e}")),
             },
+            // (The watch's borrow must not live into the other arms' awaits.)
+            true = async { killed.wait_for(|off| *off).await.is_ok() } => break Ended::Killed,
             reg = &mut reprobe => {
                 send_drain(&mut control_wr, ctx.shutdown_timeout).await;
                 break Ended::Upgraded(Box::new(reg));
@@ -350,6 +368,10 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
         Ended::Drained(grace) => Some(*grace),
         Ended::Upgraded(_) => Some(ctx.shutdown_timeout),
         Ended::Lost(_) | Ended::Shutdown => None,
+        Ended::Killed => {
+            closer.close_now();
+            return ended;
+        }
     };
     let Some(grace) = grace else {
         closer.close(b"bye").await;

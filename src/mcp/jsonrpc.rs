@@ -11,6 +11,7 @@
 //! | -32011 | [`APPROVAL_DENIED`] | an approver denied the held `tools/call` |
 //! | -32012 | [`APPROVAL_EXPIRED`] | nobody decided on the held `tools/call` within the gate's timeout |
 //! | -32013 | [`APPROVAL_UNAVAILABLE`] | the call needs approval but cannot wait (too many waiting, or in a batch) |
+//! | -32015 | [`KILLED`] | the route or the whole gateway is stopped by the kill switch |
 //! | -32020 | [`HEADER_MISMATCH`] | `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` disagree with the body |
 //!
 //! The MCP specification (2026-07-28) splits the JSON-RPC server-error range: -32000..=-32019
@@ -39,6 +40,8 @@ pub const APPROVAL_DENIED: i64 = -32011;
 pub const APPROVAL_EXPIRED: i64 = -32012;
 /// Gateway-specific: the call needs approval but could not be held.
 pub const APPROVAL_UNAVAILABLE: i64 = -32013;
+/// Gateway-specific: the kill switch stopped the route or the gateway (refused or cut).
+pub const KILLED: i64 = -32015;
 /// MCP `HeaderMismatch`: the HTTP headers disagree with the JSON-RPC body, or are malformed.
 pub const HEADER_MISMATCH: i64 = -32020;
 

@@ -2,6 +2,7 @@
 //! port 0, real Python MCP SDK peers, and a small HTTPS client for status-code checks.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod control;
 pub mod http;
 pub mod load;
 pub mod procs;

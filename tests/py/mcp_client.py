@@ -231,7 +231,44 @@ async def scenario_policy(args) -> dict:
         return {"tools": tools, "denied": denied, "echo": text, "protocol_version": conn.protocol_version}
 
 
+async def scenario_hold(args) -> dict:
+    """Open --n sessions, each with a long slow_progress call; print `READY` once every call has
+    streamed a progress notification, then wait for all of them to end and report how each ended."""
+    streaming, ended = set(), {}
+    all_streaming = anyio.Event()
+
+    async def one(i: int) -> None:
+        async def on_progress(progress, total, message):
+            streaming.add(i)
+            if len(streaming) == args.n:
+                all_streaming.set()
+
+        try:
+            async with connect(args) as conn:
+                result = await conn.call_tool(
+                    "slow_progress", {"steps": args.steps, "delay": args.delay}, progress_callback=on_progress
+                )
+                ended[i] = "result_error" if result.is_error else "completed"
+        except Exception as e:  # the cut: the stream ends without a result
+            ended[i] = "error:" + describe(e)[:120]
+        finally:
+            streaming.add(i)  # a call that ended before streaming must not stall READY
+            if len(streaming) == args.n:
+                all_streaming.set()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(args.n):
+            tg.start_soon(one, i)
+        await all_streaming.wait()
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+    kinds = sorted(set(v.split(":")[0] for v in ended.values()))
+    return {"n": args.n, "ended": len(ended), "kinds": kinds, "completed": sum(v == "completed" for v in ended.values()),
+            "first_error": next((v for v in ended.values() if v.startswith("error")), None)}
+
+
 SCENARIOS = {
+    "hold": scenario_hold,
     "policy": scenario_policy,
     "basic": scenario_basic,
     "big": scenario_big,
@@ -257,6 +294,10 @@ def parse_args(argv=None):
     p.add_argument("--delay", type=float, default=0.5)
     sub.add_parser("concurrent").add_argument("--n", type=int, default=100)
     sub.add_parser("whoami")
+    p = sub.add_parser("hold")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--delay", type=float, default=1.0)
     p = sub.add_parser("policy")
     p.add_argument("--denied", required=True)
     p.add_argument("--secret", required=True)

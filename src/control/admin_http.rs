@@ -1,0 +1,104 @@
+//! The control plane on the admin HTTP endpoint: `POST /control/<op>` with the JSON
+//! arguments as the body and `Authorization: Bearer <admin token>`. Off (403) unless
+//! `[admin] token_sha256` is configured; a missing or wrong token is answered 401 and
+//! audited. The token is checked as route bearer tokens are (hashed, constant time).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+use tracing::warn;
+
+use super::{audit, Caller, ControlError, Via};
+use crate::admin::{AdminControl, ControlCall, ControlReply};
+use crate::auth::BearerTokens;
+use crate::gateway::GatewayShared;
+
+/// The gateway's `AdminControl`.
+pub struct ControlApi {
+    shared: Arc<GatewayShared>,
+    /// The admin token (as a one-entry token list), when configured.
+    token: Option<BearerTokens>,
+}
+
+impl ControlApi {
+    /// `token_hash` is `[admin] token_sha256` (`sha256:<hex>`, validated by the config).
+    pub fn new(shared: Arc<GatewayShared>, token_hash: Option<&str>) -> Self {
+        let token = token_hash.and_then(|h| match BearerTokens::new(vec![("admin".into(), h.to_owned())]) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // The config validated it; stay closed if it still fails.
+                warn!("admin token unusable, control operations stay off: {e}");
+                None
+            }
+        });
+        Self { shared, token }
+    }
+
+    async fn run(&self, call: ControlCall) -> ControlReply {
+        let action = audit::action(&call.op);
+        let Some(tokens) = &self.token else {
+            self.refused(action, &call, "admin_control_off", 403);
+            let msg = "control operations over HTTP are off: set [admin] token_sha256 (or use `mcp-tunnel ctl`)";
+            return failure(StatusCode::FORBIDDEN, "forbidden", msg, false);
+        };
+        let presented = call.authorization.as_deref().and_then(bearer);
+        let verdict = match presented {
+            None => Err("admin_token_missing"),
+            Some(t) => tokens.verify(t).map(|_| ()).map_err(|_| "admin_token_invalid"),
+        };
+        if let Err(reason) = verdict {
+            self.refused(action, &call, reason, 401);
+            return failure(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required", true);
+        }
+        let args: Value = if call.body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            match serde_json::from_slice(&call.body) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => return error(&ControlError::BadArgs("the body must be a JSON object of arguments".into())),
+            }
+        };
+        let caller = Caller { via: Via::AdminHttp, uid: None };
+        match super::dispatch(&self.shared, &caller, &call.op, &args).await {
+            Ok(result) => {
+                ControlReply { status: StatusCode::OK, body: json!({ "ok": true, "result": result }), challenge: false }
+            }
+            Err(e) => error(&e),
+        }
+    }
+
+    /// Audits a refused call: who tried (their address), what, and why it was refused.
+    fn refused(&self, action: &'static str, call: &ControlCall, reason: &'static str, status: u16) {
+        warn!(peer = %call.peer, action, reason, "admin control call refused");
+        let mut rec = audit::record(&self.shared, action, format!("unauthenticated via http from {}", call.peer));
+        rec.client_addr = Some(call.peer.to_string());
+        rec.reason = Some(reason);
+        rec.http_status = Some(status);
+        rec.decision = Some(crate::audit::record::decision::DENY);
+        self.shared.auditor.record(rec);
+    }
+}
+
+impl AdminControl for ControlApi {
+    fn call(&self, call: ControlCall) -> Pin<Box<dyn Future<Output = ControlReply> + Send + '_>> {
+        Box::pin(self.run(call))
+    }
+}
+
+/// The token of a `Bearer` authorization value (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn failure(status: StatusCode, code: &str, message: &str, challenge: bool) -> ControlReply {
+    ControlReply { status, body: json!({ "ok": false, "error": { "code": code, "message": message } }), challenge }
+}
+
+fn error(e: &ControlError) -> ControlReply {
+    failure(e.status(), e.code(), &e.to_string(), false)
+}

@@ -1,0 +1,35 @@
+//! `control` audit records: one per operator action (and per refused admin call), naming
+//! the action, who acted and their note.
+
+use crate::audit::record::event;
+use crate::audit::AuditRecord;
+use crate::gateway::GatewayShared;
+
+/// Operation names as `&'static str` for the record's `action` (an unknown name from
+/// an unauthenticated caller must not reach the trail verbatim).
+const OPS: &[&str] = &[
+    "status",
+    "kill",
+    "resume",
+    "approvals.list",
+    "approvals.show",
+    "approvals.approve",
+    "approvals.deny",
+    "tools.list",
+    "tools.diff",
+    "tools.pin",
+];
+
+/// The `action` value for the operation `op`: itself when known, else `unknown`.
+pub fn action(op: &str) -> &'static str {
+    OPS.iter().copied().find(|known| *known == op).unwrap_or("unknown")
+}
+
+/// A `control` record of `action` by `actor`, with the gateway's tunnel id.
+pub fn record(shared: &GatewayShared, action: &'static str, actor: String) -> AuditRecord {
+    let mut rec = AuditRecord::new(event::CONTROL);
+    rec.tunnel = Some(shared.tunnel.clone());
+    rec.action = Some(action);
+    rec.actor = Some(actor);
+    rec
+}

@@ -1,0 +1,113 @@
+//! How a kill reaches an exchange: before the response starts, the exchange is dropped
+//! and answered 503 with a JSON-RPC error naming the reason; once the response streams,
+//! its body ends with an error, which cuts the stream (the client sees it end early,
+//! never a clean end it could mistake for a complete response).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use serde_json::json;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::kill::{Pass, Refusal};
+use crate::gateway::respond::{full, ClientBody};
+use crate::gateway::upstream::BoxError;
+use crate::mcp::error_body;
+
+/// JSON-RPC error code of a request refused or cut by the kill switch (gateway-specific,
+/// in the implementation-defined server-error range; see `mcp::jsonrpc`).
+pub const KILLED: i64 = crate::mcp::jsonrpc::KILLED;
+/// The audit `reason` and `policy_denials_total` reason of such a request.
+pub const REASON: &str = "killed";
+
+impl Refusal {
+    /// The message clients see.
+    pub fn message(&self) -> String {
+        let scope = if self.all { "the gateway".to_owned() } else { format!("route {}", self.route) };
+        format!("{scope} is stopped by the kill switch: {}", self.killed.reason)
+    }
+
+    /// The 503 answer: a JSON-RPC error (id null: the request was not read) naming the reason.
+    pub fn response(&self) -> Response<ClientBody> {
+        let data = json!({ "reason": self.killed.reason, "route": self.route, "since": self.killed.at });
+        let body = error_body(None, KILLED, &self.message(), Some(data));
+        let mut resp = full(StatusCode::SERVICE_UNAVAILABLE, "application/json", body);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+impl Pass {
+    /// Runs `exchange` until it answers or a kill fires, whichever comes first; the
+    /// answer's body is cut when a kill fires later. The pass (the in-flight count) is
+    /// held until the body ends.
+    pub async fn guard<F>(self, exchange: F) -> Response<ClientBody>
+    where
+        F: Future<Output = Response<ClientBody>>,
+    {
+        let token = self.token().clone();
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => self.refusal().response(),
+            resp = exchange => {
+                let cut = self.token().clone().cancelled_owned();
+                resp.map(|inner| KillableBody { inner, cut, pass: Some(self), done: false }.boxed())
+            }
+        }
+    }
+}
+
+/// A kill ended this response mid-stream.
+#[derive(Debug, thiserror::Error)]
+#[error("response cut by the kill switch")]
+pub struct Cut;
+
+pin_project_lite::pin_project! {
+    /// A response body that ends with [`Cut`] when its route is killed.
+    pub struct KillableBody {
+        #[pin]
+        inner: ClientBody,
+        #[pin]
+        cut: WaitForCancellationFutureOwned,
+        pass: Option<Pass>,
+        done: bool,
+    }
+}
+
+impl Body for KillableBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        if this.cut.as_mut().poll(cx).is_ready() {
+            *this.done = true;
+            // Leave the in-flight count now: the server may hold the body a while longer.
+            this.pass.take();
+            return Poll::Ready(Some(Err(Box::new(Cut))));
+        }
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            *this.done = true;
+            this.pass.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

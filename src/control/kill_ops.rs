@@ -1,0 +1,79 @@
+//! The kill switch's control operations: `kill`, `resume` and the kill part of `status`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tracing::warn;
+
+use super::{arg_str, audit, opt_str, Caller, ControlError};
+use crate::gateway::GatewayShared;
+
+/// Longest kill reason accepted (it goes into every refusal and the audit trail).
+const MAX_REASON: usize = 500;
+
+/// `kill` (args `route`?, `reason`): stops the route or everything; returns when the cut
+/// is complete.
+pub async fn kill(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) -> Result<Value, ControlError> {
+    let route = opt_str(args, "route")?;
+    let reason = arg_str(args, "reason")?.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON {
+        return Err(ControlError::BadArgs(format!("reason must be 1 to {MAX_REASON} bytes")));
+    }
+    if let Some(r) = route {
+        known_route(shared, r)?;
+    }
+    let actor = caller.label();
+    let report = shared.kill.kill(route, reason, &actor).await;
+    let mut rec = audit::record(shared, "kill", actor.clone());
+    rec.route = route.map(str::to_owned);
+    rec.note = Some(reason.to_owned());
+    rec.latency_ms = Some(crate::audit::record::millis(report.elapsed));
+    shared.auditor.record(rec);
+    let elapsed_ms = (report.elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    warn!(route = route.unwrap_or("*"), %actor, cut = report.cut, elapsed_ms, "kill switch: stopped ({reason})");
+    Ok(json!({
+        "scope": route.unwrap_or("all"),
+        "reason": reason,
+        "cut": report.cut,
+        "remaining": report.remaining,
+        "elapsed_ms": elapsed_ms,
+        "persist_error": report.persist_error,
+    }))
+}
+
+/// `resume` (args `route`?): lifts the route's stop, or the whole-gateway stop.
+pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) -> Result<Value, ControlError> {
+    let route = opt_str(args, "route")?;
+    let (lifted, persist_error) = shared.kill.resume(route);
+    let Some(lifted) = lifted else {
+        let what = route.map_or_else(|| "the gateway".to_owned(), |r| format!("route {r}"));
+        return Err(ControlError::Conflict(format!("{what} is not stopped (see `ctl status`)")));
+    };
+    let actor = caller.label();
+    let mut rec = audit::record(shared, "resume", actor.clone());
+    rec.route = route.map(str::to_owned);
+    rec.note = Some(format!("lifts the stop of {} by {}: {}", lifted.at, lifted.actor, lifted.reason));
+    shared.auditor.record(rec);
+    warn!(route = route.unwrap_or("*"), %actor, "kill switch: resumed");
+    Ok(json!({
+        "scope": route.unwrap_or("all"),
+        "lifted": lifted,
+        "still_stopped": shared.kill.state(),
+        "persist_error": persist_error,
+    }))
+}
+
+/// `status`: the routes and what is stopped.
+pub fn status(shared: &GatewayShared) -> Value {
+    let routes: Vec<String> = shared.routes().routes().map(|r| r.name.clone()).collect();
+    json!({ "routes": routes, "kill": shared.kill.state() })
+}
+
+fn known_route(shared: &GatewayShared, route: &str) -> Result<(), ControlError> {
+    let table = shared.routes();
+    if table.routes().any(|r| r.name == route) {
+        return Ok(());
+    }
+    let names: Vec<&str> = table.routes().map(|r| r.name.as_str()).collect();
+    Err(ControlError::NotFound(format!("route {route:?} (routes: {})", names.join(", "))))
+}
