@@ -99,6 +99,7 @@ pub(super) fn route_controls(
         policy: Arc::new(policy),
         clear_arguments,
         redact_mode,
+        pinning: crate::pinning::PinSettings::default(),
     })
 }
 

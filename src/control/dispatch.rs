@@ -23,6 +23,7 @@ pub async fn dispatch(
     let _ = (caller, args);
     match op {
         "status" => Ok(serde_json::json!({ "routes": shared.routes().len() })),
+        "tools.list" | "tools.diff" | "tools.pin" => crate::pinning::control::handle(shared, caller, op, args).await,
         _ => Err(ControlError::UnknownOp(op.to_owned())),
     }
 }

@@ -109,7 +109,16 @@ pub async fn run(
             if let Some((reason, message)) = denied(route, &info) {
                 shared.metrics.policy_denial(&route.name, reason);
                 trail.refuse(200, reason, Some(jsonrpc::POLICY_DENIED));
-                return full(StatusCode::OK, "application/json", denial_body(&info, &message));
+                return full(StatusCode::OK, "application/json", denial_body(&info, jsonrpc::POLICY_DENIED, &message));
+            }
+            if let Some((reason, message)) = crate::pinning::enforce::check(shared, route, &info, &mut trail).await {
+                shared.metrics.policy_denial(&route.name, reason);
+                trail.refuse(200, reason, Some(jsonrpc::TOOL_NOT_PINNED));
+                return full(
+                    StatusCode::OK,
+                    "application/json",
+                    denial_body(&info, jsonrpc::TOOL_NOT_PINNED, &message),
+                );
             }
             (route.upstream_path(parts.uri.path()).into_owned(), info)
         }
@@ -118,7 +127,8 @@ pub async fn run(
         // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
         shared.metrics.mcp_requests(&route.name, &info);
         let response = bridge.handle(Request::from_parts(parts, body)).await;
-        return relay(route, response.map(|b| b.map_err(BoxError::from)), &info, trail, started, permit);
+        let response = response.map(|b| b.map_err(BoxError::from));
+        return relay(shared, route, response, &info, trail, started, permit);
     }
     let response = match forward::send(route, conn, host, parts, &upstream_path, body).await {
         Ok(r) => r,
@@ -130,11 +140,12 @@ pub async fn run(
     shared.metrics.mcp_requests(&route.name, &info);
     let elapsed_ms = started.elapsed().as_millis() as u64;
     debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
-    relay(route, response, &info, trail, started, permit)
+    relay(shared, route, response, &info, trail, started, permit)
 }
 
 /// Wraps the upstream's response: inspection (and `tools/list` filtering), then timers.
 fn relay<B>(
+    shared: &GatewayShared,
     route: &Route,
     response: Response<B>,
     info: &RequestInfo,
@@ -150,7 +161,9 @@ where
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));
     let filter = lists_tools.then(|| route.controls.policy.clone());
-    let inspected = InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16()));
+    let learn = lists_tools.then(|| crate::pinning::learn::sink(shared, route)).flatten();
+    let inspected = InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16()))
+        .with_tool_sink(learn);
     if inspected.will_modify() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
@@ -179,17 +192,15 @@ fn denied(route: &Route, info: &RequestInfo) -> Option<(&'static str, String)> {
 
 /// The JSON-RPC answer to a refused request: one error per request in it (a batch is
 /// refused whole, so no part of it runs).
-fn denial_body(info: &RequestInfo, message: &str) -> Bytes {
+fn denial_body(info: &RequestInfo, code: i64, message: &str) -> Bytes {
     let ids: Vec<&Value> =
         info.messages.iter().filter(|m| m.kind == MessageKind::Request).filter_map(|m| m.id.as_ref()).collect();
     if !info.batch {
-        return error_body(ids.first().copied(), jsonrpc::POLICY_DENIED, message, None);
+        return error_body(ids.first().copied(), code, message, None);
     }
     let errors: Vec<Value> = ids
         .iter()
-        .map(|id| {
-            serde_json::from_slice(&error_body(Some(id), jsonrpc::POLICY_DENIED, message, None)).unwrap_or(Value::Null)
-        })
+        .map(|id| serde_json::from_slice(&error_body(Some(id), code, message, None)).unwrap_or(Value::Null))
         .collect();
     Bytes::from(Value::Array(errors).to_string())
 }

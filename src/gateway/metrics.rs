@@ -82,6 +82,8 @@ pub struct GatewayMetrics {
     pub mcp_messages: Family<Labels, Counter>,
     /// Requests refused by a route's controls, by route and reason.
     pub policy_denials: Family<Labels, Counter>,
+    /// Tool definitions seen that differ from their pin, by route and change.
+    pub tool_changes: Family<Labels, Counter>,
     /// Audit records written, dropped and lost.
     pub audit: AuditMetrics,
 }
@@ -108,6 +110,7 @@ impl GatewayMetrics {
             cert_expiry: CertExpiry::default(),
             mcp_messages: Family::default(),
             policy_denials: Family::default(),
+            tool_changes: Family::default(),
             audit: AuditMetrics::default(),
             registry: Registry::default(),
         };
@@ -138,6 +141,11 @@ impl GatewayMetrics {
         m.cert_expiry.register(&mut registry);
         registry.register("mcp_messages", "MCP messages forwarded by route and method", m.mcp_messages.clone());
         registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
+        registry.register(
+            "tool_definition_changes",
+            "Tool definitions seen that differ from their pin",
+            m.tool_changes.clone(),
+        );
         m.audit.register(&mut registry);
         Arc::new(Self { registry, ..m })
     }
@@ -145,6 +153,11 @@ impl GatewayMetrics {
     /// Counts a request refused by a route's Origin, auth, policy or limits.
     pub fn policy_denial(&self, route: &str, reason: &str) {
         self.policy_denials.get_or_create(&labels(&[("route", route), ("reason", reason)])).inc();
+    }
+
+    /// Counts a tool definition first seen differing from its pin (`change`: `changed`, `new`).
+    pub fn tool_definition_change(&self, route: &str, change: &str) {
+        self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)])).inc();
     }
 
     /// Counts the MCP messages of a forwarded request. Methods outside the MCP

@@ -75,6 +75,8 @@ pub struct GatewayShared {
     pub auditor: Auditor,
     /// This gateway's tunnel id (from its certificate), for audit records.
     pub tunnel: String,
+    /// Pinned and last-seen tool definitions, by route name.
+    pub pins: Arc<crate::pinning::Pins>,
 }
 
 impl GatewayShared {
@@ -90,6 +92,7 @@ impl GatewayShared {
         let inner = configs::inner_server(&config.inner)?;
         self.inner_tls.replace(inner);
         self.metrics.cert_expiry.set("inner", &config.inner.chain);
+        self.pins.load(config.routes.routes().map(|r| r.name.as_str()));
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.clone();
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
@@ -130,7 +133,10 @@ impl Gateway {
             }
         };
         let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
+        let pins = Arc::new(crate::pinning::Pins::new(config.state_dir.as_deref()));
+        pins.load(config.routes.routes().map(|r| r.name.as_str()));
         let shared = Arc::new(GatewayShared {
+            pins,
             auditor,
             tunnel,
             routes: RwLock::new(config.routes.clone()),
@@ -183,6 +189,7 @@ impl Gateway {
                 reload_config(&shared, &running, &path)
             }));
         }
+        crate::pinning::learn::refresh_all(&self.shared);
         if let Some((listener, path)) = self.control.take() {
             tokio::spawn(crate::control::socket::serve(listener, path, self.shared.clone(), shutdown.clone()));
         }

@@ -99,6 +99,8 @@ pub struct RouteControls {
     pub clear_arguments: Vec<String>,
     /// How other argument values are recorded.
     pub redact_mode: RedactMode,
+    /// Tool-definition pinning (`pinning`, `pinning_fetch_path`).
+    pub pinning: crate::pinning::PinSettings,
 }
 
 impl Route {

@@ -8,6 +8,7 @@
 //! | -32602 | [`INVALID_PARAMS`] | e.g. `tools/call` without a string `params.name` |
 //! | -32603 | [`INTERNAL_ERROR`] | the gateway itself failed |
 //! | -32010 | [`POLICY_DENIED`] | the route's policy denies the method or tool |
+//! | -32013 | [`TOOL_NOT_PINNED`] | `pinning = "enforce"`: the tool's definition is not the pinned one |
 //! | -32020 | [`HEADER_MISMATCH`] | `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` disagree with the body |
 //!
 //! The MCP specification (2026-07-28) splits the JSON-RPC server-error range: -32000..=-32019
@@ -30,6 +31,9 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
 /// Gateway-specific: the request was refused by the route's MCP policy.
 pub const POLICY_DENIED: i64 = -32010;
+/// Gateway-specific: the route enforces tool pinning and the called tool's last-seen
+/// definition differs from its pin, was never pinned, or could not be seen.
+pub const TOOL_NOT_PINNED: i64 = -32013;
 /// MCP `HeaderMismatch`: the HTTP headers disagree with the JSON-RPC body, or are malformed.
 pub const HEADER_MISMATCH: i64 = -32020;
 

@@ -231,7 +231,28 @@ async def scenario_policy(args) -> dict:
         return {"tools": tools, "denied": denied, "echo": text, "protocol_version": conn.protocol_version}
 
 
+async def scenario_calls(args) -> dict:
+    """Optionally list tools, then make each --call NAME=JSON in one session; never raises on a
+    JSON-RPC error (it is reported per call)."""
+    async with connect(args) as conn:
+        out = {"protocol_version": conn.protocol_version}
+        if args.list:
+            out["tools"] = sorted(t.name for t in (await conn.list_tools()).tools)
+        calls = []
+        for spec in args.call:
+            name, _, raw = spec.partition("=")
+            try:
+                result = await conn.call_tool(name, json.loads(raw or "{}"))
+                calls.append({"tool": name, "ok": not result.is_error, "text": tool_text(result)})
+            except Exception as e:  # the SDK raises MCPError for a JSON-RPC error response
+                err = getattr(e, "error", None)
+                calls.append({"tool": name, "ok": False, "code": getattr(err, "code", None), "message": str(e)})
+        out["calls"] = calls
+        return out
+
+
 SCENARIOS = {
+    "calls": scenario_calls,
     "policy": scenario_policy,
     "basic": scenario_basic,
     "big": scenario_big,
@@ -257,6 +278,9 @@ def parse_args(argv=None):
     p.add_argument("--delay", type=float, default=0.5)
     sub.add_parser("concurrent").add_argument("--n", type=int, default=100)
     sub.add_parser("whoami")
+    p = sub.add_parser("calls")
+    p.add_argument("--list", action="store_true", help="list tools first")
+    p.add_argument("--call", action="append", default=[], metavar="NAME=JSON", help="repeatable, in order")
     p = sub.add_parser("policy")
     p.add_argument("--denied", required=True)
     p.add_argument("--secret", required=True)
