@@ -154,7 +154,10 @@ fn diff_text(v: &Value) -> String {
 /// A value on one line: text as is (escaped control characters), anything else as JSON.
 fn shown(v: &Value) -> String {
     let text = match v {
-        Value::String(t) => t.escape_debug().to_string(),
+        // Control characters escaped, so a description cannot rewrite the terminal.
+        Value::String(t) => {
+            t.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.into() }).collect()
+        }
         other => other.to_string(),
     };
     if text.chars().count() > 300 {

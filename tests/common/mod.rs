@@ -141,8 +141,12 @@ hostnames = ["other.example"]
     ) -> String {
         // Audit records stay out of the test output unless a test configures them.
         let audit = if routes.contains("[audit]") { "" } else { "[audit]\nsink = \"off\"\n" };
+        // Top-level keys given before the first table (e.g. `state_dir`) go to the top.
+        let split = if routes.starts_with('[') { 0 } else { routes.find("\n[").map_or(routes.len(), |i| i + 1) };
+        let (top, routes) = routes.split_at(split);
         format!(
             r#"tunnel_domain = "{DOMAIN}"
+{top}
 shutdown_timeout = "5s"
 [edge]
 address = "{address}"
