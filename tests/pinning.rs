@@ -206,7 +206,8 @@ async fn enforce_refuses_a_changed_tool_until_an_operator_repins_and_pins_surviv
     let state_now = common::wait_settled(&mut status).await;
     assert!(matches!(state_now, TunnelState::Registered { .. }), "{state_now:?}");
     assert_eq!(restarted.pins.snapshot(ROUTE).pinned["stamp"].fingerprint, seen_v1, "pin loaded from the state dir");
-    // No client lists tools here: the restarted gateway knows `stamp` from its own listing.
+    // No client lists tools first: the restarted gateway knows `stamp` from its own listing
+    // (at start, or, if that has not finished, the one `enforce` makes for an unseen tool).
     let restarted_call = calls(&stack, false, &["stamp={\"text\":\"d\"}"]).await;
     assert_eq!(restarted_call[0]["text"], "stamped:d", "{restarted_call:?}");
     let listed = tools_json(&state, &["list", "--route", ROUTE]).await;

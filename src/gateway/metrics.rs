@@ -160,6 +160,13 @@ impl GatewayMetrics {
         self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)])).inc();
     }
 
+    /// Exports a pinning route's change counters at zero.
+    pub fn tool_definition_changes_start(&self, route: &str) {
+        for change in ["changed", "new"] {
+            let _ = self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)]));
+        }
+    }
+
     /// Counts the MCP messages of a forwarded request. Methods outside the MCP
     /// specification count as `other`, so a client cannot mint label values.
     pub fn mcp_requests(&self, route: &str, info: &RequestInfo) {

@@ -101,7 +101,12 @@ pub async fn refresh_if(reporter: &Reporter, route: &Route, needed: impl Fn() ->
 /// At start: lists the tools of every HTTP route with pinning on, in the background.
 pub fn refresh_all(shared: &Arc<GatewayShared>) {
     for route in shared.routes().routes() {
-        if route.controls.pinning.mode == PinMode::Off || route.stdio.is_some() {
+        if route.controls.pinning.mode == PinMode::Off {
+            continue;
+        }
+        // The change counters of a pinning route start at 0, so `increase()` sees the first.
+        shared.metrics.tool_definition_changes_start(&route.name);
+        if route.stdio.is_some() {
             continue;
         }
         let (reporter, route) = (Reporter::of(shared), route.clone());
