@@ -142,12 +142,18 @@ hostnames = ["other.example"]
         // Audit records stay out of the test output unless a test configures them.
         let audit = if routes.contains("[audit]") { "" } else { "[audit]\nsink = \"off\"\n" };
         // Top-level keys given before the first table (e.g. `state_dir`) go to the top.
-        let split = if routes.starts_with('[') { 0 } else { routes.find("\n[").map_or(routes.len(), |i| i + 1) };
+        let mut split = 0;
+        for line in routes.split_inclusive('\n') {
+            if line.trim_start().starts_with('[') {
+                break;
+            }
+            split += line.len();
+        }
         let (top, routes) = routes.split_at(split);
         format!(
             r#"tunnel_domain = "{DOMAIN}"
-{top}
 shutdown_timeout = "5s"
+{top}
 [edge]
 address = "{address}"
 server_name = "localhost"
