@@ -31,6 +31,7 @@ pub mod gateway;
 pub mod idle;
 pub mod logging;
 pub mod mcp;
+pub mod pinning;
 pub mod pki;
 pub mod protocol;
 pub mod reload;

@@ -69,6 +69,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tool-definition pinning on a running gateway: list, diff, pin.
+    Tools {
+        #[command(subcommand)]
+        command: mcp_tunnel::pinning::cli::ToolsCommand,
+    },
     /// Validate a config file (edge or gateway) and exit.
     Check {
         #[arg(long, short)]
@@ -210,6 +215,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Check { config } => check(&config)?,
         Command::Approvals(args) => print!("{}", mcp_tunnel::approval::cli::run(args).await?),
+        Command::Tools { command } => print!("{}", mcp_tunnel::pinning::cli::run(command).await?),
         Command::Doctor { config, timeout, json } => {
             let timeout = mcp_tunnel::config::parse_duration(&timeout).map_err(anyhow::Error::msg)?;
             let opts = mcp_tunnel::doctor::Options { timeout };

@@ -65,7 +65,7 @@ fn start(edge_args: &[&str], edge_env: &[(&str, &str)], gw_args: &[&str], gw_env
         "tunnel_domain = \"{DOMAIN}\"\nshutdown_timeout = \"5s\"\n[edge]\naddress = \"{tunnel}\"\nserver_name = \"localhost\"\n\
          ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
          [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{up_port}\"\n\
+         [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{up_port}\"\npinning = \"warn\"\n\
          [[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{}\"\n\
          [[routes]]\nhost = \"closed\"\nupstream = \"http://127.0.0.1:{up_port}\"\n[routes.policy]\ndeny_methods = [\"initialize\"]\n",
         closed_port()

@@ -19,6 +19,8 @@ pub mod event {
     pub const CONFIG: &str = "config";
     /// An operator action on the control plane (kill, resume, approve, deny, pin, …).
     pub const CONTROL: &str = "control";
+    /// A tool definition the gateway saw that differs from its pin (`pinning` warn/enforce).
+    pub const TOOL: &str = "tool";
 }
 
 /// Values of [`AuditRecord::approval`].

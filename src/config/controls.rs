@@ -100,6 +100,7 @@ pub(super) fn route_controls(
         clear_arguments,
         redact_mode,
         approval: None,
+        pinning: crate::pinning::PinSettings::default(),
     })
 }
 

@@ -173,6 +173,7 @@ impl GatewayConfig {
         let inner = src.identity(("inner_tls.cert", &raw.inner_tls.cert), ("inner_tls.key", &raw.inner_tls.key))?;
         configs::inner_server(&inner).map_err(|e| src.invalid("inner_tls.cert", &raw.inner_tls.cert, e.to_string()))?;
         let routes = super::route::route_table(src, &domain, &raw.upstream, &raw.routes)?;
+        super::route::require_state_dir(src, &raw.routes, raw.state_dir.is_some())?;
         let shutdown_timeout =
             src.duration("shutdown_timeout", raw.shutdown_timeout.as_ref(), defaults::SHUTDOWN_TIMEOUT)?;
         let idle_timeout = src.positive_duration("idle_timeout", raw.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT)?;

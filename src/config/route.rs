@@ -14,6 +14,7 @@ use crate::gateway::allowlist::AllowList;
 use crate::gateway::limits::RouteLimits;
 use crate::gateway::route::{Route, RouteTable, Scheme, UpstreamTarget};
 use crate::gateway::upstream::UpstreamClient;
+use crate::pinning::{PinMode, PinSettings};
 use crate::stdio::{StdioBridge, StdioSpec};
 use crate::tls::configs;
 
@@ -40,6 +41,8 @@ pub(super) struct RawRoute {
     policy: Option<RawPolicy>,
     audit: Option<RawRouteAudit>,
     approval: Option<super::approval::RawApproval>,
+    pinning: Option<Spanned<String>>,
+    pinning_fetch_path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +104,7 @@ pub(super) fn route_table(
             },
         )?;
         controls.approval = super::approval::approval_gate(src, &key, r.approval.as_ref(), &allow, connect_timeout)?;
+        controls.pinning = pin_settings(src, &key, r)?;
         let client = UpstreamClient::new(&target, allow.clone(), connect_timeout);
         let name = match &path_prefix {
             Some(p) => format!("{host}{p}"),
@@ -123,6 +127,36 @@ pub(super) fn route_table(
         });
     }
     RouteTable::new(routes).map_err(|(i, why)| src.invalid(&format!("routes[{i}].host"), &raw[i].host, why))
+}
+
+fn pin_settings(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Result<PinSettings, ConfigError> {
+    let mut s = PinSettings::default();
+    if let Some(m) = &r.pinning {
+        s.mode = PinMode::parse(m.get_ref())
+            .ok_or_else(|| src.invalid(&key("pinning"), m, "expected \"off\", \"warn\" or \"enforce\""))?;
+    }
+    if let Some(p) = &r.pinning_fetch_path {
+        if !p.get_ref().starts_with('/') || p.get_ref().contains(['?', '#', ' ']) {
+            return Err(src.invalid(&key("pinning_fetch_path"), p, "expected a path starting with '/'"));
+        }
+        s.fetch_path = p.get_ref().clone();
+    }
+    Ok(s)
+}
+
+/// `pinning = "enforce"` keeps its pins in the state directory: without one, every call
+/// would be refused after each restart.
+pub(super) fn require_state_dir(src: &Source, raw: &[RawRoute], state_dir: bool) -> Result<(), ConfigError> {
+    if state_dir {
+        return Ok(());
+    }
+    for (i, r) in raw.iter().enumerate() {
+        if let Some(m) = r.pinning.as_ref().filter(|m| m.get_ref() == "enforce") {
+            let why = "pinning = \"enforce\" needs the top-level `state_dir` (where pins are kept)";
+            return Err(src.invalid(&format!("routes[{i}].pinning"), m, why));
+        }
+    }
+    Ok(())
 }
 
 fn allow_list(src: &Source, up: &RawUpstream) -> Result<AllowList, ConfigError> {

@@ -27,6 +27,7 @@ pub async fn dispatch(
         "status" => Ok(super::kill_ops::status(shared)),
         "kill" => super::kill_ops::kill(shared, caller, args).await,
         "resume" => super::kill_ops::resume(shared, caller, args),
+        "tools.list" | "tools.diff" | "tools.pin" => crate::pinning::control::handle(shared, caller, op, args).await,
         _ => Err(ControlError::UnknownOp(op.to_owned())),
     }
 }

@@ -24,7 +24,7 @@ use super::upstream::BoxError;
 use super::GatewayShared;
 use crate::auth::metadata_url;
 use crate::control::kill_body;
-use crate::mcp::{error_body, inspect_request, jsonrpc, InspectedBody, MessageKind, RequestInfo};
+use crate::mcp::{error_body, inspect_request, jsonrpc, InspectedBody, MessageKind, RequestInfo, ToolSink};
 
 /// What is being forwarded.
 pub enum Kind {
@@ -134,9 +134,21 @@ async fn admitted(
                 trail.refuse(200, reason, Some(jsonrpc::POLICY_DENIED));
                 return full(StatusCode::OK, "application/json", refusal_body(&info, jsonrpc::POLICY_DENIED, &message));
             }
+            if let Some((reason, message)) = crate::pinning::enforce::check(shared, route, &info, &mut trail).await {
+                shared.metrics.policy_denial(&route.name, reason);
+                trail.refuse(200, reason, Some(jsonrpc::TOOL_NOT_PINNED));
+                return full(
+                    StatusCode::OK,
+                    "application/json",
+                    refusal_body(&info, jsonrpc::TOOL_NOT_PINNED, &message),
+                );
+            }
             (route.upstream_path(parts.uri.path()).into_owned(), info)
         }
     };
+    // A tools/list answer teaches the route's pins (when the route pins tools).
+    let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));
+    let learn = lists_tools.then(|| crate::pinning::learn::sink(shared, route)).flatten();
     let onward = Onward {
         route: route.clone(),
         conn: conn.clone(),
@@ -147,6 +159,7 @@ async fn admitted(
         upstream_path,
         info,
         permit,
+        learn,
     };
     // A gated tools/call waits here for a human decision (src/approval/).
     if let Some(gate) = crate::approval::gate_for(route, &onward.info) {
@@ -167,18 +180,21 @@ pub struct Onward {
     pub upstream_path: String,
     pub info: RequestInfo,
     pub permit: OwnedSemaphorePermit,
+    /// Where a `tools/list` answer's definitions go (tool pinning), if anywhere.
+    pub learn: Option<ToolSink>,
 }
 
 impl Onward {
     /// Forwards the request (to the stdio bridge or the HTTP upstream) and relays the
     /// response; `started` starts the response deadline.
     pub async fn deliver(self, trail: Trail, started: tokio::time::Instant) -> Response<ClientBody> {
-        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit } = self;
+        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit, learn } = self;
         if let Some(bridge) = &route.stdio {
             // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
             metrics.mcp_requests(&route.name, &info);
             let response = bridge.handle(Request::from_parts(parts, body)).await;
-            return relay(&route, response.map(|b| b.map_err(BoxError::from)), &info, trail, started, permit);
+            let response = response.map(|b| b.map_err(BoxError::from));
+            return relay(&route, response, &info, trail, started, permit, learn);
         }
         let response = match forward::send(&route, &conn, &host, parts, &upstream_path, body).await {
             Ok(r) => r,
@@ -190,7 +206,7 @@ impl Onward {
         metrics.mcp_requests(&route.name, &info);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
-        relay(&route, response, &info, trail, started, permit)
+        relay(&route, response, &info, trail, started, permit, learn)
     }
 }
 
@@ -202,6 +218,7 @@ fn relay<B>(
     trail: Trail,
     started: tokio::time::Instant,
     permit: OwnedSemaphorePermit,
+    learn: Option<ToolSink>,
 ) -> Response<ClientBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
@@ -213,7 +230,8 @@ where
     let filter = lists_tools.then(|| route.controls.policy.clone());
     let ended = EndReason::default();
     let inspected =
-        InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16(), ended.clone()));
+        InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16(), ended.clone()))
+            .with_tool_sink(learn);
     if inspected.will_modify() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }

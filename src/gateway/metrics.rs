@@ -85,6 +85,8 @@ pub struct GatewayMetrics {
     pub mcp_messages: Family<Labels, Counter>,
     /// Requests refused by a route's controls, by route and reason.
     pub policy_denials: Family<Labels, Counter>,
+    /// Tool definitions seen that differ from their pin, by route and change.
+    pub tool_changes: Family<Labels, Counter>,
     /// Audit records written, dropped and lost.
     pub audit: AuditMetrics,
     /// Calls waiting for approval and how their waits ended.
@@ -118,6 +120,7 @@ impl GatewayMetrics {
             cert_expiry: CertExpiry::default(),
             mcp_messages: Family::default(),
             policy_denials: Family::default(),
+            tool_changes: Family::default(),
             audit: AuditMetrics::default(),
             approvals: Default::default(),
             killed: Family::default(),
@@ -152,6 +155,11 @@ impl GatewayMetrics {
         m.cert_expiry.register(&mut registry);
         registry.register("mcp_messages", "MCP messages forwarded by route and method", m.mcp_messages.clone());
         registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
+        registry.register(
+            "tool_definition_changes",
+            "Tool definitions seen that differ from their pin",
+            m.tool_changes.clone(),
+        );
         m.audit.register(&mut registry);
         m.approvals.register(&mut registry);
         registry.register("killed", "Stopped by the kill switch, by route (* = the whole gateway)", m.killed.clone());
@@ -162,6 +170,18 @@ impl GatewayMetrics {
     /// Counts a request refused by a route's Origin, auth, policy or limits.
     pub fn policy_denial(&self, route: &str, reason: &str) {
         self.policy_denials.get_or_create(&labels(&[("route", route), ("reason", reason)])).inc();
+    }
+
+    /// Counts a tool definition first seen differing from its pin (`change`: `changed`, `new`).
+    pub fn tool_definition_change(&self, route: &str, change: &str) {
+        self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)])).inc();
+    }
+
+    /// Exports a pinning route's change counters at zero.
+    pub fn tool_definition_changes_start(&self, route: &str) {
+        for change in ["changed", "new"] {
+            let _ = self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)]));
+        }
     }
 
     /// Counts the MCP messages of a forwarded request. Methods outside the MCP

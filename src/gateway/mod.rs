@@ -85,6 +85,8 @@ pub struct GatewayShared {
     pub approvals: Arc<crate::approval::Approvals>,
     /// The kill switch (per route name; survives reloads and, with `state_dir`, restarts).
     pub kill: Arc<crate::control::kill::KillSwitch>,
+    /// Pinned and last-seen tool definitions, by route name.
+    pub pins: Arc<crate::pinning::Pins>,
 }
 
 impl GatewayShared {
@@ -100,6 +102,7 @@ impl GatewayShared {
         let inner = configs::inner_server(&config.inner)?;
         self.inner_tls.replace(inner);
         self.metrics.cert_expiry.set("inner", &config.inner.chain);
+        self.pins.load(config.routes.routes().map(|r| r.name.as_str()));
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.clone();
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
@@ -140,10 +143,13 @@ impl Gateway {
             }
         };
         let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
+        let pins = Arc::new(crate::pinning::Pins::new(config.state_dir.as_deref()));
+        pins.load(config.routes.routes().map(|r| r.name.as_str()));
         let kill = crate::control::kill::KillSwitch::load(config.state_dir.clone(), metrics.clone())?;
         let shared = Arc::new(GatewayShared {
             approvals: crate::approval::Approvals::new(metrics.approvals.clone()),
             kill,
+            pins,
             auditor,
             tunnel,
             routes: RwLock::new(config.routes.clone()),
@@ -197,6 +203,7 @@ impl Gateway {
                 reload_config(&shared, &running, &path)
             }));
         }
+        crate::pinning::learn::refresh_all(&self.shared);
         if let Some((listener, path)) = self.control.take() {
             tokio::spawn(crate::control::socket::serve(listener, path, self.shared.clone(), shutdown.clone()));
         }

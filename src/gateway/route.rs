@@ -101,6 +101,8 @@ pub struct RouteControls {
     pub redact_mode: RedactMode,
     /// Tool calls that wait for a human decision (`[routes.approval]`).
     pub approval: Option<Arc<crate::approval::ApprovalGate>>,
+    /// Tool-definition pinning (`pinning`, `pinning_fetch_path`).
+    pub pinning: crate::pinning::PinSettings,
 }
 
 impl Route {

@@ -21,6 +21,8 @@ pub struct Trail {
     base: AuditRecord,
     messages: Vec<MessageInfo>,
     started: Instant,
+    /// `(tool, fingerprint, pin)` of each called tool, when the route pins tools.
+    pins: Vec<(String, Option<String>, &'static str)>,
 }
 
 impl Trail {
@@ -32,7 +34,8 @@ impl Trail {
             base.upstream = Some(route.upstream_label());
             base.auth = Some(auth::NONE);
         }
-        Self { auditor: auditor.clone(), route: route.clone(), base, messages: Vec::new(), started: Instant::now() }
+        let (route, started) = (route.clone(), Instant::now());
+        Self { auditor: auditor.clone(), route, base, messages: Vec::new(), started, pins: Vec::new() }
     }
 
     /// Whether records are written at all (skip building them otherwise).
@@ -99,6 +102,13 @@ impl Trail {
         self.emit(base, status, |_| None, None);
     }
 
+    /// How a called tool's definition compares with its pin (`tool_fingerprint`, `pin`).
+    pub fn pin(&mut self, tool: &str, fingerprint: Option<String>, pin: &'static str) {
+        if self.enabled() {
+            self.pins.push((tool.to_owned(), fingerprint, pin));
+        }
+    }
+
     /// Records a refusal by the gateway (the upstream never saw the request).
     pub fn refuse(self, status: u16, reason: &'static str, jsonrpc_error: Option<i64>) {
         let mut base = self.base.clone();
@@ -160,6 +170,9 @@ impl Trail {
             rec.prompt.clone_from(&m.prompt);
             rec.arguments = m.arguments.as_ref().map(|a| redact(a, &c.clear_arguments, c.redact_mode));
             rec.jsonrpc_error = rec.jsonrpc_error.or_else(|| m.id.as_ref().and_then(&code_of));
+            if let Some((_, fp, pin)) = self.pins.iter().find(|(t, _, _)| m.tool.as_ref() == Some(t)) {
+                (rec.tool_fingerprint, rec.pin) = (fp.clone(), Some(*pin));
+            }
             self.auditor.record(rec);
         }
     }

@@ -11,6 +11,7 @@
 //! | -32011 | [`APPROVAL_DENIED`] | an approver denied the held `tools/call` |
 //! | -32012 | [`APPROVAL_EXPIRED`] | nobody decided on the held `tools/call` within the gate's timeout |
 //! | -32013 | [`APPROVAL_UNAVAILABLE`] | the call needs approval but cannot wait (too many waiting, or in a batch) |
+//! | -32014 | [`TOOL_NOT_PINNED`] | `pinning = "enforce"`: the tool's definition is not the pinned one |
 //! | -32015 | [`KILLED`] | the route or the whole gateway is stopped by the kill switch |
 //! | -32020 | [`HEADER_MISMATCH`] | `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` disagree with the body |
 //!
@@ -42,6 +43,9 @@ pub const APPROVAL_EXPIRED: i64 = -32012;
 pub const APPROVAL_UNAVAILABLE: i64 = -32013;
 /// Gateway-specific: the kill switch stopped the route or the gateway (refused or cut).
 pub const KILLED: i64 = -32015;
+/// Gateway-specific: the route enforces tool pinning and the called tool's last-seen
+/// definition differs from its pin, was never pinned, or could not be seen.
+pub const TOOL_NOT_PINNED: i64 = -32014;
 /// MCP `HeaderMismatch`: the HTTP headers disagree with the JSON-RPC body, or are malformed.
 pub const HEADER_MISMATCH: i64 = -32020;
 

@@ -36,5 +36,5 @@ pub use jsonrpc::error_body;
 pub use message::{inspect_request, InspectError, MessageInfo, MessageKind, RequestInfo};
 pub use policy::{Glob, GlobError, ToolPolicy};
 pub use redact::{redact, RedactMode};
-pub use response::{InspectedBody, OnDone, ResponseSummary};
+pub use response::{InspectedBody, OnDone, ResponseSummary, ToolSink};
 pub use sse::{SseEvent, SseItem, SseParser};

@@ -5,7 +5,10 @@
 //! - records `(id, code)` of every JSON-RPC error response, from an `application/json` body and
 //!   from each `text/event-stream` event's data (at most [`MAX_RECORDED_ERRORS`]);
 //! - with a tool filter (pass one only for a `tools/list` request), removes the tools the policy
-//!   denies from `result.tools`, re-serialising only the event or body it changed.
+//!   denies from `result.tools`, re-serialising only the event or body it changed;
+//! - with a tool sink ([`InspectedBody::with_tool_sink`], again only for `tools/list`), hands
+//!   each message's `result.tools` (before filtering) to it, page by page as they pass, from
+//!   the same side copy (nothing more is held).
 //!
 //! Two ways of forwarding, chosen at construction:
 //! - **Pass-through** (no filter, or a content type it cannot filter): every upstream frame goes
@@ -61,6 +64,10 @@ pub struct ResponseSummary {
 /// Called once when the body is finished with.
 pub type OnDone = Box<dyn FnOnce(ResponseSummary) + Send>;
 
+/// Receives the `result.tools` array of each `tools/list` answer in the body. It runs
+/// inside `poll_frame`: keep it short.
+pub type ToolSink = Box<dyn Fn(&[Value]) + Send + Sync>;
+
 /// What the body is being inspected as.
 enum State {
     /// Unknown content type, or already finished: bytes only.
@@ -77,6 +84,8 @@ struct Sink {
     summary: ResponseSummary,
     /// Set only when filtering: output is gated on complete events / the complete body.
     filter: Option<Arc<ToolPolicy>>,
+    /// Learns tool definitions (does not gate output).
+    tools: Option<ToolSink>,
 }
 
 /// See the module docs.
@@ -107,7 +116,7 @@ impl<B> InspectedBody<B> {
             inner,
             inner_done: false,
             state,
-            sink: Sink { queue: VecDeque::new(), summary: ResponseSummary::default(), filter },
+            sink: Sink { queue: VecDeque::new(), summary: ResponseSummary::default(), filter, tools: None },
             json_cap: DEFAULT_JSON_CAP,
             on_done: Mutex::new(Some(on_done)),
         }
@@ -118,6 +127,15 @@ impl<B> InspectedBody<B> {
         self.json_cap = json_cap;
         if let State::Sse(p) = &mut self.state {
             *p = SseParser::new(sse_event_cap);
+        }
+        self
+    }
+
+    /// Hands the tools of every `tools/list` answer to `sink` (give it only for a
+    /// `tools/list` request). Ignored for content types that are not inspected.
+    pub fn with_tool_sink(mut self, sink: Option<ToolSink>) -> Self {
+        if !matches!(self.state, State::Opaque) {
+            self.sink.tools = sink;
         }
         self
     }
@@ -213,7 +231,7 @@ impl Sink {
                     self.push(raw);
                 }
             }
-            SseItem::Event(ev) if !hold => self.probe_errors(ev.data.as_bytes()),
+            SseItem::Event(ev) if !hold => self.inspect_only(ev.data.as_bytes()),
             SseItem::Event(ev) => {
                 // Compact serde_json output has no raw newline, as a single data line needs.
                 let out = match self.filtered(ev.data.as_bytes()).and_then(|v| serde_json::to_vec(&v).ok()) {
@@ -237,13 +255,30 @@ impl Sink {
             }
         };
         if self.filter.is_none() {
-            return self.probe_errors(&body);
+            return self.inspect_only(&body);
         }
         let out = match self.filtered(&body) {
             Some(v) => serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body),
             None => body,
         };
         self.push(out);
+    }
+
+    /// A message passed through unchanged: its errors, and its tools when learning.
+    fn inspect_only(&mut self, json: &[u8]) {
+        if self.tools.is_none() {
+            return self.probe_errors(json);
+        }
+        let Ok(mut v) = serde_json::from_slice::<Value>(json) else { return };
+        let policy = ToolPolicy::default();
+        match &mut v {
+            Value::Array(items) => items.iter_mut().for_each(|m| {
+                self.inspect_message(m, &policy);
+            }),
+            m => {
+                self.inspect_message(m, &policy);
+            }
+        }
     }
 
     /// Parses a message (or batch), records its errors and filters `tools/list` results.
@@ -267,6 +302,9 @@ impl Sink {
         let Some(tools) = msg.get_mut("result").and_then(|r| r.get_mut("tools")).and_then(Value::as_array_mut) else {
             return 0;
         };
+        if let Some(sink) = &self.tools {
+            sink(tools);
+        }
         let before = tools.len();
         // A tool without a string name cannot be checked: it is removed too.
         tools.retain(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| policy.tool_allowed(n)));

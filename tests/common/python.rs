@@ -33,9 +33,15 @@ pub struct PyServer {
 
 impl PyServer {
     pub async fn start() -> PyServer {
+        Self::start_with(&["--port", "0"]).await
+    }
+
+    /// Starts the server with extra arguments (`--port N` to reuse a port, `--variant N`).
+    pub async fn start_with(args: &[&str]) -> PyServer {
         let mut child = Command::new(python())
             .arg(root().join("tests/py/mcp_server.py"))
-            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--host", "127.0.0.1"])
+            .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -52,6 +58,12 @@ impl PyServer {
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected line {line:?}"));
         PyServer { child, port }
+    }
+
+    /// Kills the server and waits until it has exited (its port is free again).
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 
     /// `http://127.0.0.1:<port>` for a route's `upstream`.

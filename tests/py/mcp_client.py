@@ -267,8 +267,29 @@ async def scenario_hold(args) -> dict:
             "first_error": next((v for v in ended.values() if v.startswith("error")), None)}
 
 
+async def scenario_calls(args) -> dict:
+    """Optionally list tools, then make each --call NAME=JSON in one session; never raises on a
+    JSON-RPC error (it is reported per call)."""
+    async with connect(args) as conn:
+        out = {"protocol_version": conn.protocol_version}
+        if args.list:
+            out["tools"] = sorted(t.name for t in (await conn.list_tools()).tools)
+        calls = []
+        for spec in args.call:
+            name, _, raw = spec.partition("=")
+            try:
+                result = await conn.call_tool(name, json.loads(raw or "{}"))
+                calls.append({"tool": name, "ok": not result.is_error, "text": tool_text(result)})
+            except Exception as e:  # the SDK raises MCPError for a JSON-RPC error response
+                err = getattr(e, "error", None)
+                calls.append({"tool": name, "ok": False, "code": getattr(err, "code", None), "message": str(e)})
+        out["calls"] = calls
+        return out
+
+
 SCENARIOS = {
     "hold": scenario_hold,
+    "calls": scenario_calls,
     "policy": scenario_policy,
     "basic": scenario_basic,
     "big": scenario_big,
@@ -298,6 +319,9 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--delay", type=float, default=1.0)
+    p = sub.add_parser("calls")
+    p.add_argument("--list", action="store_true", help="list tools first")
+    p.add_argument("--call", action="append", default=[], metavar="NAME=JSON", help="repeatable, in order")
     p = sub.add_parser("policy")
     p.add_argument("--denied", required=True)
     p.add_argument("--secret", required=True)

@@ -381,3 +381,43 @@ async fn python_sdk_tools_list_stream_is_filtered() {
         assert_eq!(store.lock().unwrap()[0].tools_removed, 1);
     }
 }
+
+/// A tool sink that stores the names of every page it gets.
+fn tool_recorder() -> (ToolSink, Arc<Mutex<Vec<Vec<String>>>>) {
+    let store = Arc::new(Mutex::new(Vec::new()));
+    let s = store.clone();
+    let sink: ToolSink = Box::new(move |tools: &[Value]| {
+        let names = tools.iter().map(|t| t["name"].as_str().unwrap_or("?").to_owned()).collect();
+        s.lock().unwrap().push(names);
+    });
+    (sink, store)
+}
+
+#[tokio::test]
+async fn tool_sink_gets_each_page_unfiltered_and_the_bytes_pass_unchanged() {
+    // Two pages as SSE (pass-through: no filter), then one JSON body with a filter.
+    let (tx, body) = chan();
+    let page1 = sse_event(&tools_result(1));
+    let page2 = sse_event(&json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "late"}]}}));
+    for c in [page1.as_bytes(), PROGRESS.as_bytes(), page2.as_bytes()] {
+        send(&tx, c);
+    }
+    drop(tx);
+    let (sink, pages) = tool_recorder();
+    let (done, _) = recorder();
+    let b = InspectedBody::new(body, Some("text/event-stream"), None, done).with_tool_sink(Some(sink));
+    assert!(!b.will_modify());
+    let out = b.collect().await.unwrap().to_bytes();
+    assert_eq!(out, format!("{page1}{PROGRESS}{page2}").as_bytes(), "pass-through stays byte for byte");
+    assert_eq!(*pages.lock().unwrap(), vec![vec!["add", "shell_exec", "search", "?"], vec!["late"]]);
+
+    let (tx, body) = chan();
+    send(&tx, tools_result(3).to_string().as_bytes());
+    drop(tx);
+    let (sink, pages) = tool_recorder();
+    let (done, _) = recorder();
+    let b = InspectedBody::new(body, Some("application/json"), Some(deny_shell()), done).with_tool_sink(Some(sink));
+    let out: Value = serde_json::from_slice(&b.collect().await.unwrap().to_bytes()).unwrap();
+    assert!(!tool_names(&out).contains(&"shell_exec".to_owned()), "still filtered");
+    assert!(pages.lock().unwrap()[0].contains(&"shell_exec".to_owned()), "the sink saw the upstream's list");
+}
