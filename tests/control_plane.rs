@@ -125,7 +125,7 @@ async fn bad_state_dir_is_refused_with_its_line() {
         let path = stack.dir.path().join("bad.toml");
         std::fs::write(&path, &text).expect("write");
         let err = GatewayConfig::load(&path).expect_err("empty state_dir refused").to_string();
-        assert!(err.contains("bad.toml:1") && err.contains("`state_dir`"), "{err}");
+        assert!(err.contains("bad.toml:3") && err.contains("`state_dir`"), "{err}");
     }
 }
 
