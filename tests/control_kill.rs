@@ -236,3 +236,51 @@ async fn metrics_text(addr: std::net::SocketAddr) -> String {
     let body = sender.send_request(req).await.expect("metrics").into_body().collect().await.expect("body");
     String::from_utf8_lossy(&body.to_bytes()).into_owned()
 }
+
+/// A call whose upstream has not answered when its route is killed gets the kill's 503 and
+/// JSON-RPC error, and an audit record of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_before_its_answer_gets_503_and_its_own_record() {
+    // An upstream that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+            let _ = arrived_tx.send(()).await;
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.jsonl");
+    let stack = Stack::start(&format!(
+        "[audit]\nsink = \"file\"\npath = \"{}\"\n[[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{port}\"\ntimeout = \"30s\"\n",
+        audit.display()
+    ))
+    .await;
+    let call = {
+        let (public, ca) = (stack.public, stack.inner_ca());
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#;
+        tokio::spawn(async move { send(public, ROUTE, &ca, mcp_post(ROUTE, body)).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), arrived.recv()).await.expect("the call reached the upstream");
+
+    let shared = stack.gateway.clone().expect("gateway");
+    let caller = mcp_tunnel::control::Caller { via: mcp_tunnel::control::Via::Socket, uid: Some(0) };
+    let args = serde_json::json!({ "route": ROUTE, "reason": "cut test" });
+    mcp_tunnel::control::dispatch(&shared, &caller, "kill", &args).await.expect("kill");
+    let resp = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("answered within 10 s of the kill")
+        .expect("task")
+        .expect("response");
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(resp.body()).expect("JSON");
+    assert_eq!(body["error"]["code"], -32015, "{body}");
+
+    let records = audit_until(&audit, |r| r.iter().any(|r| r["event"] == "mcp" && r["reason"] == "killed")).await;
+    let rec = records.iter().find(|r| r["event"] == "mcp" && r["reason"] == "killed").expect("record");
+    assert_eq!((rec["route"].as_str(), rec["http_status"].as_u64()), (Some(ROUTE), Some(503)), "{rec}");
+    assert_eq!((rec["decision"].as_str(), rec["jsonrpc_error"].as_i64()), (Some("deny"), Some(-32015)), "{rec}");
+}

@@ -54,7 +54,11 @@ impl Pass {
         let token = self.token().clone();
         tokio::select! {
             biased;
-            _ = token.cancelled() => self.refusal().response(),
+            _ = token.cancelled() => {
+                let mut resp = self.refusal().response();
+                resp.extensions_mut().insert(CutBeforeAnswer);
+                resp
+            }
             resp = exchange => {
                 let cut = self.token().clone().cancelled_owned();
                 resp.map(|inner| KillableBody { inner, cut, pass: Some(self), done: false }.boxed())
@@ -62,6 +66,11 @@ impl Pass {
         }
     }
 }
+
+/// Marks the 503 of an exchange a kill cut before it had an answer (the exchange's own
+/// audit trail was dropped with it, so the caller records the refusal).
+#[derive(Debug, Clone, Copy)]
+pub struct CutBeforeAnswer;
 
 /// A kill ended this response mid-stream.
 #[derive(Debug, thiserror::Error)]

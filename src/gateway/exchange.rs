@@ -45,7 +45,15 @@ pub async fn run(
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
     match shared.kill.enter(&route.name) {
-        Ok(pass) => pass.guard(admitted(shared, route, conn, host, kind, req)).await,
+        Ok(pass) => {
+            let method = req.method().clone();
+            let resp = pass.guard(admitted(shared, route, conn, host, kind, req)).await;
+            if resp.extensions().get::<kill_body::CutBeforeAnswer>().is_some() {
+                let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, &method);
+                trail.refuse(503, kill_body::REASON, Some(kill_body::KILLED));
+            }
+            resp
+        }
         Err(refusal) => {
             shared.metrics.policy_denial(&route.name, kill_body::REASON);
             let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, req.method());
