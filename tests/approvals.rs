@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::python::{python, root, PyServer};
-use common::{Stack, DOMAIN};
+use common::{audit_records, Stack, DOMAIN};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -41,15 +41,6 @@ async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// The calls waiting on the gateway, once there are exactly `n`.
 async fn pending(shared: &GatewayShared, n: usize) -> Vec<Arc<PendingCall>> {
     until(&format!("{n} pending approvals"), || Some(shared.approvals.list()).filter(|l| l.len() == n)).await
-}
-
-/// Audit records in `path` once `done` holds for them.
-async fn audit(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let read = || -> Vec<Value> {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).expect("audit line is JSON")).collect()
-    };
-    until("audit records", || Some(read()).filter(|r| done(r))).await
 }
 
 /// `approval_client.py` calling one tool, running in the background.
@@ -228,7 +219,7 @@ async fn approve_and_deny_through_the_cli_while_ungated_calls_pass_and_the_webho
     }
     let uid = rustix::process::getuid().as_raw();
     let approver = format!("uid:{uid} via socket");
-    let records = audit(&s.audit, |r| {
+    let records = audit_records(&s.audit, |r| {
         r.iter().filter(|x| x["tool"] == "charge" && x["event"] == "mcp").count() >= 2
             && r.iter().filter(|x| x["event"] == "control").count() >= 2
     })
@@ -274,7 +265,7 @@ async fn expired_cancelled_and_over_the_cap() {
     drop(first); // kill_on_drop: the client process dies, its connections close
     pending(&s.shared, 0).await;
     assert_eq!(upstream_calls(&s.stack, "pay").await, json!({}));
-    let records = audit(&s.audit, |r| r.iter().any(|x| x["approval"] == "cancelled")).await;
+    let records = audit_records(&s.audit, |r| r.iter().any(|x| x["approval"] == "cancelled")).await;
     let cancelled = records.iter().find(|r| r["approval"] == "cancelled").expect("cancelled");
     assert_eq!(cancelled["approval_id"], waiting.id.as_str());
     assert_eq!(cancelled["outcome"], "aborted");

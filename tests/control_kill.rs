@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::control::{admin, audit_until, ctl, free_port, wait_admin};
+use common::control::{admin, ctl, free_port, wait_admin};
 use common::http::{mcp_post, send};
 use common::python::{client, python, root, PyServer};
-use common::{wait_settled, Stack, TUNNEL};
+use common::{audit_records, wait_settled, Stack, TUNNEL};
 use mcp_tunnel::gateway::TunnelState;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -169,7 +169,7 @@ async fn route_kill_cuts_streams_refuses_calls_survives_restart_and_resumes() {
     let (ok, _, stderr) = ctl(&[], &state, &["resume", "--route", ROUTE]).await;
     assert!(!ok && stderr.contains("not stopped"), "{stderr}");
 
-    let records = audit_until(&audit, |r| r.iter().filter(|r| r["event"] == "control").count() >= 2).await;
+    let records = audit_records(&audit, |r| r.iter().filter(|r| r["event"] == "control").count() >= 2).await;
     let kill = records.iter().find(|r| r["action"] == "kill").expect("kill record");
     assert_eq!((kill["route"].as_str(), kill["note"].as_str()), (Some(ROUTE), Some("incident 7")), "{kill}");
     assert!(
@@ -279,7 +279,7 @@ async fn a_call_cut_before_its_answer_gets_503_and_its_own_record() {
     let body: Value = serde_json::from_slice(resp.body()).expect("JSON");
     assert_eq!(body["error"]["code"], -32015, "{body}");
 
-    let records = audit_until(&audit, |r| r.iter().any(|r| r["event"] == "mcp" && r["reason"] == "killed")).await;
+    let records = audit_records(&audit, |r| r.iter().any(|r| r["event"] == "mcp" && r["reason"] == "killed")).await;
     let rec = records.iter().find(|r| r["event"] == "mcp" && r["reason"] == "killed").expect("record");
     assert_eq!((rec["route"].as_str(), rec["http_status"].as_u64()), (Some(ROUTE), Some(503)), "{rec}");
     assert_eq!((rec["decision"].as_str(), rec["jsonrpc_error"].as_i64()), (Some("deny"), Some(-32015)), "{rec}");

@@ -10,9 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::control::{admin, as_nobody, audit_until, ctl, free_port, is_root, wait_admin};
+use common::control::{admin, as_nobody, ctl, free_port, is_root, wait_admin};
 use common::python::PyServer;
-use common::Stack;
+use common::{audit_records, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::control::client;
 use serde_json::{json, Value};
@@ -165,7 +165,7 @@ async fn admin_control_needs_the_token_and_refusals_are_audited() {
     let (status, _, _) = admin(addr, "POST", "/readyz", Some(token), "").await;
     assert_eq!(status, 405);
 
-    let records = audit_until(&audit_path, |r| r.iter().filter(|r| r["event"] == "control").count() >= 2).await;
+    let records = audit_records(&audit_path, |r| r.iter().filter(|r| r["event"] == "control").count() >= 2).await;
     let control: Vec<&Value> = records.iter().filter(|r| r["event"] == "control").collect();
     let missing = control.iter().find(|r| r["reason"] == "admin_token_missing").expect("missing-token record");
     assert_eq!(missing["action"], "status");

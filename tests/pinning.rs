@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::python::{client, PyServer};
-use common::Stack;
+use common::{audit_records, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::gateway::{Gateway, GatewayShared, TunnelState};
 use mcp_tunnel::pinning::PinStatus;
@@ -54,20 +54,6 @@ async fn calls(stack: &Stack, list: bool, calls: &[&str]) -> Vec<Value> {
     let out = client(&stack.url("pin"), &stack.inner_ca_path(), &args).await;
     assert_eq!(out["ok"], true, "{out}");
     out["calls"].as_array().expect("calls").clone()
-}
-
-/// Audit records in `path`, waiting (bounded) until `done` holds for them.
-async fn audit_records(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let mut records = Vec::new();
-    for _ in 0..150 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        records = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        if done(&records) {
-            return records;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("audit records never complete: {records:#?}");
 }
 
 /// Waits (bounded) until the gateway has seen `tool` on the route (its own listing at start).

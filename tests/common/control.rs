@@ -47,20 +47,6 @@ pub async fn wait_admin(addr: SocketAddr) {
     panic!("admin endpoint {addr} never listened");
 }
 
-/// Audit records in `path`, waiting (up to 10 s) until `done` holds for them.
-pub async fn audit_until(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let mut records = Vec::new();
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        records = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        if done(&records) {
-            return records;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("audit records never matched: {records:#?}");
-}
-
 /// Whether this process runs as root (owner of /proc/self).
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
