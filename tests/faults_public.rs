@@ -486,7 +486,9 @@ async fn wait_counts(stack: &Stack, what: &str, cond: impl Fn(Counts) -> bool) -
         if cond(now) {
             return now;
         }
-        assert!(Instant::now() < deadline, "{what}: not within {SOON:?} ({now:?})");
+        // The relays still running help tell "ended cleanly" from "never ended".
+        let active = stack.edge.stats.streams_active.get();
+        assert!(Instant::now() < deadline, "{what}: not within {SOON:?} ({now:?}, relays running: {active})");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
