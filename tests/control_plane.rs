@@ -158,6 +158,12 @@ async fn admin_control_needs_the_token_and_refusals_are_audited() {
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
     let (status, _, body) = admin(addr, "POST", "/control/status", Some(token), "[1]").await;
     assert_eq!(status, 400, "{body}");
+    // The approval operations are on the same API.
+    let (status, _, body) = admin(addr, "POST", "/control/approvals.list", Some(token), "").await;
+    assert_eq!((status, body["result"]["approvals"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let id = r#"{"id":"0123456789abcdef"}"#;
+    let (status, _, body) = admin(addr, "POST", "/control/approvals.approve", Some(token), id).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
 
     // Read-only endpoints stay open; other methods stay refused.
     let (status, _, body) = admin(addr, "GET", "/readyz", None, "").await;
