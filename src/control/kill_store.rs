@@ -3,8 +3,7 @@
 //! restarted gateway stays stopped.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -63,17 +62,10 @@ pub fn load(state_dir: &Path) -> Result<KillState, KillStoreError> {
 /// Writes `state` to `<state_dir>/kill.json` atomically: a reader (or a restart) sees the
 /// old file or the new one, never a torn write.
 pub fn save(state_dir: &Path, state: &KillState) -> Result<(), KillStoreError> {
-    let path = state_dir.join(KILL_FILE);
-    let tmp = state_dir.join(format!(".{KILL_FILE}.tmp"));
-    let io_err = |source| KillStoreError::Io { path: path.clone(), source };
     let mut text = serde_json::to_vec_pretty(state).unwrap_or_default();
     text.push(b'\n');
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io_err)?;
-    file.write_all(&text).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, &path).map_err(io_err)?;
-    Ok(())
+    super::state_file::write_atomic(state_dir, KILL_FILE, &text)
+        .map_err(|source| KillStoreError::Io { path: state_dir.join(KILL_FILE), source })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod kill_body;
 pub mod kill_ops;
 pub mod kill_store;
 pub mod socket;
+pub mod state_file;
 pub mod wire;
 
 pub use dispatch::dispatch;

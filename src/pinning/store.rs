@@ -7,8 +7,7 @@
 //! in memory only: a restarted gateway learns them again (its own listing at start).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -269,21 +268,15 @@ pub fn file_name(route: &str) -> String {
 
 /// Writes `dir/name` atomically with mode 0600 (the directory is created 0700).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let path = dir.join(name);
-    let err = |source| StoreError::Write { path: path.clone(), source };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    crate::control::state_file::write_atomic(dir, name, bytes)
+        .map_err(|source| StoreError::Write { path: dir.join(name), source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tool(desc: &str) -> Value {
         json!({"name": "echo", "description": desc, "inputSchema": {"type": "object"}})
