@@ -52,6 +52,7 @@ struct RawLimits {
     max_header_bytes: Option<Spanned<Size>>,
     max_concurrent: Option<Spanned<i64>>,
     sse_idle_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
 }
 
 /// A byte size: a number of bytes, or a string such as `"4MiB"`.
@@ -201,6 +202,7 @@ fn route_limits(
             raw.sse_idle_timeout.as_ref(),
             d.sse_idle_timeout,
         )?,
+        body_timeout: src.positive_duration(&key("limits.body_timeout"), raw.body_timeout.as_ref(), d.body_timeout)?,
     })
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tracing::{debug, info};
 
+use super::linger::{self, RequestBody};
 use super::proxy::{request_host, ConnInfo};
 use super::respond::{json_error, ClientBody};
 use super::trail::{self, Trail};
@@ -38,7 +40,9 @@ where
     let service = {
         let answered = answered.clone();
         service_fn(move |req: Request<Incoming>| {
-            let resp = refusal(&shared, &conn, &req);
+            let (parts, body) = req.into_parts();
+            let version = parts.version;
+            let resp = linger::after(refusal(&shared, &conn, &parts), RequestBody::new(body), version);
             answered.notify_one();
             async move { Ok::<_, Infallible>(resp) }
         })
@@ -63,12 +67,12 @@ where
     }
 }
 
-fn refusal(shared: &GatewayShared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ClientBody> {
+fn refusal(shared: &GatewayShared, conn: &ConnInfo, req: &Parts) -> Response<ClientBody> {
     let host = request_host(req).unwrap_or_else(|| conn.sni.clone());
     let routes = shared.routes();
-    match routes.lookup(&host, req.uri().path()) {
-        Some(route) => Trail::new(&shared.auditor, &shared.tunnel, route, conn, req.method()).refuse(503, REASON, None),
-        None => trail::refuse_unrouted(&shared.auditor, &shared.tunnel, conn, req.method(), 503, REASON),
+    match routes.lookup(&host, req.uri.path()) {
+        Some(route) => Trail::new(&shared.auditor, &shared.tunnel, route, conn, &req.method).refuse(503, REASON, None),
+        None => trail::refuse_unrouted(&shared.auditor, &shared.tunnel, conn, &req.method, 503, REASON),
     }
     let mut resp = json_error(
         StatusCode::SERVICE_UNAVAILABLE,

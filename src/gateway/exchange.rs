@@ -1,20 +1,27 @@
-//! One request on a route, in order: Origin → authentication → limits → read and inspect
-//! the body → MCP policy → approval gate → forward → relay the response through the
-//! inspector, which writes the audit records when the response ends.
+//! One request on a route, in order: kill switch → Origin → method and shape (discovery is
+//! GET/HEAD without a body, never to a stdio child) → authentication → header limit → read
+//! the body under its deadline → concurrency slot → inspect the body → MCP policy → pinning
+//! → approval gate → forward → relay the response through the inspector, which writes the
+//! audit records when the response ends.
+//!
+//! Every request bound for an upstream or a stdio child passes here: [`Onward`] is built
+//! only at the end of [`admitted`], and [`Onward::deliver`] is the only caller of
+//! `forward::send` and `StdioBridge::handle` in the request path.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::forward;
 use super::limits::{collect_body, header_bytes, BodyError, BodyTimer, EndReason, TimedBody};
+use super::linger::RequestBody;
 use super::metrics::GatewayMetrics;
 use super::proxy::ConnInfo;
 use super::respond::{full, json_error, ClientBody};
@@ -42,12 +49,13 @@ pub async fn run(
     conn: &ConnInfo,
     host: &str,
     kind: Kind,
-    req: Request<Incoming>,
+    parts: Parts,
+    body: &mut RequestBody,
 ) -> Response<ClientBody> {
     match shared.kill.enter(&route.name) {
         Ok(pass) => {
-            let method = req.method().clone();
-            let resp = pass.guard(admitted(shared, route, conn, host, kind, req)).await;
+            let method = parts.method.clone();
+            let resp = pass.guard(admitted(shared, route, conn, host, kind, parts, body)).await;
             if resp.extensions().get::<kill_body::CutBeforeAnswer>().is_some() {
                 let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, &method);
                 trail.refuse(503, kill_body::REASON, Some(kill_body::KILLED));
@@ -56,7 +64,7 @@ pub async fn run(
         }
         Err(refusal) => {
             shared.metrics.policy_denial(&route.name, kill_body::REASON);
-            let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, req.method());
+            let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, &parts.method);
             trail.refuse(503, kill_body::REASON, Some(kill_body::KILLED));
             refusal.response()
         }
@@ -69,19 +77,24 @@ async fn admitted(
     conn: &ConnInfo,
     host: &str,
     kind: Kind,
-    mut req: Request<Incoming>,
+    mut parts: Parts,
+    body: &mut RequestBody,
 ) -> Response<ClientBody> {
     let started = tokio::time::Instant::now();
-    let mut trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, req.method());
+    let mut trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, &parts.method);
     let c = &route.controls;
-    if let Err(e) = c.origins.check(req.headers()) {
+    if let Err(e) = c.origins.check(&parts.headers) {
         shared.metrics.policy_denial(&route.name, e.reason());
         trail.refuse(403, e.reason(), None);
         return json_error(e.status(), e.reason(), &e.to_string(), None);
     }
+    if let Err(refused) = method_allowed(route, &kind, &parts, body) {
+        trail.refuse(refused.status().as_u16(), refused.reason, None);
+        return refused.response();
+    }
     if let (Some(auth), Kind::Mcp) = (&c.auth, &kind) {
         trail.auth_kind(auth.kind());
-        match auth.authenticate(req.headers()) {
+        match auth.authenticate(&parts.headers) {
             Ok(id) => trail.identity(&id, auth.kind()),
             Err(e) => {
                 shared.metrics.policy_denial(&route.name, "auth_failed");
@@ -94,8 +107,35 @@ async fn admitted(
         }
         // The caller's token was for the gateway: passing it on would let the upstream
         // replay it (the MCP authorization spec forbids token pass-through).
-        req.headers_mut().remove(header::AUTHORIZATION);
+        parts.headers.remove(header::AUTHORIZATION);
     }
+    if header_bytes(&parts.headers) > route.limits.max_header_bytes {
+        trail.refuse(431, "headers_too_large", None);
+        let message = format!("request headers exceed {} bytes", route.limits.max_header_bytes);
+        return json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", &message, None);
+    }
+    // The body is read before a slot is taken, under a deadline: a client that trickles
+    // its body holds no slot, and holds its stream at most `body_timeout`.
+    let deadline = started + route.limits.body_timeout;
+    let body = match collect_body(&parts.headers, body, route.limits.max_body, deadline).await {
+        Ok(b) => b,
+        Err(e @ BodyError::TooLarge { .. }) => {
+            trail.refuse(413, "body_too_large", None);
+            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &e.to_string(), None);
+        }
+        Err(e @ BodyError::TimedOut(_)) => {
+            shared.metrics.policy_denial(&route.name, "body_timeout");
+            trail.refuse(408, "body_timeout", None);
+            let mut resp = json_error(StatusCode::REQUEST_TIMEOUT, "body_timeout", &e.to_string(), None);
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+        Err(e) => {
+            debug!(stream = conn.stream_id, route = %route.name, "{e}");
+            trail.refuse(400, "body_unreadable", None);
+            return json_error(StatusCode::BAD_REQUEST, "body_unreadable", "the request body could not be read", None);
+        }
+    };
     let Ok(permit) = route.inflight.clone().try_acquire_owned() else {
         trail.refuse(503, "too_many_requests", None);
         let mut resp = json_error(
@@ -106,24 +146,6 @@ async fn admitted(
         );
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return resp;
-    };
-    if header_bytes(req.headers()) > route.limits.max_header_bytes {
-        trail.refuse(431, "headers_too_large", None);
-        let message = format!("request headers exceed {} bytes", route.limits.max_header_bytes);
-        return json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", &message, None);
-    }
-    let (parts, body) = req.into_parts();
-    let body = match collect_body(&parts.headers, body, route.limits.max_body).await {
-        Ok(b) => b,
-        Err(e @ BodyError::TooLarge { .. }) => {
-            trail.refuse(413, "body_too_large", None);
-            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &e.to_string(), None);
-        }
-        Err(e) => {
-            debug!(stream = conn.stream_id, route = %route.name, "{e}");
-            trail.refuse(400, "body_unreadable", None);
-            return json_error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read", None);
-        }
     };
     let (upstream_path, info) = match kind {
         Kind::Discovery(path) => (path, RequestInfo::default()),
@@ -168,6 +190,7 @@ async fn admitted(
         info,
         permit,
         learn,
+        checked: Checked(()),
     };
     // A gated tools/call waits here for a human decision (src/approval/).
     if let Some(gate) = crate::approval::gate_for(route, &onward.info) {
@@ -190,13 +213,18 @@ pub struct Onward {
     pub permit: OwnedSemaphorePermit,
     /// Where a `tools/list` answer's definitions go (tool pinning), if anywhere.
     pub learn: Option<ToolSink>,
+    /// Private: an `Onward` exists only once `admitted` has run every check.
+    checked: Checked,
 }
+
+/// Proof that a request passed the checks; only this module can make one.
+pub struct Checked(());
 
 impl Onward {
     /// Forwards the request (to the stdio bridge or the HTTP upstream) and relays the
     /// response; `started` starts the response deadline.
     pub async fn deliver(self, trail: Trail, started: tokio::time::Instant) -> Response<ClientBody> {
-        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit, learn } = self;
+        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit, learn, checked } = self;
         if let Some(bridge) = &route.stdio {
             // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
             metrics.mcp_requests(&route.name, &info);
@@ -204,7 +232,7 @@ impl Onward {
             let response = response.map(|b| b.map_err(BoxError::from));
             return relay(&route, response, &info, trail, started, permit, learn);
         }
-        let response = match forward::send(&route, &conn, &host, parts, &upstream_path, body).await {
+        let response = match forward::send(&checked, &route, &conn, &host, parts, &upstream_path, body).await {
             Ok(r) => r,
             Err(resp) => {
                 trail.fail(resp.status().as_u16(), "upstream_failed");
@@ -247,6 +275,64 @@ where
     let timer =
         if sse { BodyTimer::Idle(route.limits.sse_idle_timeout) } else { BodyTimer::Deadline(started + route.timeout) };
     Response::from_parts(parts, TimedBody::new(inspected, timer, Some(permit), ended).boxed())
+}
+
+/// A request refused for its method or shape, before anything of it is read.
+struct Refused {
+    status: StatusCode,
+    reason: &'static str,
+    message: &'static str,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
+}
+
+impl Refused {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn response(&self) -> Response<ClientBody> {
+        let mut resp = json_error(self.status, self.reason, self.message, None);
+        if let Some(allow) = self.allow {
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+/// Which requests a route takes at all. MCP messages travel only in POST bodies, which the
+/// inspector reads; GET (the server's stream), DELETE (end of session) and OPTIONS (CORS
+/// preflight) carry no body. A discovery document is fetched with GET or HEAD, carries no
+/// body, and exists only for HTTP upstreams: a stdio child never sees one.
+fn method_allowed(route: &Route, kind: &Kind, parts: &Parts, body: &RequestBody) -> Result<(), Refused> {
+    let m = &parts.method;
+    let has_body = !body.finished();
+    match kind {
+        Kind::Discovery(_) if route.stdio.is_some() => Err(Refused {
+            status: StatusCode::NOT_FOUND,
+            reason: "not_found",
+            message: "this route serves no discovery documents",
+            allow: None,
+        }),
+        Kind::Discovery(_) if *m != Method::GET && *m != Method::HEAD => Err(Refused {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            reason: "method_not_allowed",
+            message: "discovery documents are fetched with GET or HEAD",
+            allow: Some("GET, HEAD"),
+        }),
+        Kind::Mcp if ![Method::POST, Method::GET, Method::DELETE, Method::OPTIONS].contains(m) => Err(Refused {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            reason: "method_not_allowed",
+            message: "MCP uses POST, GET and DELETE",
+            allow: Some("POST, GET, DELETE, OPTIONS"),
+        }),
+        _ if has_body && *m != Method::POST => Err(Refused {
+            status: StatusCode::BAD_REQUEST,
+            reason: "unexpected_body",
+            message: "only POST requests carry a body",
+            allow: None,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The first message the route's policy refuses: `(reason, message)`.

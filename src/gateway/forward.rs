@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::warn;
 
+use super::exchange::Checked;
 use super::proxy::ConnInfo;
 use super::respond::{json_error, ClientBody, Failure};
 use super::route::Route;
@@ -29,8 +30,10 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Sends a request (its body already read) upstream to `path` and returns the response headers,
-/// or the error response to give the client.
+/// or the error response to give the client. Only a request that passed every check gets
+/// here: `Checked` is made by `exchange` alone.
 pub async fn send(
+    _checked: &Checked,
     route: &Route,
     conn: &ConnInfo,
     host: &str,
@@ -90,21 +93,36 @@ fn upstream_request(
     strip_hop_by_hop(headers);
     let host_value = if route.preserve_host { host } else { authority.as_str() };
     headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
-    set_forwarded_for(headers, conn.client_addr);
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
-    if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
-    }
+    set_forwarded(headers, conn.client_addr, host);
     Ok(Request::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed()))
 }
 
-/// Sets `X-Forwarded-For` to the address the edge saw. A value sent by the client is
-/// replaced, not extended: the gateway is the trust boundary and the client is not.
-fn set_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
-    let ip = client.ip().to_canonical().to_string();
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+/// Sets every client-address header an upstream might trust (`X-Forwarded-For`, `-Proto`,
+/// `-Host`, `X-Real-IP`, RFC 7239 `Forwarded`) to what the edge saw. Values sent by the
+/// client are replaced, not extended: the gateway is the trust boundary and the client is not.
+fn set_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: &str) {
+    for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"] {
+        headers.remove(name);
     }
+    let ip = client.ip().to_canonical();
+    let ip_text = ip.to_string();
+    // RFC 7239 §6: an IPv6 node is quoted and bracketed; a host is a quoted-string when needed.
+    let node = if ip.is_ipv6() { format!("\"[{ip_text}]\"") } else { ip_text.clone() };
+    let host_ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    let forwarded =
+        if host_ok { format!("for={node};proto=https;host=\"{host}\"") } else { format!("for={node};proto=https") };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-forwarded-for", &ip_text);
+    set("x-real-ip", &ip_text);
+    set("x-forwarded-proto", "https");
+    if host_ok {
+        set("x-forwarded-host", host);
+    }
+    set("forwarded", &forwarded);
 }
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
@@ -170,10 +188,19 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_replaces_what_the_client_sent() {
+    fn forwarding_headers_replace_what_the_client_sent() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-        set_forwarded_for(&mut h, "[::ffff:10.0.0.1]:5".parse().unwrap());
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        for name in ["x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-host"] {
+            h.append(name, HeaderValue::from_static("6.6.6.6"));
+            h.append(name, HeaderValue::from_static("for=7.7.7.7"));
+        }
+        set_forwarded(&mut h, "[::ffff:10.0.0.1]:5".parse().unwrap(), "t.mcp.test");
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["10.0.0.1"]);
+        assert_eq!(h.get_all("x-real-ip").iter().collect::<Vec<_>>(), ["10.0.0.1"]);
+        assert_eq!(h.get_all("x-forwarded-host").iter().collect::<Vec<_>>(), ["t.mcp.test"]);
+        assert_eq!(h.get_all("forwarded").iter().collect::<Vec<_>>(), ["for=10.0.0.1;proto=https;host=\"t.mcp.test\""]);
+        set_forwarded(&mut h, "[2001:db8::1]:5".parse().unwrap(), "bad\"host");
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=https");
+        assert!(!h.contains_key("x-forwarded-host"));
     }
 }

@@ -7,10 +7,10 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
@@ -27,6 +27,8 @@ pub struct RouteLimits {
     pub max_concurrent: usize,
     /// An SSE response with no bytes for this long is ended.
     pub sse_idle_timeout: Duration,
+    /// The whole request body must arrive within this time of its headers.
+    pub body_timeout: Duration,
 }
 
 impl Default for RouteLimits {
@@ -36,6 +38,7 @@ impl Default for RouteLimits {
             max_header_bytes: 32 << 10,
             max_concurrent: 256,
             sse_idle_timeout: Duration::from_secs(600),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -45,15 +48,24 @@ impl Default for RouteLimits {
 pub enum BodyError {
     #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the request body did not arrive within {0:?}")]
+    TimedOut(Duration),
     #[error("reading the request body failed: {0}")]
     Read(BoxError),
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes. A declared
-/// `Content-Length` over the limit is refused before anything is read.
-pub async fn collect_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, BodyError>
+/// Reads a whole request body, refusing more than `limit` bytes or a body still arriving
+/// at `deadline`. A declared `Content-Length` over the limit is refused before anything is
+/// read. The body is borrowed, so what is left of a refused one can still be drained
+/// (see `linger`).
+pub async fn collect_body<B>(
+    headers: &HeaderMap,
+    body: &mut B,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, BodyError>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     let declared =
@@ -61,11 +73,21 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => Err(BodyError::Read(e)),
-    }
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Err(BodyError::TooLarge { limit });
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    let budget = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout_at(deadline, read).await.unwrap_or(Err(BodyError::TimedOut(budget)))
 }
 
 /// Bytes of header names and values, as a server would buffer them.
@@ -199,10 +221,24 @@ mod tests {
     async fn body_limit_by_header_and_by_bytes() {
         let mut h = HeaderMap::new();
         let body = Full::new(Bytes::from(vec![b'x'; 10]));
-        assert_eq!(collect_body(&h, body.clone(), 10).await.unwrap().len(), 10);
-        assert!(matches!(collect_body(&h, body.clone(), 9).await, Err(BodyError::TooLarge { limit: 9 })));
+        let at = Instant::now() + Duration::from_secs(5);
+        assert_eq!(collect_body(&h, &mut body.clone(), 10, at).await.unwrap().len(), 10);
+        assert!(matches!(collect_body(&h, &mut body.clone(), 9, at).await, Err(BodyError::TooLarge { limit: 9 })));
         h.insert(http::header::CONTENT_LENGTH, "1000".parse().unwrap());
-        assert!(matches!(collect_body(&h, body, 100).await, Err(BodyError::TooLarge { .. })));
+        assert!(matches!(collect_body(&h, &mut body.clone(), 100, at).await, Err(BodyError::TooLarge { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickling_body_times_out_at_the_deadline() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let mut body = StreamBody::new(tokio_stream_from(rx));
+        // One byte now: an idle timer would be reset by it; the deadline is not.
+        tx.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.unwrap();
+        let at = Instant::now() + Duration::from_secs(2);
+        let got = collect_body(&HeaderMap::new(), &mut body, 100, at).await;
+        assert!(matches!(got, Err(BodyError::TimedOut(_))), "{got:?}");
+        assert!(Instant::now() >= at);
+        drop(tx);
     }
 
     #[tokio::test(start_paused = true)]
