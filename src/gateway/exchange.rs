@@ -89,7 +89,7 @@ async fn admitted(
         return json_error(e.status(), e.reason(), &e.to_string(), None);
     }
     if let Err(refused) = method_allowed(route, &kind, &parts, body) {
-        trail.refuse(refused.status().as_u16(), refused.reason, None);
+        trail.refuse(refused.status.as_u16(), refused.reason, None);
         return refused.response();
     }
     if let (Some(auth), Kind::Mcp) = (&c.auth, &kind) {
@@ -287,9 +287,6 @@ struct Refused {
 }
 
 impl Refused {
-    fn status(&self) -> StatusCode {
-        self.status
-    }
     fn response(&self) -> Response<ClientBody> {
         let mut resp = json_error(self.status, self.reason, self.message, None);
         if let Some(allow) = self.allow {

@@ -23,7 +23,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::Sleep;
 
 use super::respond::ClientBody;
 use super::upstream::BoxError;
@@ -92,7 +91,7 @@ pub fn after(
     // Sent chunked: hyper stops polling a body of known length after its last byte, and
     // the draining happens after that byte.
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    let body = Lingering { answer: body, unread: Some(unread), discarded: 0, timer: None };
+    let body = Lingering { answer: body, unread: Some(unread), drain: None };
     http::Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
 }
 
@@ -109,15 +108,16 @@ impl Drop for Holding {
         if let Some(unread) = self.unread.take() {
             // Bounded in bytes and time; owns nothing but the request stream.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(drain(unread));
+                rt.spawn(drain(Some(unread)));
             }
         }
     }
 }
 
-/// Reads and discards `body` up to the linger bounds.
-async fn drain(mut body: RequestBody) {
+/// Reads and discards `body` up to the linger bounds (none at all when `None`).
+async fn drain(body: Option<RequestBody>) {
     use http_body_util::BodyExt as _;
+    let Some(mut body) = body else { return };
     let read = async {
         let mut discarded = 0u64;
         while let Some(Ok(frame)) = body.frame().await {
@@ -147,11 +147,12 @@ impl Body for Holding {
     }
 }
 
+/// The answer, then the bounded `drain` of the request, before the body ends.
 struct Lingering {
     answer: ClientBody,
+    /// Made when the answer has ended.
     unread: Option<RequestBody>,
-    discarded: u64,
-    timer: Option<Pin<Box<Sleep>>>,
+    drain: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 impl Body for Lingering {
@@ -164,25 +165,16 @@ impl Body for Lingering {
             Poll::Ready(None) => {}
             other => return other,
         }
-        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
-        if timer.as_mut().poll(cx).is_ready() {
-            this.unread = None;
-            return Poll::Ready(None);
+        let pending = match (this.drain.as_mut(), this.unread.take()) {
+            (Some(pending), _) => pending,
+            (None, unread) => this.drain.insert(Box::pin(drain(unread))),
+        };
+        let done = pending.as_mut().poll(cx).is_ready();
+        if !done {
+            return Poll::Pending;
         }
-        while let Some(unread) = this.unread.as_mut() {
-            match Pin::new(unread).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
-                    this.discarded += n;
-                    if this.discarded > LINGER_BYTES {
-                        this.unread = None;
-                    }
-                }
-                // Read to the end, or the client gave up: either way nothing more to wait for.
-                Poll::Ready(_) => this.unread = None,
-            }
-        }
+        // Never poll a finished future again; a later poll drains nothing (unread is gone).
+        this.drain = None;
         Poll::Ready(None)
     }
 
