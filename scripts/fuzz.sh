@@ -2,6 +2,8 @@
 # Fuzzes the parsers that read bytes from untrusted peers (cargo-fuzz project in fuzz/):
 #   frame_decode  protocol::frame::decode / frame::read (Control and Open)
 #   sni_peek      edge::sni::parse_sni (ClientHello peek)
+#   mcp_inspect   mcp::inspect_request + ToolPolicy::first_denied (request body → policy
+#                 decision) and mcp::Guard::judge (what a guarded response lets through)
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 30)
 #
@@ -36,10 +38,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 logs=fuzz/target/fuzz-logs
 mkdir -p "$logs"
 
-targets=(frame_decode sni_peek)
+targets=(frame_decode sni_peek mcp_inspect)
 # Largest input per target: frames are small JSON; ClientHellos are bounded by the edge
 # at 16 KiB (sni::MAX_CLIENT_HELLO), so a little beyond that.
-declare -A max_len=([frame_decode]=4096 [sni_peek]=17000)
+declare -A max_len=([frame_decode]=4096 [sni_peek]=17000 [mcp_inspect]=4096)
 # Built once with debug assertions (overflow checks) under AddressSanitizer.
 build_flags=(--debug-assertions)
 # Per-input time limit (a hang is a finding) and memory cap.

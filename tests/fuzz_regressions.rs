@@ -13,11 +13,11 @@ mod invariants;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use invariants::{check_frame, check_sni, xorshift, Prefixes};
+use invariants::{check_frame, check_guard, check_inspect, check_sni, xorshift, Prefixes};
 use mcp_tunnel::protocol::MAX_FRAME_LEN;
 
 /// The fuzz targets, by directory name.
-const TARGETS: [&str; 2] = ["frame_decode", "sni_peek"];
+const TARGETS: [&str; 3] = ["frame_decode", "mcp_inspect", "sni_peek"];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -47,6 +47,10 @@ fn check(target: &str, data: &[u8], prefixes: Prefixes) {
     match target {
         "frame_decode" => check_frame(data),
         "sni_peek" => check_sni(data, prefixes),
+        "mcp_inspect" => {
+            check_inspect(data);
+            check_guard(data);
+        }
         other => panic!("no invariants for fuzz target {other:?}"),
     }
 }
@@ -120,7 +124,7 @@ fn seeds_are_what_they_claim() {
 /// under a second.
 #[test]
 fn mutated_seeds_hold_the_invariants() {
-    const ITERATIONS: [(&str, usize); 2] = [("frame_decode", 50_000), ("sni_peek", 20_000)];
+    const ITERATIONS: [(&str, usize); 3] = [("frame_decode", 50_000), ("mcp_inspect", 20_000), ("sni_peek", 20_000)];
     let mut rng = Rng(0x6d63_7074_2f31_0001); // "mcpt/1"
     for (target, iterations) in ITERATIONS {
         let seeds: Vec<Vec<u8>> = inputs("corpus", target).into_iter().map(|(_, d)| d).collect();
@@ -150,6 +154,20 @@ fn outcome(target: &str, data: &[u8]) -> usize {
     use mcp_tunnel::edge::sni::parse_sni;
     use mcp_tunnel::protocol::{frame, Control, Open};
 
+    if target == "mcp_inspect" {
+        // [allowed, refused by the policy, not a valid JSON-RPC request]
+        let policy_refuses = |info: &_| {
+            let deny = ["shell*", "admin_?"].map(|g| mcp_tunnel::mcp::Glob::new(g).expect("glob")).to_vec();
+            let deny_methods =
+                ["sampling/*", "resources/*"].map(|g| mcp_tunnel::mcp::Glob::new(g).expect("glob")).to_vec();
+            mcp_tunnel::mcp::ToolPolicy { allow: vec![], deny, deny_methods }.first_denied(info).is_some()
+        };
+        return match mcp_tunnel::mcp::inspect_request(&http::HeaderMap::new(), data) {
+            Ok(info) if policy_refuses(&info) => 1,
+            Ok(_) => 0,
+            Err(_) => 2,
+        };
+    }
     let (complete, more) = if target == "frame_decode" {
         let control = frame::decode::<Control>(data, MAX_FRAME_LEN);
         let open = frame::decode::<Open>(data, MAX_FRAME_LEN);
@@ -184,6 +202,10 @@ impl Rng {
 
 fn mutate(target: &str, data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
     const INTERESTING: &[u8] = b"\x00\x01\x16\x7f\x80\xff\"\\{}[],:0-e.u";
+    // JSON: most mutants should stay JSON, so swap names and methods as often as bytes.
+    if target == "mcp_inspect" && rng.below(3) > 0 {
+        return swap_words(data, rng);
+    }
     match rng.below(9) {
         // Flip one bit.
         0 if !data.is_empty() => {
@@ -223,8 +245,33 @@ fn mutate(target: &str, data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
     }
 }
 
+/// Replaces the first occurrence of one word with another (allowed ↔ denied names, methods).
+fn swap_words(data: &mut Vec<u8>, rng: &mut Rng) {
+    const SWAPS: [(&[u8], &[u8]); 8] = [
+        (b"echo", b"shell_exec"),
+        (b"shell_exec", b"echo"),
+        (b"admin_x", b"admin_xy"),
+        (b"tools/call", b"resources/read"),
+        (b"tools/list", b"sampling/createMessage"),
+        (b"ping", b"tools/call"),
+        (b"\"params\"", b"\"result\""),
+        (b"\"id\":", b"\"method\":\"ping\",\"id\":"),
+    ];
+    let (from, to) = SWAPS[rng.below(SWAPS.len())];
+    if let Some(at) = data.windows(from.len()).position(|w| w == from) {
+        data.splice(at..at + from.len(), to.iter().copied());
+    }
+}
+
 fn overwrite_length(target: &str, data: &mut Vec<u8>, rng: &mut Rng) {
-    if target == "frame_decode" {
+    if target == "mcp_inspect" {
+        // JSON has no length fields: splice in the pieces a smuggler would (a second name,
+        // a method beside a result, an escaped denied name).
+        const PIECES: [&[u8]; 5] =
+            [br#","name":"shell""#, br#","method":"ping""#, br#""sh\u0065ll""#, br#","result":{}"#, br#"{"name":1}"#];
+        let at = rng.below(data.len() + 1);
+        data.splice(at..at, PIECES[rng.below(PIECES.len())].iter().copied());
+    } else if target == "frame_decode" {
         while data.len() < 4 {
             data.push(0);
         }

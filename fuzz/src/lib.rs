@@ -1,8 +1,8 @@
-//! Invariants of the two parsers that read bytes from untrusted peers, shared by the
+//! Invariants of the parsers that read bytes from untrusted peers, shared by the
 //! cargo-fuzz targets (`fuzz_targets/*.rs`, nightly) and by the stable regression test
 //! `tests/fuzz_regressions.rs`, which includes this file with `#[path]`. Keep it to std,
-//! serde, tokio and `mcp_tunnel` (dependencies both builds have), and every public item
-//! used by that test (it is compiled with `-D warnings`).
+//! serde, serde_json, http, tokio and `mcp_tunnel` (dependencies both builds have), and
+//! every public item used by that test (it is compiled with `-D warnings`).
 //!
 //! Each `check_*` function panics when an invariant does not hold; a panic is a finding.
 
@@ -12,11 +12,16 @@ use std::io;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
 
+use std::sync::Arc;
+
 use mcp_tunnel::edge::sni::{parse_sni, PeekError};
+use mcp_tunnel::mcp::guard::{Findings, Judged};
+use mcp_tunnel::mcp::{inspect_request, Glob, Guard, ToolPolicy};
 use mcp_tunnel::protocol::frame::{self, FrameError};
 use mcp_tunnel::protocol::{Control, Open, MAX_FRAME_LEN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Everything `frame::decode`/`frame::read` promise, for `Control` and for `Open`.
@@ -29,6 +34,77 @@ pub fn check_frame(data: &[u8]) {
     }
     // A small cap exercises the Oversized path on ordinary inputs too.
     check_decode::<Control>(data, 16);
+}
+
+/// The policy the inspector targets are judged against.
+fn fuzz_policy() -> ToolPolicy {
+    let globs = |p: &[&str]| p.iter().map(|g| Glob::new(g).expect("glob")).collect();
+    ToolPolicy {
+        allow: Vec::new(),
+        deny: globs(&["shell*", "admin_?"]),
+        deny_methods: globs(&["sampling/*", "resources/*"]),
+    }
+}
+
+/// Messages of `data` as a lenient parser (last duplicate key wins) reads them.
+fn lenient_messages(data: &[u8]) -> Vec<Value> {
+    match serde_json::from_slice::<Value>(data) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => vec![other],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The request inspector (body → JSON-RPC messages → policy decision): whatever a lenient
+/// reader of the body sees as a denied method or a `tools/call` of a denied tool, the
+/// inspector refuses (as malformed, or by the policy). Deterministic, never panics.
+pub fn check_inspect(data: &[u8]) {
+    let policy = fuzz_policy();
+    let headers = http::HeaderMap::new();
+    let first = inspect_request(&headers, data);
+    assert_eq!(format!("{first:?}"), format!("{:?}", inspect_request(&headers, data)), "not deterministic");
+    let allowed = match &first {
+        Ok(info) => policy.first_denied(info).is_none(),
+        Err(_) => false,
+    };
+    let denied_somewhere = lenient_messages(data).iter().any(|m| {
+        let Some(method) = m.get("method").and_then(Value::as_str) else { return false };
+        let tool = m.get("params").and_then(|p| p.get("name")).and_then(Value::as_str);
+        !policy.method_allowed(method) || (method == "tools/call" && tool.is_some_and(|t| !policy.tool_allowed(t)))
+    });
+    assert!(!(allowed && denied_somewhere), "a denied message passed the inspector: {first:?}");
+}
+
+/// Whether a lenient reader of `data` finds what the guard must keep from the client: a
+/// denied server→client method, or a listed tool that is denied or has no string name.
+fn leaks(policy: &ToolPolicy, data: &[u8]) -> bool {
+    lenient_messages(data).iter().any(|m| {
+        if m.get("method").and_then(Value::as_str).is_some_and(|x| !policy.method_allowed(x)) {
+            return true;
+        }
+        let tools = m.get("result").and_then(|r| r.get("tools")).and_then(Value::as_array);
+        tools.is_some_and(|t| {
+            t.iter().any(|tool| tool.get("name").and_then(Value::as_str).is_none_or(|n| !policy.tool_allowed(n)))
+        })
+    })
+}
+
+/// The response guard: what it passes (unchanged or rewritten) leaks nothing a lenient
+/// client would read, and a rewrite is one line of JSON.
+pub fn check_guard(data: &[u8]) {
+    let policy = fuzz_policy();
+    let guard = Guard::new(Arc::new(policy.clone()));
+    let judged = guard.judge(data, &mut Findings::default());
+    assert_eq!(judged, guard.judge(data, &mut Findings::default()), "not deterministic");
+    match judged {
+        Judged::Same => assert!(!leaks(&policy, data), "the guard passed a leak unchanged"),
+        Judged::Rewritten(out) => {
+            assert!(serde_json::from_slice::<Value>(&out).is_ok(), "a rewrite is not JSON");
+            assert!(!out.contains(&b'\n') && !out.contains(&b'\r'), "a rewrite must fit one SSE data line");
+            assert!(!leaks(&policy, &out), "the rewrite still leaks: {}", String::from_utf8_lossy(&out));
+        }
+        Judged::Dropped | Judged::Uninspectable => {}
+    }
 }
 
 /// Which prefixes of a ClientHello that parsed to `Some(name)` are re-parsed.

@@ -103,6 +103,10 @@ pub struct AuditRecord {
     /// The HTTP status sent to the client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// `server_to_client` for a message the server sent toward the client (a refused
+    /// `sampling/createMessage`); absent for the client's own requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
     /// The JSON-RPC method (`tools/call`, `initialize`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jsonrpc_method: Option<String>,
@@ -252,6 +256,7 @@ mod tests {
             upstream: Some("http://10.0.0.5:8080/mcp".into()),
             http_method: Some("POST".into()),
             http_status: Some(200),
+            direction: Some("server_to_client"),
             jsonrpc_method: Some("tools/call".into()),
             jsonrpc_id: Some(json!(7)),
             tool: Some("search".into()),
@@ -294,6 +299,7 @@ mod tests {
             "upstream",
             "http_method",
             "http_status",
+            "direction",
             "jsonrpc_method",
             "jsonrpc_id",
             "tool",

@@ -43,6 +43,7 @@ pub(super) struct RawRoute {
     approval: Option<super::approval::RawApproval>,
     pinning: Option<Spanned<String>>,
     pinning_fetch_path: Option<Spanned<String>>,
+    pinning_refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +143,7 @@ fn pin_settings(src: &Source, key: &dyn Fn(&str) -> String, r: &RawRoute) -> Res
         }
         s.fetch_path = p.get_ref().clone();
     }
+    s.refresh = src.positive_duration(&key("pinning_refresh"), r.pinning_refresh.as_ref(), s.refresh)?;
     Ok(s)
 }
 

@@ -1,8 +1,8 @@
 //! One request on a route, in order: kill switch → Origin → method and shape (discovery is
 //! GET/HEAD without a body, never to a stdio child) → authentication → header limit → read
 //! the body under its deadline → concurrency slot → inspect the body → MCP policy → pinning
-//! → approval gate → forward → relay the response through the inspector, which writes the
-//! audit records when the response ends.
+//! → approval gate → forward → relay the response through the inspector (and, on a guarded
+//! route, its guard: `super::guard`), which writes the audit records when the response ends.
 //!
 //! Every request bound for an upstream or a stdio child passes here: [`Onward`] is built
 //! only at the end of [`admitted`], and [`Onward::deliver`] is the only caller of
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
@@ -27,11 +28,11 @@ use super::proxy::ConnInfo;
 use super::respond::{full, json_error, ClientBody};
 use super::route::Route;
 use super::trail::Trail;
-use super::upstream::BoxError;
+use super::upstream::{BoxError, UpstreamBody};
 use super::GatewayShared;
 use crate::auth::metadata_url;
 use crate::control::kill_body;
-use crate::mcp::{error_body, inspect_request, jsonrpc, InspectedBody, MessageKind, RequestInfo, ToolSink};
+use crate::mcp::{error_body, inspect_request, inspectable, jsonrpc, Guard, InspectedBody, MessageKind, RequestInfo};
 
 /// What is being forwarded.
 pub enum Kind {
@@ -159,7 +160,7 @@ async fn admitted(
                 }
             };
             trail.request(&info, body.len());
-            if let Some((reason, message)) = denied(route, &info) {
+            if let Some((reason, message)) = route.controls.policy.first_denied(&info) {
                 shared.metrics.policy_denial(&route.name, reason);
                 trail.refuse(200, reason, Some(jsonrpc::POLICY_DENIED));
                 return full(StatusCode::OK, "application/json", refusal_body(&info, jsonrpc::POLICY_DENIED, &message));
@@ -176,9 +177,8 @@ async fn admitted(
             (route.upstream_path(parts.uri.path()).into_owned(), info)
         }
     };
-    // A tools/list answer teaches the route's pins (when the route pins tools).
-    let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));
-    let learn = lists_tools.then(|| crate::pinning::learn::sink(shared, route)).flatten();
+    // Every answer of a guarded route goes through its guard, whatever the request was.
+    let guard = super::guard::for_exchange(shared, route, conn, host, &parts, &info);
     let onward = Onward {
         route: route.clone(),
         conn: conn.clone(),
@@ -189,7 +189,7 @@ async fn admitted(
         upstream_path,
         info,
         permit,
-        learn,
+        guard,
         checked: Checked(()),
     };
     // A gated tools/call waits here for a human decision (src/approval/).
@@ -211,8 +211,8 @@ pub struct Onward {
     pub upstream_path: String,
     pub info: RequestInfo,
     pub permit: OwnedSemaphorePermit,
-    /// Where a `tools/list` answer's definitions go (tool pinning), if anywhere.
-    pub learn: Option<ToolSink>,
+    /// What the answer passes through on a guarded route (`super::guard`).
+    pub guard: Option<Guard>,
     /// Private: an `Onward` exists only once `admitted` has run every check.
     checked: Checked,
 }
@@ -224,50 +224,54 @@ impl Onward {
     /// Forwards the request (to the stdio bridge or the HTTP upstream) and relays the
     /// response; `started` starts the response deadline.
     pub async fn deliver(self, trail: Trail, started: tokio::time::Instant) -> Response<ClientBody> {
-        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit, learn, checked } = self;
-        if let Some(bridge) = &route.stdio {
+        let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit, guard, checked } = self;
+        let method = parts.method.clone();
+        let response = if let Some(bridge) = &route.stdio {
             // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
-            metrics.mcp_requests(&route.name, &info);
             let response = bridge.handle(Request::from_parts(parts, body)).await;
-            let response = response.map(|b| b.map_err(BoxError::from));
-            return relay(&route, response, &info, trail, started, permit, learn);
-        }
-        let response = match forward::send(&checked, &route, &conn, &host, parts, &upstream_path, body).await {
-            Ok(r) => r,
-            Err(resp) => {
-                trail.fail(resp.status().as_u16(), "upstream_failed");
-                return resp;
+            response.map(|b| b.map_err(BoxError::from).boxed())
+        } else {
+            match forward::send(&checked, &route, &conn, &host, parts, &upstream_path, body).await {
+                Ok(r) => r.map(|b| b.map_err(BoxError::from).boxed()),
+                Err(resp) => {
+                    trail.fail(resp.status().as_u16(), "upstream_failed");
+                    return resp;
+                }
             }
         };
         metrics.mcp_requests(&route.name, &info);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
-        relay(&route, response, &info, trail, started, permit, learn)
+        relay(&route, response, &method, trail, started, permit, guard)
     }
 }
 
-/// Wraps the upstream's response: inspection (and `tools/list` filtering), then timers.
-fn relay<B>(
+/// Wraps the upstream's response: inspection (through the guard, on a guarded route),
+/// then timers. A guarded answer the gateway cannot read at all (an encoded body, a type
+/// other than JSON or SSE) is refused here, before anything of it reaches the client.
+fn relay(
     route: &Route,
-    response: Response<B>,
-    info: &RequestInfo,
+    response: Response<UpstreamBody>,
+    method: &Method,
     trail: Trail,
     started: tokio::time::Instant,
     permit: OwnedSemaphorePermit,
-    learn: Option<ToolSink>,
-) -> Response<ClientBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+    guard: Option<Guard>,
+) -> Response<ClientBody> {
     let (mut parts, body) = response.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let lists_tools = matches!(info.messages.as_slice(), [m] if m.method.as_deref() == Some("tools/list"));
-    let filter = lists_tools.then(|| route.controls.policy.clone());
+    if let Some(g) = &guard {
+        let encoded = parts.headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity");
+        let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
+        let carries_messages = (*method == Method::POST || *method == Method::GET) && parts.status.is_success();
+        if encoded || (carries_messages && !empty && !inspectable(content_type.as_deref())) {
+            trail.fail(StatusCode::BAD_GATEWAY.as_u16(), "uninspectable");
+            return full(StatusCode::BAD_GATEWAY, "application/json", g.uninspectable_reply());
+        }
+    }
     let ended = EndReason::default();
-    let inspected =
-        InspectedBody::new(body, content_type.as_deref(), filter, trail.on_done(parts.status.as_u16(), ended.clone()))
-            .with_tool_sink(learn);
+    let on_done = trail.on_done(parts.status.as_u16(), ended.clone());
+    let inspected = InspectedBody::new(body, content_type.as_deref(), guard, on_done);
     if inspected.will_modify() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
@@ -330,23 +334,6 @@ fn method_allowed(route: &Route, kind: &Kind, parts: &Parts, body: &RequestBody)
         }),
         _ => Ok(()),
     }
-}
-
-/// The first message the route's policy refuses: `(reason, message)`.
-fn denied(route: &Route, info: &RequestInfo) -> Option<(&'static str, String)> {
-    let policy = &route.controls.policy;
-    info.messages.iter().filter(|m| m.kind != MessageKind::Response).find_map(|m| {
-        let method = m.method.as_deref()?;
-        if !policy.method_allowed(method) {
-            return Some(("method_denied", format!("method {method} is not allowed on this route")));
-        }
-        match &m.tool {
-            Some(tool) if method == "tools/call" && !policy.tool_allowed(tool) => {
-                Some(("tool_denied", format!("tool {tool} is not allowed on this route")))
-            }
-            _ => None,
-        }
-    })
 }
 
 /// The JSON-RPC answer to a refused request: one error with `code` per request in it (a

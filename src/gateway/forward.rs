@@ -64,6 +64,25 @@ pub async fn send(
     }
 }
 
+/// Sends the gateway's own answer to a server→client request it refused (a JSON-RPC error
+/// it wrote, on the client's session): the server's reply status, or why it failed. Not a
+/// client's request, so it needs no [`Checked`].
+pub async fn answer(
+    route: &Route,
+    conn: &ConnInfo,
+    host: &str,
+    parts: Parts,
+    path: &str,
+    body: Bytes,
+) -> Result<StatusCode, String> {
+    let req = upstream_request(route, conn, host, parts, path, body)?;
+    match tokio::time::timeout(route.timeout, route.client.request(req)).await {
+        Ok(Ok(resp)) => Ok(resp.status()),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!("no answer within {:?}", route.timeout)),
+    }
+}
+
 fn upstream_request(
     route: &Route,
     conn: &ConnInfo,
@@ -94,6 +113,8 @@ fn upstream_request(
     let host_value = if route.preserve_host { host } else { authority.as_str() };
     headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
     set_forwarded(headers, conn.client_addr, host);
+    // The gateway reads every answer of a guarded route: it must get it readable.
+    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     Ok(Request::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed()))
 }
 

@@ -9,6 +9,7 @@ pub mod dial;
 pub mod discovery;
 pub mod exchange;
 pub mod forward;
+pub mod guard;
 pub mod limits;
 pub mod linger;
 pub mod metrics;

@@ -135,6 +135,11 @@ impl Trail {
             let mut base = self.base.clone();
             base.decision = Some(decision::ALLOW);
             base.reason = ended.get();
+            if summary.uninspectable > 0 {
+                // A guarded answer it could not read was replaced by the gateway's error.
+                base.reason = base.reason.or(Some("uninspectable"));
+                base.jsonrpc_error = Some(crate::mcp::jsonrpc::UNINSPECTABLE);
+            }
             base.bytes_out = Some(summary.bytes_out);
             base.outcome = Some(if summary.complete { outcome::COMPLETE } else { outcome::ABORTED });
             let errors = summary.errors;

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,6 +54,7 @@ pub enum UpstreamError {
 pub struct UpstreamClient {
     inner: Client<Connector, UpstreamBody>,
     allow: Arc<AllowList>,
+    opened: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -64,10 +66,17 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     /// A client that connects only to addresses `allow` permits.
     pub fn new(target: &UpstreamTarget, allow: Arc<AllowList>, connect_timeout: Duration) -> Self {
-        let connector =
-            Connector { allow: allow.clone(), tls: target.tls.clone().map(TlsConnector::from), connect_timeout };
+        let opened = Arc::new(AtomicU64::new(0));
+        let tls = target.tls.clone().map(TlsConnector::from);
+        let connector = Connector { allow: allow.clone(), tls, connect_timeout, opened: opened.clone() };
         let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { inner, allow }
+        Self { inner, allow, opened }
+    }
+
+    /// How many connections this client has opened so far: a new one may reach a
+    /// restarted upstream (tool pinning re-lists when this moves).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The networks this client may connect to (`[upstream] allowed_networks`).
@@ -87,6 +96,7 @@ pub struct Connector {
     allow: Arc<AllowList>,
     tls: Option<TlsConnector>,
     connect_timeout: Duration,
+    opened: Arc<AtomicU64>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -112,6 +122,7 @@ impl Connector {
         let tcp = tokio::time::timeout(timeout, self.connect_tcp(&host, port))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout { host: host.clone(), after: timeout })??;
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let Some(tls) = &self.tls else {
             return Ok(UpstreamConn::Plain(tcp));
         };

@@ -13,6 +13,7 @@
 //! | -32013 | [`APPROVAL_UNAVAILABLE`] | the call needs approval but cannot wait (too many waiting, or in a batch) |
 //! | -32014 | [`TOOL_NOT_PINNED`] | `pinning = "enforce"`: the tool's definition is not the pinned one |
 //! | -32015 | [`KILLED`] | the route or the whole gateway is stopped by the kill switch |
+//! | -32016 | [`UNINSPECTABLE`] | the route guards responses and the server's answer could not be read (encoded, over the cap, not JSON) |
 //! | -32020 | [`HEADER_MISMATCH`] | `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` disagree with the body |
 //!
 //! The MCP specification (2026-07-28) splits the JSON-RPC server-error range: -32000..=-32019
@@ -46,6 +47,9 @@ pub const KILLED: i64 = -32015;
 /// Gateway-specific: the route enforces tool pinning and the called tool's last-seen
 /// definition differs from its pin, was never pinned, or could not be seen.
 pub const TOOL_NOT_PINNED: i64 = -32014;
+/// Gateway-specific: the route guards its responses (tool policy, `deny_methods`, pinning)
+/// and the server's answer could not be inspected, so it was refused rather than passed on.
+pub const UNINSPECTABLE: i64 = -32016;
 /// MCP `HeaderMismatch`: the HTTP headers disagree with the JSON-RPC body, or are malformed.
 pub const HEADER_MISMATCH: i64 = -32020;
 

@@ -15,15 +15,18 @@
 //! - [`redact`](mod@redact): [`redact()`] turns tool arguments into something safe to log.
 //! - [`jsonrpc`]: [`error_body`] and the error codes the gateway answers with itself.
 //! - [`response`]: [`InspectedBody`] streams the upstream's answer through while counting
-//!   bytes, recording JSON-RPC errors and hiding denied tools from `tools/list`; built on
-//!   [`sse`], an incremental, bounded `text/event-stream` parser.
+//!   bytes and recording JSON-RPC errors; built on [`sse`], an incremental, bounded
+//!   `text/event-stream` parser. On routes that restrict anything it puts every message
+//!   through a [`Guard`] ([`guard`]): denied server→client requests dropped, listings filtered
+//!   and learned from, whatever cannot be read refused.
 //!
 //! Typical use in the proxy: `inspect_request` → on error answer
 //! `error_body(err.request_id(), err.jsonrpc_code(), &err.to_string(), None)` with status 400 →
 //! check `method_allowed` / `tool_allowed` (deny with [`jsonrpc::POLICY_DENIED`]) → forward →
-//! wrap the response body in `InspectedBody` (filter only for `tools/list`; drop
+//! wrap the response body in `InspectedBody` (with a `Guard` on guarded routes; drop
 //! `Content-Length` when `will_modify()`), logging `redact(arguments, …)` and the summary.
 
+pub mod guard;
 pub mod json;
 pub mod jsonrpc;
 pub mod message;
@@ -32,9 +35,10 @@ pub mod redact;
 pub mod response;
 pub mod sse;
 
+pub use guard::{Guard, Notice, RefusalSink, ServerMessage, ToolHide, ToolSink};
 pub use jsonrpc::error_body;
 pub use message::{inspect_request, InspectError, MessageInfo, MessageKind, RequestInfo};
 pub use policy::{Glob, GlobError, ToolPolicy};
 pub use redact::{redact, RedactMode};
-pub use response::{InspectedBody, OnDone, ResponseSummary, ToolSink};
+pub use response::{inspectable, InspectedBody, OnDone, ResponseSummary};
 pub use sse::{SseEvent, SseItem, SseParser};

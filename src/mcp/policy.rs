@@ -12,6 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::message::{MessageKind, RequestInfo};
+
 /// Longest pattern accepted, in bytes (tool names are short; this bounds matching work).
 pub const MAX_GLOB_LEN: usize = 1024;
 
@@ -173,6 +175,23 @@ impl ToolPolicy {
     /// Whether the policy can hide any tool (so `tools/list` responses need filtering).
     pub fn restricts_tools(&self) -> bool {
         !self.allow.is_empty() || !self.deny.is_empty()
+    }
+
+    /// The first message of a request the policy refuses, as `(reason, message)`: a denied
+    /// method, or a `tools/call` of a denied tool. A batch is judged whole by the caller.
+    pub fn first_denied(&self, info: &RequestInfo) -> Option<(&'static str, String)> {
+        info.messages.iter().filter(|m| m.kind != MessageKind::Response).find_map(|m| {
+            let method = m.method.as_deref()?;
+            if !self.method_allowed(method) {
+                return Some(("method_denied", format!("method {method} is not allowed on this route")));
+            }
+            match &m.tool {
+                Some(tool) if method == "tools/call" && !self.tool_allowed(tool) => {
+                    Some(("tool_denied", format!("tool {tool} is not allowed on this route")))
+                }
+                _ => None,
+            }
+        })
     }
 }
 

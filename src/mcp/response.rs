@@ -4,39 +4,41 @@
 //! - counts the bytes it hands out;
 //! - records `(id, code)` of every JSON-RPC error response, from an `application/json` body and
 //!   from each `text/event-stream` event's data (at most [`MAX_RECORDED_ERRORS`]);
-//! - with a tool filter (pass one only for a `tools/list` request), removes the tools the policy
-//!   denies from `result.tools`, re-serialising only the event or body it changed;
-//! - with a tool sink ([`InspectedBody::with_tool_sink`], again only for `tools/list`), hands
-//!   each message's `result.tools` (before filtering) to it, page by page as they pass, from
-//!   the same side copy (nothing more is held).
+//! - with a [`Guard`] (routes with a tool policy, `deny_methods` or pinning), puts every
+//!   message through it: denied server→client requests are dropped, listings filtered and
+//!   learned from, and what cannot be inspected is refused.
 //!
 //! Two ways of forwarding, chosen at construction:
-//! - **Pass-through** (no filter, or a content type it cannot filter): every upstream frame goes
+//! - **Pass-through** (no guard, or a content type it cannot read): every upstream frame goes
 //!   out unchanged the moment it arrives; inspection works on a side copy (SSE events up to the
-//!   event cap, a JSON body up to the JSON cap). Length is unchanged, so `Content-Length` may stay.
-//! - **Filtering** ([`InspectedBody::will_modify`] is true): SSE output is released per event,
+//!   event cap, a JSON body up to the JSON cap) for the audit's error codes. Length is
+//!   unchanged, so `Content-Length` may stay.
+//! - **Guarded** ([`InspectedBody::will_modify`] is true): SSE output is released per event,
 //!   as soon as the blank line ending it arrives (never the whole stream); a JSON body, being one
 //!   message, is held until complete (up to the JSON cap). The length may change: the caller
 //!   MUST remove `Content-Length` from the response head, and [`Body::size_hint`] is unknown.
+//!   A JSON body or SSE event over its cap, or not readable as JSON, is replaced by the guard's
+//!   JSON-RPC error ([`Guard::uninspectable_reply`]) and counted in
+//!   [`ResponseSummary::uninspectable`]: a guard never lets through what it could not read.
+//!   The caller refuses guarded responses it cannot read at all (an encoded body, another
+//!   content type) before they get here.
 //!
-//! Anything over a cap (a bigger JSON body, a bigger SSE event) is passed through unchanged and
-//! uninspected and counted in [`ResponseSummary::uninspected`]; a denied tool in such a body is
-//! therefore not hidden (calls to it are still refused by the request-side policy).
+//! Unguarded, anything over a cap passes through uninspected, counted in
+//! [`ResponseSummary::uninspected`].
 //!
 //! When the body ends, fails, or is dropped early (the client went away), `on_done` is called
 //! exactly once with a [`ResponseSummary`]. It runs inside `poll_frame`/`drop`: keep it short.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::policy::ToolPolicy;
+use super::guard::{probe_errors, Findings, Guard, Judged};
 use super::sse::{SseItem, SseParser};
 
 /// Default largest `application/json` body inspected (a single JSON-RPC message or batch).
@@ -57,16 +59,16 @@ pub struct ResponseSummary {
     pub complete: bool,
     /// Tools removed from `tools/list` results.
     pub tools_removed: usize,
-    /// Bodies or SSE events passed through uninspected because they exceeded a cap.
+    /// Unguarded: bodies or SSE events passed through uninspected because they exceeded a cap.
     pub uninspected: usize,
+    /// Guarded: bodies or SSE events refused because they could not be inspected.
+    pub uninspectable: usize,
+    /// Guarded: server→client requests and notifications the policy refused.
+    pub server_refused: usize,
 }
 
 /// Called once when the body is finished with.
 pub type OnDone = Box<dyn FnOnce(ResponseSummary) + Send>;
-
-/// Receives the `result.tools` array of each `tools/list` answer in the body. It runs
-/// inside `poll_frame`: keep it short.
-pub type ToolSink = Box<dyn Fn(&[Value]) + Send + Sync>;
 
 /// What the body is being inspected as.
 enum State {
@@ -82,10 +84,8 @@ enum State {
 struct Sink {
     queue: VecDeque<Frame<Bytes>>,
     summary: ResponseSummary,
-    /// Set only when filtering: output is gated on complete events / the complete body.
-    filter: Option<Arc<ToolPolicy>>,
-    /// Learns tool definitions (does not gate output).
-    tools: Option<ToolSink>,
+    /// Set only when guarding: output is gated on complete events / the complete body.
+    guard: Option<Guard>,
 }
 
 /// See the module docs.
@@ -99,10 +99,16 @@ pub struct InspectedBody<B> {
     on_done: Mutex<Option<OnDone>>,
 }
 
+/// Whether a response of `content_type` can be inspected (JSON or SSE).
+pub fn inspectable(content_type: Option<&str>) -> bool {
+    let essence = content_type.and_then(|c| c.split(';').next()).map(str::trim).unwrap_or("");
+    essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case("text/event-stream")
+}
+
 impl<B> InspectedBody<B> {
-    /// Wraps `inner`, whose response had `content_type`. Give `filter` only when the request was
-    /// `tools/list`; it is ignored for other content types or when it restricts no tool.
-    pub fn new(inner: B, content_type: Option<&str>, filter: Option<Arc<ToolPolicy>>, on_done: OnDone) -> Self {
+    /// Wraps `inner`, whose response had `content_type`, guarded by `guard` if given (it is
+    /// ignored for content types that are not inspected: the caller refuses those).
+    pub fn new(inner: B, content_type: Option<&str>, guard: Option<Guard>, on_done: OnDone) -> Self {
         let essence = content_type.and_then(|c| c.split(';').next()).map(str::trim).unwrap_or("");
         let state = if essence.eq_ignore_ascii_case("application/json") {
             State::Json { parts: Vec::new(), len: 0, overflow: false }
@@ -111,12 +117,12 @@ impl<B> InspectedBody<B> {
         } else {
             State::Opaque
         };
-        let filter = filter.filter(|p| p.restricts_tools() && !matches!(state, State::Opaque));
+        let guard = guard.filter(|_| !matches!(state, State::Opaque));
         InspectedBody {
             inner,
             inner_done: false,
             state,
-            sink: Sink { queue: VecDeque::new(), summary: ResponseSummary::default(), filter, tools: None },
+            sink: Sink { queue: VecDeque::new(), summary: ResponseSummary::default(), guard },
             json_cap: DEFAULT_JSON_CAP,
             on_done: Mutex::new(Some(on_done)),
         }
@@ -131,18 +137,9 @@ impl<B> InspectedBody<B> {
         self
     }
 
-    /// Hands the tools of every `tools/list` answer to `sink` (give it only for a
-    /// `tools/list` request). Ignored for content types that are not inspected.
-    pub fn with_tool_sink(mut self, sink: Option<ToolSink>) -> Self {
-        if !matches!(self.state, State::Opaque) {
-            self.sink.tools = sink;
-        }
-        self
-    }
-
     /// Whether the body may differ from the upstream's: if so, drop `Content-Length`.
     pub fn will_modify(&self) -> bool {
-        self.sink.filter.is_some()
+        self.sink.guard.is_some()
     }
 
     fn finish(&mut self, complete: bool) {
@@ -158,21 +155,24 @@ impl<B> InspectedBody<B> {
     }
 
     fn on_data(&mut self, data: Bytes) {
-        let hold = self.sink.filter.is_some();
+        let hold = self.sink.guard.is_some();
         match &mut self.state {
             State::Opaque => self.sink.push(data),
             State::Json { parts, len, overflow } => {
                 if *overflow {
-                    self.sink.push(data);
+                    if !hold {
+                        self.sink.push(data);
+                    }
                 } else if *len + data.len() > self.json_cap {
                     *overflow = true;
-                    self.sink.summary.uninspected += 1;
-                    for p in parts.drain(..) {
-                        if hold {
-                            self.sink.push(p);
-                        }
+                    if hold {
+                        // Nothing of it went out yet: the whole body is refused.
+                        parts.clear();
+                        self.sink.refuse();
+                    } else {
+                        self.sink.summary.uninspected += 1;
+                        self.sink.push(data);
                     }
-                    self.sink.push(data);
                 } else {
                     *len += data.len();
                     if !hold {
@@ -199,11 +199,9 @@ impl<B> InspectedBody<B> {
             State::Opaque | State::Json { overflow: true, .. } => {}
             State::Json { parts, len, .. } => self.sink.json_body(parts, len),
             State::Sse(mut parser) => {
-                if let Some(rest) = parser.finish() {
-                    if self.sink.filter.is_some() {
-                        self.sink.push(rest);
-                    }
-                }
+                // Pass-through already sent every byte. Guarded, an unterminated last event
+                // is dropped: it was not inspected, and no client dispatches it.
+                let _unterminated = parser.finish();
             }
         }
     }
@@ -222,25 +220,49 @@ impl Sink {
         }
     }
 
-    fn sse_item(&mut self, item: SseItem) {
-        let hold = self.filter.is_some();
-        match item {
-            SseItem::Oversize { raw, first } => {
-                self.summary.uninspected += usize::from(first);
-                if hold {
-                    self.push(raw);
-                }
-            }
-            SseItem::Event(ev) if !hold => self.inspect_only(ev.data.as_bytes()),
-            SseItem::Event(ev) => {
-                // Compact serde_json output has no raw newline, as a single data line needs.
-                let out = match self.filtered(ev.data.as_bytes()).and_then(|v| serde_json::to_vec(&v).ok()) {
-                    Some(json) => ev.with_data(&json),
-                    None => ev.raw,
-                };
-                self.push(out);
-            }
+    /// Guarded: what could not be inspected is replaced by the guard's error.
+    fn refuse(&mut self) {
+        self.summary.uninspectable += 1;
+        if let Some(reply) = self.guard.as_ref().map(Guard::uninspectable_reply) {
+            self.push(reply);
         }
+    }
+
+    fn sse_item(&mut self, item: SseItem) {
+        let Some(guard) = &self.guard else {
+            match item {
+                SseItem::Oversize { first, .. } => self.summary.uninspected += usize::from(first),
+                SseItem::Event(ev) => self.probe_errors(ev.data.as_bytes()),
+            }
+            return;
+        };
+        let ev = match item {
+            SseItem::Oversize { first: true, .. } => {
+                let reply = guard.uninspectable_reply();
+                self.summary.uninspectable += 1;
+                return self.push(sse_data(&reply));
+            }
+            SseItem::Oversize { first: false, .. } => return,
+            SseItem::Event(ev) => ev,
+        };
+        let mut found = Findings::default();
+        let judged = guard.judge(ev.data.as_bytes(), &mut found);
+        let out = match judged {
+            Judged::Same => ev.raw.clone(),
+            Judged::Rewritten(json) => ev.with_data(&json),
+            // The event's id still moves the client's Last-Event-ID on; no data, no message.
+            Judged::Dropped => ev.id.as_ref().map(|id| Bytes::from(format!("id: {id}\n\n"))).unwrap_or_default(),
+            Judged::Uninspectable => {
+                self.summary.uninspectable += 1;
+                sse_data(&guard.uninspectable_reply())
+            }
+        };
+        self.absorb(found);
+        // The LF of a CRLF split across chunks opens the next block: keep it.
+        if ev.raw.starts_with(b"\n") && !out.starts_with(b"\n") {
+            self.push(Bytes::from_static(b"\n"));
+        }
+        self.push(out);
     }
 
     /// A complete `application/json` body within the cap.
@@ -254,88 +276,46 @@ impl Sink {
                 b.freeze()
             }
         };
-        if self.filter.is_none() {
-            return self.inspect_only(&body);
-        }
-        let out = match self.filtered(&body) {
-            Some(v) => serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body),
-            None => body,
+        let Some(guard) = &self.guard else {
+            return self.probe_errors(&body);
         };
+        let mut found = Findings::default();
+        let out = match guard.judge(&body, &mut found) {
+            Judged::Same => body,
+            Judged::Rewritten(json) => Bytes::from(json),
+            Judged::Dropped => Bytes::new(),
+            Judged::Uninspectable => {
+                self.summary.uninspectable += 1;
+                guard.uninspectable_reply()
+            }
+        };
+        self.absorb(found);
         self.push(out);
     }
 
-    /// A message passed through unchanged: its errors, and its tools when learning.
-    fn inspect_only(&mut self, json: &[u8]) {
-        if self.tools.is_none() {
-            return self.probe_errors(json);
-        }
-        let Ok(mut v) = serde_json::from_slice::<Value>(json) else { return };
-        let policy = ToolPolicy::default();
-        match &mut v {
-            Value::Array(items) => items.iter_mut().for_each(|m| {
-                self.inspect_message(m, &policy);
-            }),
-            m => {
-                self.inspect_message(m, &policy);
-            }
+    fn absorb(&mut self, found: Findings) {
+        self.summary.tools_removed += found.tools_removed;
+        self.summary.server_refused += found.server_refused;
+        for (id, code) in found.errors {
+            self.record(id, code);
         }
     }
 
-    /// Parses a message (or batch), records its errors and filters `tools/list` results.
-    /// Returns the changed value only if a tool was removed.
-    fn filtered(&mut self, json: &[u8]) -> Option<Value> {
-        let policy = self.filter.clone()?;
-        let mut v: Value = serde_json::from_slice(json).ok()?;
-        let mut removed = 0;
-        match &mut v {
-            Value::Array(items) => items.iter_mut().for_each(|m| removed += self.inspect_message(m, &policy)),
-            m => removed += self.inspect_message(m, &policy),
-        }
-        self.summary.tools_removed += removed;
-        (removed > 0).then_some(v)
-    }
-
-    fn inspect_message(&mut self, msg: &mut Value, policy: &ToolPolicy) -> usize {
-        if let Some(code) = msg.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64) {
-            self.record(msg.get("id").cloned().unwrap_or(Value::Null), code);
-        }
-        let Some(tools) = msg.get_mut("result").and_then(|r| r.get_mut("tools")).and_then(Value::as_array_mut) else {
-            return 0;
-        };
-        if let Some(sink) = &self.tools {
-            sink(tools);
-        }
-        let before = tools.len();
-        // A tool without a string name cannot be checked: it is removed too.
-        tools.retain(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| policy.tool_allowed(n)));
-        before - tools.len()
-    }
-
-    /// Errors only, without building a `Value` of the (possibly large) result.
+    /// Unguarded: errors only, without building a `Value` of the (possibly large) result.
     fn probe_errors(&mut self, json: &[u8]) {
-        #[derive(Deserialize)]
-        struct Probe {
-            #[serde(default)]
-            id: Value,
-            #[serde(default)]
-            error: Option<ProbeError>,
-        }
-        #[derive(Deserialize)]
-        struct ProbeError {
-            code: i64,
-        }
-        let first = json.iter().find(|b| !b.is_ascii_whitespace());
-        let probes = match first {
-            Some(b'[') => serde_json::from_slice::<Vec<Probe>>(json).unwrap_or_default(),
-            Some(b'{') => serde_json::from_slice::<Probe>(json).map(|p| vec![p]).unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        for p in probes {
-            if let Some(e) = p.error {
-                self.record(p.id, e.code);
-            }
+        for (id, code) in probe_errors(json) {
+            self.record(id, code);
         }
     }
+}
+
+/// One SSE event carrying `json` (compact: no raw newline) as its data.
+fn sse_data(json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 impl<B> Body for InspectedBody<B>

@@ -95,6 +95,7 @@ pub async fn refresh_if(reporter: &Reporter, route: &Route, needed: impl Fn() ->
     }
     let tools = list_tools(route, &route.controls.pinning.fetch_path).await?;
     reporter.observe(&route.name, &route.upstream_label(), &tools, true);
+    reporter.pins.fresh.listed(&route.name, route.client.connections_opened());
     Ok(tools.len())
 }
 

@@ -10,8 +10,11 @@
 //! - [`learn`]: last-seen definitions come from `tools/list` responses passing through
 //!   (each page as it passes) and from the gateway's own listing ([`fetch`]) at start and
 //!   before a pin. New and changed definitions are logged, audited and counted.
+//! - [`fresh`]: whether the own listing is stale (never made, `list_changed`, a new
+//!   upstream connection, older than `pinning_refresh`).
 //! - [`enforce`]: every `tools/call` is checked after the route's policy: its audit record
-//!   carries the fingerprint and pin status; `enforce` refuses what is not pinned.
+//!   carries the fingerprint and pin status; `enforce` re-lists a stale route first and
+//!   refuses what is not pinned. Under `enforce`, listings that pass show pinned tools only.
 //! - [`diff`]: what changed between the pinned and the last-seen definition, field by field.
 //! - [`control`] (`tools.list`, `tools.diff`, `tools.pin`) and [`cli`] (`mcp-tunnel tools …`).
 
@@ -21,6 +24,7 @@ pub mod diff;
 pub mod enforce;
 pub mod fetch;
 pub mod fingerprint;
+pub mod fresh;
 pub mod learn;
 pub mod store;
 
@@ -60,21 +64,25 @@ impl PinMode {
     }
 }
 
-/// A route's pinning settings (`pinning`, `pinning_fetch_path`).
+/// A route's pinning settings (`pinning`, `pinning_fetch_path`, `pinning_refresh`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinSettings {
     /// What the gateway does.
     pub mode: PinMode,
     /// The upstream path of the MCP endpoint the gateway lists tools from itself.
     pub fetch_path: String,
+    /// A listing older than this is renewed before the next call is checked.
+    pub refresh: std::time::Duration,
 }
 
 /// Default `pinning_fetch_path`: where MCP servers conventionally serve Streamable HTTP.
 pub const DEFAULT_FETCH_PATH: &str = "/mcp";
+/// Default `pinning_refresh`.
+pub const DEFAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Default for PinSettings {
     fn default() -> Self {
-        Self { mode: PinMode::Off, fetch_path: DEFAULT_FETCH_PATH.to_owned() }
+        Self { mode: PinMode::Off, fetch_path: DEFAULT_FETCH_PATH.to_owned(), refresh: DEFAULT_REFRESH }
     }
 }
 

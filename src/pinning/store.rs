@@ -94,6 +94,8 @@ pub struct Pins {
     writes: Mutex<()>,
     /// One own listing per route at a time (callers that wait reuse its result).
     fetches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each route's own listing was made, and whether it is still trusted.
+    pub fresh: super::fresh::Freshness,
 }
 
 impl Pins {
@@ -104,6 +106,7 @@ impl Pins {
             routes: Mutex::default(),
             writes: Mutex::default(),
             fetches: Mutex::default(),
+            fresh: Default::default(),
         }
     }
 

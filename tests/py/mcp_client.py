@@ -103,13 +103,14 @@ def http_client(args) -> httpx2.AsyncClient:
 
 
 @asynccontextmanager
-async def connect(args):
-    """Yield a connected object with list_tools()/call_tool() (ClientSession or Client)."""
+async def connect(args, **callbacks):
+    """Yield a connected object with list_tools()/call_tool() (ClientSession or Client);
+    `callbacks` (sampling_callback=…, elicitation_callback=…) go to the legacy session."""
     async with http_client(args) as hc:
         # max_sse_event_size=None: the SDK default caps one SSE event at 1 MiB, too small for `big`.
         transport = streamable_http_client(args.url, http_client=hc, max_sse_event_size=None)
         if args.mode == "legacy":
-            async with transport as (read, write), ClientSession(read, write) as session:
+            async with transport as (read, write), ClientSession(read, write, **callbacks) as session:
                 await session.initialize()
                 yield session
         else:
@@ -287,7 +288,29 @@ async def scenario_calls(args) -> dict:
         return out
 
 
+async def scenario_ask(args) -> dict:
+    """Call the server's `ask` tool (it asks this client to sample and to elicit) with callbacks
+    that count what reached the client; report the tool's text and the counts."""
+    from mcp_types import CreateMessageResult, ElicitResult, TextContent
+
+    reached = {"sampling": 0, "elicitation": 0}
+
+    async def sampling(context, params):
+        reached["sampling"] += 1
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="sampled"), model="test")
+
+    async def elicitation(context, params):
+        reached["elicitation"] += 1
+        return ElicitResult(action="accept", content={"name": "client"})
+
+    async with connect(args, sampling_callback=sampling, elicitation_callback=elicitation) as conn:
+        text = tool_text(await conn.call_tool("ask", {}))
+        echo = tool_text(await conn.call_tool("echo", {"text": "after"}))
+    return {"asked": json.loads(text), "reached": reached, "echo": echo}
+
+
 SCENARIOS = {
+    "ask": scenario_ask,
     "hold": scenario_hold,
     "calls": scenario_calls,
     "policy": scenario_policy,
@@ -315,6 +338,7 @@ def parse_args(argv=None):
     p.add_argument("--delay", type=float, default=0.5)
     sub.add_parser("concurrent").add_argument("--n", type=int, default=100)
     sub.add_parser("whoami")
+    sub.add_parser("ask")
     p = sub.add_parser("hold")
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--steps", type=int, default=1000)

@@ -13,6 +13,8 @@ import socket
 import sys
 
 import uvicorn
+from mcp_types import SamplingMessage, TextContent
+from pydantic import BaseModel
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -77,6 +79,28 @@ def charge(amount: int, card: str = "") -> str:
     """Pretend to charge `amount` to `card`; counted in `calls`."""
     CALLS["charge"] = CALLS.get("charge", 0) + 1
     return f"charged {amount}"
+
+
+class Name(BaseModel):
+    name: str
+
+
+@srv.tool()
+async def ask(ctx: Context) -> str:
+    """Ask the client to sample and to elicit; report what came back (a JSON object)."""
+    out = {}
+    try:
+        msg = SamplingMessage(role="user", content=TextContent(type="text", text="hi"))
+        r = await ctx.session.create_message([msg], max_tokens=5, related_request_id=ctx.request_id)
+        out["sampling"] = "answered:" + getattr(r.content, "text", "?")
+    except Exception as e:  # the SDK raises MCPError carrying the JSON-RPC error it got
+        out["sampling"] = f"error:{getattr(getattr(e, 'error', None), 'code', None)}"
+    try:
+        r = await ctx.elicit("name?", schema=Name)
+        out["elicitation"] = "answered:" + r.action
+    except Exception as e:
+        out["elicitation"] = f"error:{getattr(getattr(e, 'error', None), 'code', None)}"
+    return json.dumps(out)
 
 
 @srv.tool()

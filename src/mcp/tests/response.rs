@@ -1,9 +1,12 @@
 use super::*;
+use crate::mcp::guard::ToolSink;
 use crate::mcp::policy::Glob;
+use crate::mcp::policy::ToolPolicy;
 use crate::mcp::sse::SseParser;
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::Waker;
 use tokio::sync::mpsc;
 
@@ -48,6 +51,10 @@ fn deny_shell() -> Arc<ToolPolicy> {
     Arc::new(ToolPolicy { deny: vec![Glob::new("shell*").unwrap()], ..Default::default() })
 }
 
+fn guard() -> Guard {
+    Guard::new(deny_shell())
+}
+
 /// Polls once with a no-op waker (the channel body never needs a real wake-up in these tests).
 fn poll_once<B: Body<Data = Bytes> + Unpin>(b: &mut InspectedBody<B>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
     let mut cx = Context::from_waker(Waker::noop());
@@ -84,7 +91,7 @@ fn tool_names(v: &Value) -> Vec<String> {
 fn sse_events_are_released_one_by_one_while_filtering() {
     let (tx, body) = chan();
     let (done, store) = recorder();
-    let mut b = InspectedBody::new(body, Some("text/event-stream"), Some(deny_shell()), done);
+    let mut b = InspectedBody::new(body, Some("text/event-stream"), Some(guard()), done);
     assert!(b.will_modify());
     assert_eq!(b.size_hint().upper(), None);
     // Event 1 complete plus the start of event 2 in one chunk.
@@ -148,7 +155,7 @@ async fn first_event_reaches_the_client_before_upstream_sends_the_next() {
     // Real wakers: the producer sends event 2 only after the consumer has seen event 1.
     let (tx, body) = chan();
     let (done, store) = recorder();
-    let b = InspectedBody::new(body, Some("text/event-stream"), Some(deny_shell()), done);
+    let b = InspectedBody::new(body, Some("text/event-stream"), Some(guard()), done);
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<()>();
     let producer = tokio::spawn(async move {
         send(&tx, PROGRESS.as_bytes());
@@ -177,7 +184,7 @@ async fn json_tools_list_is_filtered_across_chunks() {
         }
         drop(tx);
         let (done, store) = recorder();
-        let b = InspectedBody::new(chan_body, Some("application/json"), Some(deny_shell()), done);
+        let b = InspectedBody::new(chan_body, Some("application/json"), Some(guard()), done);
         assert!(b.will_modify());
         let out = b.collect().await.unwrap().to_bytes();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -194,25 +201,29 @@ async fn untouched_bodies_pass_byte_for_byte() {
     // A tools/list whose tools are all allowed, with odd spacing that re-serialising would lose.
     let body = b"{ \"jsonrpc\":\"2.0\", \"id\":1, \"result\":{\"tools\":[ {\"name\":\"add\"} ]} }".to_vec();
     let (done, store) = recorder();
-    let b =
-        InspectedBody::new(Full::new(Bytes::from(body.clone())), Some("application/json"), Some(deny_shell()), done);
+    let b = InspectedBody::new(Full::new(Bytes::from(body.clone())), Some("application/json"), Some(guard()), done);
     assert_eq!(b.collect().await.unwrap().to_bytes(), body);
     assert_eq!(store.lock().unwrap()[0].tools_removed, 0);
 
-    // An SSE stream with comments and ids, no tools removed: identical output.
-    let stream = format!(": ping\r\n\r\nid: 1\r\n{PROGRESS}data: not json\n\n");
+    // An SSE stream with comments and ids, no tools removed: identical output, except the
+    // event that is not JSON, which a guard refuses (replaced by a JSON-RPC error).
+    let kept = format!(": ping\r\n\r\nid: 1\r\n{PROGRESS}");
+    let stream = format!("{kept}data: not json\n\n");
     let (tx, chan_body) = chan();
     for c in stream.as_bytes().chunks(3) {
         send(&tx, c);
     }
     drop(tx);
-    let (done, _store) = recorder();
-    let b = InspectedBody::new(chan_body, Some("text/event-stream"), Some(deny_shell()), done);
-    assert_eq!(b.collect().await.unwrap().to_bytes(), stream.as_bytes());
+    let (done, store) = recorder();
+    let b = InspectedBody::new(chan_body, Some("text/event-stream"), Some(guard()), done);
+    let out = b.collect().await.unwrap().to_bytes();
+    let refused = std::str::from_utf8(&out).unwrap().strip_prefix(&kept).expect("kept events unchanged");
+    assert!(refused.starts_with("data: {") && refused.contains("-32016") && !refused.contains("not json"), "{refused}");
+    assert_eq!(store.lock().unwrap()[0].uninspectable, 1);
 
     // Unknown content type: bytes only, size hint passed on, Content-Length can stay.
     let (done, store) = recorder();
-    let b = InspectedBody::new(Full::new(Bytes::from_static(b"hello")), Some("text/plain"), Some(deny_shell()), done);
+    let b = InspectedBody::new(Full::new(Bytes::from_static(b"hello")), Some("text/plain"), Some(guard()), done);
     assert!(!b.will_modify());
     assert_eq!(b.size_hint().exact(), Some(5));
     assert_eq!(&b.collect().await.unwrap().to_bytes()[..], b"hello");
@@ -228,7 +239,7 @@ async fn json_errors_single_and_batch() {
         {"jsonrpc": "2.0", "id": 6, "result": {}},
         {"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "y"}}
     ]);
-    for (v, filter) in [(&single, None), (&batch, None), (&batch, Some(deny_shell()))] {
+    for (v, filter) in [(&single, None), (&batch, None), (&batch, Some(guard()))] {
         let (done, store) = recorder();
         let bytes = Bytes::from(serde_json::to_vec(v).unwrap());
         let b = InspectedBody::new(Full::new(bytes.clone()), Some("Application/JSON"), filter, done);
@@ -243,26 +254,42 @@ async fn json_errors_single_and_batch() {
 }
 
 #[tokio::test]
-async fn over_the_cap_passes_through_uninspected() {
+async fn over_the_cap_passes_through_unguarded_and_is_refused_guarded() {
     let body = Bytes::from(serde_json::to_vec(&tools_result(1)).unwrap());
-    let (tx, chan_body) = chan();
-    for c in body.chunks(16) {
-        send(&tx, c);
+    for guarded in [false, true] {
+        let (tx, chan_body) = chan();
+        for c in body.chunks(16) {
+            send(&tx, c);
+        }
+        drop(tx);
+        let (done, store) = recorder();
+        let g = guarded.then(|| guard().answering(vec![json!(1)], false));
+        let b = InspectedBody::new(chan_body, Some("application/json"), g, done).with_caps(64, 64);
+        let out = b.collect().await.unwrap().to_bytes();
+        let s = store.lock().unwrap()[0].clone();
+        if guarded {
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(1), json!(-32016)), "{v}");
+            assert_eq!((s.uninspectable, s.uninspected, s.complete), (1, 0, true));
+        } else {
+            assert_eq!(out, body);
+            assert_eq!((s.uninspected, s.tools_removed, s.complete), (1, 0, true));
+        }
     }
-    drop(tx);
-    let (done, store) = recorder();
-    let b = InspectedBody::new(chan_body, Some("application/json"), Some(deny_shell()), done).with_caps(64, 64);
-    assert_eq!(b.collect().await.unwrap().to_bytes(), body);
-    let s = store.lock().unwrap()[0].clone();
-    assert_eq!((s.uninspected, s.tools_removed, s.complete), (1, 0, true));
 
     let stream = format!("{PROGRESS}{}", sse_event(&tools_result(1)));
     let (done, store) = recorder();
-    let b =
-        InspectedBody::new(Full::new(Bytes::from(stream.clone())), Some("text/event-stream"), Some(deny_shell()), done)
-            .with_caps(64, 200);
+    let b = InspectedBody::new(Full::new(Bytes::from(stream.clone())), Some("text/event-stream"), None, done)
+        .with_caps(64, 200);
     assert_eq!(b.collect().await.unwrap().to_bytes(), stream.as_bytes());
     assert_eq!(store.lock().unwrap()[0].uninspected, 1);
+    let (done, store) = recorder();
+    let b = InspectedBody::new(Full::new(Bytes::from(stream.clone())), Some("text/event-stream"), Some(guard()), done)
+        .with_caps(64, 200);
+    let out = b.collect().await.unwrap().to_bytes();
+    let tail = std::str::from_utf8(&out).unwrap().strip_prefix(PROGRESS).expect("the small event passes");
+    assert!(tail.contains("-32016") && !tail.contains("shell_exec"), "{tail}");
+    assert_eq!(store.lock().unwrap()[0].uninspectable, 1);
 }
 
 #[test]
@@ -285,7 +312,7 @@ fn dropping_early_reports_incomplete() {
 fn upstream_error_is_passed_on_and_reported_once() {
     let (tx, body) = chan();
     let (done, store) = recorder();
-    let mut b = InspectedBody::new(body, Some("application/json"), Some(deny_shell()), done);
+    let mut b = InspectedBody::new(body, Some("application/json"), Some(guard()), done);
     send(&tx, b"{\"jsonrpc\":");
     assert!(poll_once(&mut b).is_pending());
     tx.send(Err(Boom)).unwrap();
@@ -306,13 +333,11 @@ async fn trailers_follow_the_released_data() {
     tx.send(Ok(Frame::trailers(trailers.clone()))).unwrap();
     drop(tx);
     let (done, store) = recorder();
-    let b = InspectedBody::new(body, Some("text/event-stream"), Some(deny_shell()), done);
+    let b = InspectedBody::new(body, Some("text/event-stream"), Some(guard()), done);
     let collected = b.collect().await.unwrap();
     assert_eq!(collected.trailers(), Some(&trailers));
-    assert_eq!(
-        &collected.to_bytes()[..],
-        &b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\ndata: unfinished"[..]
-    );
+    // The unterminated last event was never inspected (nor would a client dispatch it).
+    assert_eq!(&collected.to_bytes()[..], &b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"[..]);
     assert!(store.lock().unwrap()[0].complete);
 }
 
@@ -339,7 +364,7 @@ async fn python_sdk_2026_json_tools_list_is_filtered() {
     let b = InspectedBody::new(
         Full::new(Bytes::from_static(PY_SDK_TOOLS_LIST_2026)),
         Some("application/json"),
-        Some(deny_shell()),
+        Some(guard()),
         done,
     );
     let out: Value = serde_json::from_slice(&b.collect().await.unwrap().to_bytes()).unwrap();
@@ -368,7 +393,7 @@ async fn python_sdk_tools_list_stream_is_filtered() {
         }
         drop(tx);
         let (done, store) = recorder();
-        let b = InspectedBody::new(body, Some("text/event-stream"), Some(deny_shell()), done);
+        let b = InspectedBody::new(body, Some("text/event-stream"), Some(guard()), done);
         let out = b.collect().await.unwrap().to_bytes();
         let mut p = SseParser::new(1 << 20);
         p.push(&out);
@@ -395,7 +420,7 @@ fn tool_recorder() -> (ToolSink, Arc<Mutex<Vec<Vec<String>>>>) {
 
 #[tokio::test]
 async fn tool_sink_gets_each_page_unfiltered_and_the_bytes_pass_unchanged() {
-    // Two pages as SSE (pass-through: no filter), then one JSON body with a filter.
+    // Two pages as SSE (a guard that hides nothing), then one JSON body with a filter.
     let (tx, body) = chan();
     let page1 = sse_event(&tools_result(1));
     let page2 = sse_event(&json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "late"}]}}));
@@ -405,10 +430,12 @@ async fn tool_sink_gets_each_page_unfiltered_and_the_bytes_pass_unchanged() {
     drop(tx);
     let (sink, pages) = tool_recorder();
     let (done, _) = recorder();
-    let b = InspectedBody::new(body, Some("text/event-stream"), None, done).with_tool_sink(Some(sink));
-    assert!(!b.will_modify());
+    let learning = Guard::new(Arc::default()).learn(Some(sink));
+    let b = InspectedBody::new(body, Some("text/event-stream"), Some(learning), done);
     let out = b.collect().await.unwrap().to_bytes();
-    assert_eq!(out, format!("{page1}{PROGRESS}{page2}").as_bytes(), "pass-through stays byte for byte");
+    let out = std::str::from_utf8(&out).unwrap();
+    assert!(out.ends_with(&format!("{PROGRESS}{page2}")), "unchanged events stay byte for byte: {out}");
+    assert!(!out.contains("{\"inputSchema\":{\"type\":\"object\"}}"), "a nameless tool is never listed: {out}");
     assert_eq!(*pages.lock().unwrap(), vec![vec!["add", "shell_exec", "search", "?"], vec!["late"]]);
 
     let (tx, body) = chan();
@@ -416,7 +443,7 @@ async fn tool_sink_gets_each_page_unfiltered_and_the_bytes_pass_unchanged() {
     drop(tx);
     let (sink, pages) = tool_recorder();
     let (done, _) = recorder();
-    let b = InspectedBody::new(body, Some("application/json"), Some(deny_shell()), done).with_tool_sink(Some(sink));
+    let b = InspectedBody::new(body, Some("application/json"), Some(guard().learn(Some(sink))), done);
     let out: Value = serde_json::from_slice(&b.collect().await.unwrap().to_bytes()).unwrap();
     assert!(!tool_names(&out).contains(&"shell_exec".to_owned()), "still filtered");
     assert!(pages.lock().unwrap()[0].contains(&"shell_exec".to_owned()), "the sink saw the upstream's list");
