@@ -93,7 +93,13 @@ pub async fn refresh_if(reporter: &Reporter, route: &Route, needed: impl Fn() ->
     if !needed() {
         return Ok(0);
     }
-    let tools = list_tools(route, &route.controls.pinning.fetch_path).await?;
+    let tools = match list_tools(route, &route.controls.pinning.fetch_path).await {
+        Ok(tools) => tools,
+        Err(e) => {
+            reporter.pins.fresh.failed(&route.name, route.client.connections_opened());
+            return Err(e);
+        }
+    };
     reporter.observe(&route.name, &route.upstream_label(), &tools, true);
     reporter.pins.fresh.listed(&route.name, route.client.connections_opened());
     Ok(tools.len())
