@@ -39,6 +39,15 @@ pub fn write_pki(dir: &Path, sub: &str, tunnel_id: &str) -> PathBuf {
     out
 }
 
+/// Extra lines for the harness edge's `[tunnel_listener]`, `[public_listener]` and (after
+/// the `acme` and `other` tunnels) `[tunnels]`.
+#[derive(Debug, Default)]
+pub struct EdgeKeys {
+    pub tunnel_listener: String,
+    pub public_listener: String,
+    pub tunnels: String,
+}
+
 /// A running edge + gateway, stopped on drop.
 pub struct Stack {
     pub dir: tempfile::TempDir,
@@ -75,6 +84,15 @@ impl Stack {
     /// Like [`Stack::start`], with extra `[edge]` lines for the gateway (e.g.
     /// `transport = "http2"`).
     pub async fn start_with(routes: &str, edge_extra: &str) -> Stack {
+        Self::start_edge(routes, edge_extra, &EdgeKeys::default()).await
+    }
+
+    /// Like [`Stack::start_with`], with extra keys in the edge's config tables.
+    pub async fn start_edge(routes: &str, edge_extra: &str, keys: &EdgeKeys) -> Stack {
+        let EdgeKeys { tunnel_listener, public_listener, tunnels } = keys;
+        // The harness's short ClientHello timeout, unless the test sets its own.
+        let hello_timeout =
+            if public_listener.contains("client_hello_timeout") { "" } else { "client_hello_timeout = \"2s\"" };
         let dir = tempfile::tempdir().expect("tempdir");
         write_pki(dir.path(), "certs", TUNNEL);
         let shutdown = CancellationToken::new();
@@ -84,13 +102,16 @@ listen = "127.0.0.1:0"
 cert = "certs/edge/server.pem"
 key = "certs/edge/server.key"
 client_ca = "certs/tunnel/ca.pem"
+{tunnel_listener}
 [public_listener]
 listen = "127.0.0.1:0"
-client_hello_timeout = "2s"
+{hello_timeout}
+{public_listener}
 [tunnels.{TUNNEL}]
 hostnames = ["*.{DOMAIN}"]
 [tunnels.other]
 hostnames = ["other.example"]
+{tunnels}
 "#
         );
         let edge_path = dir.path().join("edge.toml");
