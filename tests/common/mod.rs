@@ -287,3 +287,15 @@ pub async fn audit_records(path: &Path, done: impl Fn(&[serde_json::Value]) -> b
     }
     panic!("audit records never complete: {records:#?}");
 }
+
+/// A real ClientHello from rustls' client for `sni` (what an MCP client would send).
+pub fn client_hello(stack: &Stack, sni: &str) -> Vec<u8> {
+    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"]).expect("client config");
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).expect("server name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("write ClientHello");
+    let parsed = mcp_tunnel::edge::sni::parse_sni(&hello).expect("a valid ClientHello");
+    assert_eq!(parsed.as_deref(), Some(sni), "complete hello");
+    hello
+}
