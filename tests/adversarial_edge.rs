@@ -8,21 +8,20 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::raw::{connect_from, expect_closed, quic_client, wait_count};
 use common::{demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use mcp_tunnel::config::edge::EdgeConfig;
 use mcp_tunnel::gateway::TunnelState;
 use mcp_tunnel::protocol::{frame, Control, MAX_FRAME_LEN, PROTOCOL_VERSION};
-use mcp_tunnel::stats::Counter;
 use rustls::pki_types::ServerName;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -37,13 +36,6 @@ fn ip(s: &str) -> IpAddr {
 
 fn routes(port: u16) -> String {
     format!("[[routes]]\nhost = \"app\"\nupstream = \"http://127.0.0.1:{port}\"\n")
-}
-
-/// A TCP connection to `to` from `from` (port chosen by the kernel).
-async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    socket.connect(to).await
 }
 
 /// A JSON-RPC request through the tunnel over a connection from `from`; returns the status.
@@ -66,29 +58,6 @@ const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 async fn assert_served(stack: &Stack, from: &str, what: &str) {
     let r = tokio::time::timeout(SOON, request_from(stack, ip(from), PING)).await;
     assert!(matches!(r, Ok(Ok(200))), "{what}: a client from {from} was not served: {r:?}");
-}
-
-/// Reads until the peer closes `tcp` (EOF or reset); panics if it is open after `within`.
-async fn expect_closed(tcp: &mut TcpStream, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    for _ in 0..1000 {
-        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
-            Err(_) => panic!("{what}: still open after {within:?}"),
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => {}
-        }
-    }
-    panic!("{what}: the edge kept sending instead of closing");
-}
-
-/// Polls until `counter` reaches `n`; panics after [`SOON`].
-async fn wait_count(counter: &Counter, n: u64, what: &str) {
-    let deadline = Instant::now() + SOON;
-    while counter.get() < n {
-        assert!(Instant::now() < deadline, "{what}: counter at {} after {SOON:?}, expected {n}", counter.get());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// (a) `max_connections_per_source`: idle sockets from 127.0.0.1 fill that source's
@@ -174,23 +143,6 @@ async fn unauthenticated_tunnel_connections_are_capped_and_timed_out_on_http2() 
     stop_up.cancel();
 }
 
-/// A QUIC client presenting `client` (a gateway certificate directory under the stack).
-fn quic_client(stack: &Stack, client: &str, from: &str) -> quinn::Endpoint {
-    let dir = stack.dir.path();
-    let identity = mcp_tunnel::tls::pem::Identity {
-        chain: mcp_tunnel::tls::pem::load_certs(&dir.join(client).join("gateway.pem")).expect("cert"),
-        key: mcp_tunnel::tls::pem::load_key(&dir.join(client).join("gateway.key")).expect("key"),
-        source: "test".into(),
-    };
-    let ca = mcp_tunnel::tls::pem::load_certs(&dir.join("certs/edge/ca.pem")).expect("edge CA");
-    let tls = mcp_tunnel::tls::configs::gateway_tunnel_client(&identity, &ca, &[mcp_tunnel::protocol::ALPN_QUIC])
-        .expect("tls");
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::new(ip(from), 0)).expect("client endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    endpoint
-}
-
 /// (b, QUIC) Gateways that complete the QUIC handshake (valid certificate) and then never
 /// open the control stream: capped per source, closed after `handshake_timeout`, while
 /// a real gateway from another source connects.
@@ -204,7 +156,7 @@ async fn unauthenticated_tunnel_connections_are_capped_and_timed_out_on_quic() {
     };
     let stack = Stack::start_edge(&routes(port), "transport = \"quic\"", &keys).await;
     let client = stack.issue_gateway("other", "other");
-    let endpoint = quic_client(&stack, &client, "127.0.0.3");
+    let endpoint = quic_client(&stack, &client, ip("127.0.0.3"));
     let connect = || async {
         tokio::time::timeout(SOON, endpoint.connect(stack.tunnel, "localhost").expect("connect"))
             .await
@@ -276,7 +228,7 @@ async fn a_gateway_whose_clients_never_read_costs_the_edge_its_window() {
     // The hostile tenant: tunnel `other`, a hand-made gateway that registers and then
     // writes into every stream the edge opens.
     let client = stack.issue_gateway("other", "other");
-    let endpoint = quic_client(&stack, &client, "127.0.0.1");
+    let endpoint = quic_client(&stack, &client, ip("127.0.0.1"));
     let conn = endpoint.connect(stack.tunnel, "localhost").expect("connect").await.expect("QUIC handshake");
     let (mut send, mut recv) = conn.open_bi().await.expect("control stream");
     let hello = Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: "test".into(), connection_index: 0 };

@@ -7,6 +7,7 @@ pub mod http;
 pub mod load;
 pub mod procs;
 pub mod python;
+pub mod raw;
 pub mod recorder;
 pub mod tap;
 pub mod udp;
