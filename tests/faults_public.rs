@@ -171,17 +171,6 @@ async fn expect_closed(tcp: &mut TcpStream, within: Duration, what: &str) -> usi
     panic!("{what}: the edge kept sending bytes instead of closing");
 }
 
-/// A real ClientHello from rustls' client for `sni` (what an MCP client would send).
-fn client_hello(stack: &Stack, sni: &str) -> Vec<u8> {
-    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"]).expect("client config");
-    let name = ServerName::try_from(sni.to_owned()).expect("server name");
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
-    let mut hello = Vec::new();
-    conn.write_tls(&mut hello).expect("write ClientHello");
-    assert_eq!(sni::parse_sni(&hello).expect("a valid ClientHello").as_deref(), Some(sni), "complete hello");
-    hello
-}
-
 /// A TLS handshake record whose header claims 65 535 bytes (more than any TLS record may
 /// carry), starting a ClientHello, followed by filler: over 20 KiB in all.
 fn oversized_hello() -> Vec<u8> {
@@ -280,7 +269,7 @@ async fn oversized_client_hello_is_closed_and_counted() {
 async fn truncated_client_hello_is_closed_and_counted() {
     let _serial = SERIAL.lock().await;
     let (stack, _upstream) = demo_stack().await;
-    let hello = client_hello(&stack, &host(ROUTE));
+    let hello = common::client_hello(&stack, &host(ROUTE));
     assert!(hello.len() > 100, "a real hello ({} bytes)", hello.len());
     let before = Counts::of(&stack);
     let cuts = [1, 5, hello.len() / 2, hello.len() - 1];
@@ -399,7 +388,7 @@ async fn many_bad_connections_do_not_grow_memory() {
     const BATCH: usize = 50;
     let _serial = SERIAL.lock().await;
     let (stack, _upstream) = demo_stack().await;
-    let hello = Arc::new(client_hello(&stack, &host(ROUTE)));
+    let hello = Arc::new(common::client_hello(&stack, &host(ROUTE)));
     let before = Counts::of(&stack);
 
     // The warm-up lets the allocator, tokio's workers and the edge reach their steady

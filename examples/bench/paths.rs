@@ -162,6 +162,8 @@ client_ca = "{client_ca}"
 [public_listener]
 listen = "127.0.0.1:{public}"
 max_connections = 30000
+# Every bench client connects from 127.0.0.1.
+max_connections_per_source = 30000
 [tunnels.bench]
 hostnames = ["*.{DOMAIN}"]
 "#,

@@ -7,6 +7,7 @@
 mod approval;
 pub mod controls;
 pub mod edge;
+mod edge_tunnels;
 pub mod gateway;
 mod route;
 

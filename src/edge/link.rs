@@ -2,7 +2,6 @@
 //! the connection ends, close it. One type over both transports.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
@@ -10,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::edge::TunnelLimits;
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};
 use crate::stream::TunnelStream;
 use crate::transport::h2stream::{H2Recv, H2Send};
@@ -24,6 +24,8 @@ pub enum LinkError {
     H2(#[from] h2::Error),
     #[error("preamble: {0}")]
     Frame(#[from] frame::FrameError),
+    #[error("setup did not finish in time")]
+    Timeout,
     #[error("{0}")]
     Other(String),
 }
@@ -116,20 +118,23 @@ pub struct H2Accepted {
     pub link: Link,
 }
 
-/// Time allowed for TLS and HTTP/2 setup on a new fallback connection.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Runs TLS (mTLS, ALPN `mcpt-h2/1`) and the HTTP/2 handshake as the client, then opens
-/// the control request.
-pub async fn accept_h2(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> Result<H2Accepted, LinkError> {
+/// the control request, all by `deadline` (else the connection is dropped). The edge's
+/// receive windows are `limits`' (the gateway's data waiting for slow clients).
+pub async fn accept_h2(
+    tcp: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    limits: &TunnelLimits,
+    deadline: tokio::time::Instant,
+) -> Result<H2Accepted, LinkError> {
     let remote = tcp.peer_addr().map_err(|e| LinkError::Other(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let setup = async {
         let tls = acceptor.accept(tcp).await.map_err(|e| LinkError::Other(format!("TLS handshake failed: {e}")))?;
         let certs = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
         let (send, mut conn) = h2::client::Builder::new()
-            .initial_window_size(transport::H2_STREAM_WINDOW)
-            .initial_connection_window_size(transport::H2_CONNECTION_WINDOW)
+            .initial_window_size(limits.stream_window)
+            .initial_connection_window_size(limits.connection_window)
             .max_frame_size(transport::H2_MAX_FRAME)
             .max_concurrent_reset_streams(1024)
             .handshake::<_, Bytes>(tls)
@@ -156,7 +161,5 @@ pub async fn accept_h2(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> R
         let control = TunnelStream::H2 { send: H2Send::new(control_send), recv: H2Recv::Pending(response) };
         Ok::<_, LinkError>(H2Accepted { certs, control, link: Link::H2(H2Link { send, closed, close, remote }) })
     };
-    tokio::time::timeout(SETUP_TIMEOUT, setup)
-        .await
-        .map_err(|_| LinkError::Other(format!("no HTTP/2 setup within {SETUP_TIMEOUT:?}")))?
+    tokio::time::timeout_at(deadline, setup).await.map_err(|_| LinkError::Timeout)?
 }

@@ -4,6 +4,8 @@
 //! for public MCP clients (`public`: SNI peek, stream per connection, splice). The edge
 //! relays ciphertext only; it holds no inner key.
 
+mod accept;
+pub mod limits;
 pub mod link;
 pub mod public;
 pub mod registry;
@@ -15,13 +17,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::crypto::rustls::QuicServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::edge::EdgeConfig;
+use crate::config::edge::{EdgeConfig, TunnelLimits};
 use crate::protocol::{codes, ALPN_QUIC};
 use crate::stats::{Counter, Labels};
 use crate::tls::configs::{self, TlsConfigError};
@@ -69,6 +70,10 @@ pub struct EdgeStats {
     pub streams_idle: Counter,
     /// Public connections closed at once because `max_connections` were open.
     pub over_capacity: Counter,
+    /// Public connections closed at once: their source had `max_connections_per_source` open.
+    pub over_source_capacity: Counter,
+    /// Tunnel-listener connections refused at `max_handshakes` (in all or per source).
+    pub handshakes_refused: Counter,
     /// Relays running now (client connection ↔ tunnel stream).
     pub streams_active: prometheus_client::metrics::gauge::Gauge,
     /// Gateway connections registered, by transport.
@@ -84,8 +89,12 @@ pub struct EdgeShared {
     pub stats: EdgeStats,
     client_hello_timeout: Duration,
     idle_timeout: Duration,
-    max_connections: usize,
     next_stream_id: AtomicU64,
+    /// Public connections, in all and per source.
+    public_gate: limits::Gate,
+    /// Gateway connections not yet registered, in all and per source.
+    handshakes: limits::Gate,
+    tunnel_limits: TunnelLimits,
 }
 
 impl EdgeStats {
@@ -103,6 +112,12 @@ impl EdgeStats {
             (&self.tunnel_refused, "tunnel_refused", "Gateway connections refused"),
             (&self.streams_idle, "streams_idle", "Relays closed by the idle timeout"),
             (&self.over_capacity, "over_capacity", "Public connections refused at max_connections"),
+            (
+                &self.over_source_capacity,
+                "over_source_capacity",
+                "Public connections refused at max_connections_per_source",
+            ),
+            (&self.handshakes_refused, "handshakes_refused", "Tunnel-listener connections refused at max_handshakes"),
         ];
         for (counter, name, help) in all {
             counter.register(registry, name, help);
@@ -161,13 +176,7 @@ impl Edge {
     pub async fn bind(config: &EdgeConfig) -> Result<Self, EdgeError> {
         let tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_QUIC])?;
         let h2_tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_H2])?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-        let mut transport = quinn::TransportConfig::default();
-        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(QUIC_IDLE_TIMEOUT_MS))));
-        // Gateways open only the control stream; data streams are opened by the edge.
-        transport.max_concurrent_bidi_streams(4u32.into());
-        transport.max_concurrent_uni_streams(0u32.into());
-        server.transport_config(Arc::new(transport));
+        let server = accept::quic_server(tls, &config.tunnel_limits)?;
         let endpoint_config = endpoint_config(&config.identity);
         let (endpoint, tunnel_tcp) =
             bind_tunnel(server, endpoint_config, config.tunnel_listen, config.tunnel_tcp_listen).await?;
@@ -181,8 +190,13 @@ impl Edge {
             stats: EdgeStats::default(),
             client_hello_timeout: config.client_hello_timeout,
             idle_timeout: config.idle_timeout,
-            max_connections: config.max_connections,
             next_stream_id: AtomicU64::new(1),
+            public_gate: limits::Gate::new(config.max_connections, config.max_connections_per_source),
+            handshakes: limits::Gate::new(
+                config.tunnel_limits.max_handshakes,
+                config.tunnel_limits.max_handshakes_per_source,
+            ),
+            tunnel_limits: config.tunnel_limits,
         });
         shared.stats.cert_expiry.set("edge_server", &config.identity.chain);
         shared.stats.cert_expiry.set("tunnel_ca", &config.tunnel_ca);
@@ -264,23 +278,16 @@ impl Edge {
             tokio::spawn(crate::admin::serve(listener, source, shutdown.clone()));
         }
         let stops = tunnel::Stops { drain: shutdown.clone(), stop: hard_stop.clone() };
-        let public = tokio::spawn(accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
-        let h2 = tokio::spawn(accept_h2(
+        let public =
+            tokio::spawn(accept::accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
+        let h2 = tokio::spawn(accept::accept_h2(
             self.tunnel_tcp,
             self.tunnel_tls,
             self.shared.clone(),
             tunnels.clone(),
             stops.clone(),
         ));
-        loop {
-            tokio::select! {
-                incoming = self.endpoint.accept() => {
-                    let Some(incoming) = incoming else { break };
-                    tunnels.spawn(tunnel::serve_quic(incoming, self.shared.clone(), stops.clone()));
-                }
-                _ = shutdown.cancelled() => break,
-            }
-        }
+        accept::accept_quic(&self.endpoint, &self.shared, &tunnels, &stops).await;
         let _ = public.await;
         let _ = h2.await;
         relays.close();
@@ -349,62 +356,4 @@ fn endpoint_config(identity: &crate::tls::pem::Identity) -> quinn::EndpointConfi
     let cid_key = u64::from_le_bytes(cid_key);
     config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
     config
-}
-
-/// Accepts HTTP/2-fallback gateway connections until `stops.drain`.
-async fn accept_h2(
-    listener: TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
-    shared: Arc<EdgeShared>,
-    tunnels: TaskTracker,
-    stops: tunnel::Stops,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stops.drain.cancelled() => return,
-        };
-        match accepted {
-            Ok((tcp, addr)) => {
-                tunnels.spawn(tunnel::serve_h2(tcp, addr, tls.clone(), shared.clone(), stops.clone()));
-            }
-            Err(e) => {
-                warn!("tunnel TCP accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Accepts public clients until `shutdown`; each runs as a task on `relays`. Beyond
-/// `max_connections` concurrent clients, new ones are closed at once.
-async fn accept_public(
-    listener: TcpListener,
-    shared: Arc<EdgeShared>,
-    relays: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(shared.max_connections));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        match accepted {
-            Ok((tcp, addr)) => match permits.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    relays.spawn(public::serve_client(tcp, addr, shared.clone(), permit));
-                }
-                Err(_) => {
-                    shared.stats.over_capacity.inc();
-                    drop(tcp);
-                }
-            },
-            Err(e) => {
-                // Usually fd exhaustion: back off briefly instead of spinning.
-                warn!("public accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }

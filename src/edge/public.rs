@@ -32,7 +32,7 @@ pub(super) async fn serve_client(
     mut tcp: TcpStream,
     client_addr: SocketAddr,
     shared: Arc<EdgeShared>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _pass: super::limits::Pass,
 ) {
     let stats = &shared.stats;
     stats.public_connections.inc();

@@ -129,9 +129,17 @@ impl Registry {
         hosts.wildcard.get(parent).cloned()
     }
 
-    /// Registers a connection and returns its handle.
-    pub fn register(&self, tunnel_id: &str, link: Link) -> Arc<LiveConn> {
-        let live = Arc::new(LiveConn {
+    /// Registers a connection and returns its handle, unless the tunnel already has `max`
+    /// connections that are not draining (then: how many it has). Draining ones do not
+    /// count, so a make-before-break replacement always fits.
+    pub fn register(&self, tunnel_id: &str, link: Link, max: usize) -> Result<Arc<LiveConn>, usize> {
+        let mut live = self.lock();
+        let conns = live.entry(tunnel_id.to_owned()).or_default();
+        let serving = conns.iter().filter(|c| !c.draining.load(Ordering::Relaxed)).count();
+        if serving >= max {
+            return Err(serving);
+        }
+        let conn = Arc::new(LiveConn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             tunnel_id: tunnel_id.to_owned(),
             link,
@@ -140,9 +148,10 @@ impl Registry {
             drain: tokio_util::sync::CancellationToken::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
         });
-        self.lock().entry(tunnel_id.to_owned()).or_default().push(live.clone());
+        conns.push(conn.clone());
+        drop(live);
         self.version.send_modify(|v| *v += 1);
-        live
+        Ok(conn)
     }
 
     /// Removes a connection (when it closed).

@@ -8,25 +8,28 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::limits::Pass;
 use super::link::{self, Link};
+use super::registry::LiveConn;
 use super::EdgeShared;
 use crate::protocol::{codes, frame, Control, RejectCode, MAX_FRAME_LEN, PROTOCOL_VERSION};
 use crate::stream::TunnelStream;
 use crate::tls::identity;
 
-/// Time a gateway gets, after the TLS handshake, to open the control stream and say Hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused gateway gets to read its `Reject` before the edge closes.
+const REJECT_LINGER: Duration = Duration::from_secs(2);
 
 /// Why a gateway connection did not get registered.
 #[derive(Debug, thiserror::Error)]
 enum Refusal {
     #[error("TLS handshake failed: {0}")]
     Handshake(String),
-    #[error("no control stream within {0:?}")]
-    NoControl(Duration),
+    #[error("not registered within handshake_timeout ({0:?})")]
+    Timeout(Duration),
     #[error("connection lost before Hello: {0}")]
     Lost(#[from] quinn::ConnectionError),
     #[error("{0}")]
@@ -41,20 +44,34 @@ pub(super) struct Stops {
     pub stop: CancellationToken,
 }
 
-/// Serves one incoming QUIC gateway connection until it closes.
-pub(super) async fn serve_quic(incoming: quinn::Incoming, shared: Arc<EdgeShared>, stops: Stops) {
+/// Serves one incoming QUIC gateway connection until it closes. `pass` (its handshake
+/// slot) is given back once the connection is registered or refused.
+pub(super) async fn serve_quic(incoming: quinn::Incoming, pass: Pass, shared: Arc<EdgeShared>, stops: Stops) {
     let remote = incoming.remote_address();
+    let limit = shared.tunnel_limits.handshake_timeout;
+    let deadline = Instant::now() + limit;
     let result = async {
-        let conn = incoming.await.map_err(|e| Refusal::Handshake(e.to_string()))?;
+        // Dropping a connection that is not registered in time closes it.
+        let conn = timeout_at(deadline, incoming)
+            .await
+            .map_err(|_| Refusal::Timeout(limit))?
+            .map_err(|e| Refusal::Handshake(e.to_string()))?;
         let certs = conn
             .peer_identity()
             .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
             .map(|b| *b)
             .unwrap_or_default();
-        let (send, recv) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi())
-            .await
-            .map_err(|_| Refusal::NoControl(HELLO_TIMEOUT))??;
-        serve_registered(Link::Quic(conn), &certs, TunnelStream::quic(send, recv), &shared, &stops).await
+        let Ok(accepted) = timeout_at(deadline, conn.accept_bi()).await else {
+            conn.close(codes::CLOSE_REJECTED.into(), b"no control stream in time");
+            return Err(Refusal::Timeout(limit));
+        };
+        let (send, recv) = accepted?;
+        let mut control = TunnelStream::quic(send, recv);
+        let link = Link::Quic(conn);
+        let live = register(&link, &certs, &mut control, deadline, &shared).await?;
+        drop(pass);
+        serve_registered(live, link, control, &shared, &stops).await;
+        Ok(())
     };
     if let Err(why) = result.await {
         shared.stats.tunnel_refused.inc();
@@ -62,22 +79,92 @@ pub(super) async fn serve_quic(incoming: quinn::Incoming, shared: Arc<EdgeShared
     }
 }
 
-/// Serves one incoming HTTP/2-fallback gateway connection until it closes.
+/// Serves one incoming HTTP/2-fallback gateway connection until it closes (`pass` as
+/// for [`serve_quic`]).
 pub(super) async fn serve_h2(
     tcp: TcpStream,
     remote: SocketAddr,
+    pass: Pass,
     acceptor: tokio_rustls::TlsAcceptor,
     shared: Arc<EdgeShared>,
     stops: Stops,
 ) {
+    let limits = shared.tunnel_limits;
+    let deadline = Instant::now() + limits.handshake_timeout;
     let result = async {
-        let accepted = link::accept_h2(tcp, acceptor).await.map_err(|e| Refusal::Handshake(e.to_string()))?;
-        serve_registered(accepted.link, &accepted.certs, accepted.control, &shared, &stops).await
+        let accepted = link::accept_h2(tcp, acceptor, &limits, deadline).await.map_err(|e| match e {
+            link::LinkError::Timeout => Refusal::Timeout(limits.handshake_timeout),
+            e => Refusal::Handshake(e.to_string()),
+        })?;
+        let mut control = accepted.control;
+        let live = register(&accepted.link, &accepted.certs, &mut control, deadline, &shared).await?;
+        drop(pass);
+        serve_registered(live, accepted.link, control, &shared, &stops).await;
+        Ok::<_, Refusal>(())
     };
     if let Err(why) = result.await {
         shared.stats.tunnel_refused.inc();
         warn!(%remote, transport = "http2", "gateway connection refused: {why}");
     }
+}
+
+/// Checks the certificate's tunnel id and the `Hello` (read by `deadline`), registers
+/// the link under the tunnel's connection cap and sends `Welcome`; or sends `Reject`.
+async fn register(
+    link: &Link,
+    certs: &[CertificateDer<'static>],
+    control: &mut TunnelStream,
+    deadline: Instant,
+    shared: &EdgeShared,
+) -> Result<Arc<LiveConn>, Refusal> {
+    let limits = &shared.tunnel_limits;
+    let tunnel_id = certs.first().ok_or(identity::IdentityError::Missing).and_then(identity::tunnel_id);
+    let hello = timeout_at(deadline, frame::read::<Control, _>(control, MAX_FRAME_LEN)).await;
+    let verdict = match (tunnel_id, hello) {
+        (Err(e), _) => Err((RejectCode::UnknownTunnel, e.to_string())),
+        (Ok(id), _) if !shared.registry.knows(&id) => {
+            Err((RejectCode::UnknownTunnel, format!("tunnel {id:?} is not configured on this edge")))
+        }
+        (Ok(id), Ok(Ok(Some(Control::Hello { protocol: PROTOCOL_VERSION, .. })))) => {
+            shared.registry.register(&id, link.clone(), limits.max_connections_per_tunnel).map_err(|n| {
+                let why = format!("tunnel {id:?} already has {n} connections (max_connections_per_tunnel)");
+                (RejectCode::TooManyConnections, why)
+            })
+        }
+        (_, Ok(Ok(Some(Control::Hello { protocol, .. })))) => Err((
+            RejectCode::UnsupportedVersion,
+            format!("protocol {protocol} unsupported; this edge speaks {PROTOCOL_VERSION}"),
+        )),
+        (_, Ok(Ok(other))) => Err((RejectCode::BadHello, format!("expected Hello, got {other:?}"))),
+        (_, Ok(Err(e))) => Err((RejectCode::BadHello, e.to_string())),
+        (_, Err(_)) => Err((RejectCode::BadHello, format!("no Hello within {:?}", limits.handshake_timeout))),
+    };
+    let live = match verdict {
+        Ok(live) => live,
+        Err((code, reason)) => {
+            let reject = Control::Reject { code, reason: reason.clone() };
+            let _ = tokio::time::timeout(REJECT_LINGER, async {
+                if frame::write(control, &reject, MAX_FRAME_LEN).await.is_ok() {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(control).await;
+                    // Let the Reject reach the gateway (it closes on receipt) before closing.
+                    link.closed().await;
+                }
+            })
+            .await;
+            link.close(codes::CLOSE_REJECTED, b"rejected");
+            return Err(Refusal::Rejected(reason));
+        }
+    };
+    let hostnames = shared.registry.hostnames(&live.tunnel_id);
+    let welcome = Control::Welcome { tunnel_id: live.tunnel_id.clone(), hostnames, connection_id: live.id };
+    if let Err(e) = frame::write(control, &welcome, MAX_FRAME_LEN).await {
+        shared.registry.deregister(&live);
+        return Err(Refusal::Rejected(format!("cannot send Welcome: {e}")));
+    }
+    let transport = link.transport();
+    info!(tunnel = %live.tunnel_id, connection = live.id, remote = %link.remote(), %transport, "gateway registered");
+    shared.stats.registrations.get_or_create(&crate::stats::labels(&[("transport", &transport.to_string())])).inc();
+    Ok(live)
 }
 
 /// Completes when either token is cancelled.
@@ -89,69 +176,30 @@ async fn any(a: &CancellationToken, b: &CancellationToken) {
 }
 
 /// Completes once `live` has a registered replacement and no open stream.
-async fn replaced_and_quiet(shared: &EdgeShared, live: &super::registry::LiveConn) {
+async fn replaced_and_quiet(shared: &EdgeShared, live: &LiveConn) {
     while !shared.registry.replaced(live) || live.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Completes once no stream is open on `live`.
-async fn quiet(live: &super::registry::LiveConn) {
+async fn quiet(live: &LiveConn) {
     while live.active.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Checks identity and Hello, registers the link, and serves its control stream.
+/// Serves a registered connection's control stream until the connection or the edge
+/// goes away.
 async fn serve_registered(
+    live: Arc<LiveConn>,
     link: Link,
-    certs: &[CertificateDer<'static>],
     mut control: TunnelStream,
     shared: &EdgeShared,
     stops: &Stops,
-) -> Result<(), Refusal> {
-    let remote = link.remote();
+) {
+    let tunnel_id = live.tunnel_id.clone();
     let transport = link.transport();
-    let tunnel_id = certs.first().ok_or(identity::IdentityError::Missing).and_then(identity::tunnel_id);
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, frame::read::<Control, _>(&mut control, MAX_FRAME_LEN)).await;
-    let verdict = match (tunnel_id, hello) {
-        (Err(e), _) => Err((RejectCode::UnknownTunnel, e.to_string())),
-        (Ok(id), _) if !shared.registry.knows(&id) => {
-            Err((RejectCode::UnknownTunnel, format!("tunnel {id:?} is not configured on this edge")))
-        }
-        (Ok(id), Ok(Ok(Some(Control::Hello { protocol: PROTOCOL_VERSION, .. })))) => Ok(id),
-        (_, Ok(Ok(Some(Control::Hello { protocol, .. })))) => Err((
-            RejectCode::UnsupportedVersion,
-            format!("protocol {protocol} unsupported; this edge speaks {PROTOCOL_VERSION}"),
-        )),
-        (_, Ok(Ok(other))) => Err((RejectCode::BadHello, format!("expected Hello, got {other:?}"))),
-        (_, Ok(Err(e))) => Err((RejectCode::BadHello, e.to_string())),
-        (_, Err(_)) => Err((RejectCode::BadHello, format!("no Hello within {HELLO_TIMEOUT:?}"))),
-    };
-    let tunnel_id = match verdict {
-        Ok(id) => id,
-        Err((code, reason)) => {
-            let reject = Control::Reject { code, reason: reason.clone() };
-            if frame::write(&mut control, &reject, MAX_FRAME_LEN).await.is_ok() {
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut control).await;
-                // Let the Reject reach the gateway (it closes on receipt) before closing.
-                let _ = tokio::time::timeout(Duration::from_secs(2), link.closed()).await;
-            }
-            link.close(codes::CLOSE_REJECTED, b"rejected");
-            return Err(Refusal::Rejected(reason));
-        }
-    };
-
-    let live = shared.registry.register(&tunnel_id, link.clone());
-    let hostnames = shared.registry.hostnames(&tunnel_id);
-    let welcome = Control::Welcome { tunnel_id: tunnel_id.clone(), hostnames, connection_id: live.id };
-    if let Err(e) = frame::write(&mut control, &welcome, MAX_FRAME_LEN).await {
-        shared.registry.deregister(&live);
-        return Err(Refusal::Rejected(format!("cannot send Welcome: {e}")));
-    }
-    info!(tunnel = %tunnel_id, connection = live.id, %remote, %transport, "gateway registered");
-    shared.stats.registrations.get_or_create(&crate::stats::labels(&[("transport", &transport.to_string())])).inc();
-
     let mut draining = false;
     let mut gateway_drained = false;
     let reason = loop {
@@ -207,5 +255,4 @@ async fn serve_registered(
     };
     shared.registry.deregister(&live);
     info!(tunnel = %tunnel_id, connection = live.id, %transport, "gateway connection closed ({reason}; {why})");
-    Ok(())
 }

@@ -71,6 +71,8 @@ pub enum RejectCode {
     UnsupportedVersion,
     /// The first control frame was not a valid `Hello`.
     BadHello,
+    /// The tunnel already holds the edge's `max_connections_per_tunnel` connections.
+    TooManyConnections,
     /// Any other reason (forward compatibility).
     #[serde(other)]
     Other,

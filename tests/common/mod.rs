@@ -7,6 +7,7 @@ pub mod http;
 pub mod load;
 pub mod procs;
 pub mod python;
+pub mod raw;
 pub mod recorder;
 pub mod tap;
 pub mod udp;
@@ -37,6 +38,15 @@ pub fn write_pki(dir: &Path, sub: &str, tunnel_id: &str) -> PathBuf {
         PkiOptions { tunnel_id: tunnel_id.into(), tunnel_domain: DOMAIN.into(), edge_names: vec!["localhost".into()] };
     pki::generate(&opts).expect("generate PKI").write(&out, false).expect("write PKI");
     out
+}
+
+/// Extra lines for the harness edge's `[tunnel_listener]`, `[public_listener]` and (after
+/// the `acme` and `other` tunnels) `[tunnels]`.
+#[derive(Debug, Default)]
+pub struct EdgeKeys {
+    pub tunnel_listener: String,
+    pub public_listener: String,
+    pub tunnels: String,
 }
 
 /// A running edge + gateway, stopped on drop.
@@ -75,6 +85,15 @@ impl Stack {
     /// Like [`Stack::start`], with extra `[edge]` lines for the gateway (e.g.
     /// `transport = "http2"`).
     pub async fn start_with(routes: &str, edge_extra: &str) -> Stack {
+        Self::start_edge(routes, edge_extra, &EdgeKeys::default()).await
+    }
+
+    /// Like [`Stack::start_with`], with extra keys in the edge's config tables.
+    pub async fn start_edge(routes: &str, edge_extra: &str, keys: &EdgeKeys) -> Stack {
+        let EdgeKeys { tunnel_listener, public_listener, tunnels } = keys;
+        // The harness's short ClientHello timeout, unless the test sets its own.
+        let hello_timeout =
+            if public_listener.contains("client_hello_timeout") { "" } else { "client_hello_timeout = \"2s\"" };
         let dir = tempfile::tempdir().expect("tempdir");
         write_pki(dir.path(), "certs", TUNNEL);
         let shutdown = CancellationToken::new();
@@ -84,13 +103,16 @@ listen = "127.0.0.1:0"
 cert = "certs/edge/server.pem"
 key = "certs/edge/server.key"
 client_ca = "certs/tunnel/ca.pem"
+{tunnel_listener}
 [public_listener]
 listen = "127.0.0.1:0"
-client_hello_timeout = "2s"
+{hello_timeout}
+{public_listener}
 [tunnels.{TUNNEL}]
 hostnames = ["*.{DOMAIN}"]
 [tunnels.other]
 hostnames = ["other.example"]
+{tunnels}
 "#
         );
         let edge_path = dir.path().join("edge.toml");
@@ -265,4 +287,16 @@ pub async fn audit_records(path: &Path, done: impl Fn(&[serde_json::Value]) -> b
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("audit records never complete: {records:#?}");
+}
+
+/// A real ClientHello from rustls' client for `sni` (what an MCP client would send).
+pub fn client_hello(stack: &Stack, sni: &str) -> Vec<u8> {
+    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"]).expect("client config");
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).expect("server name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("write ClientHello");
+    let parsed = mcp_tunnel::edge::sni::parse_sni(&hello).expect("a valid ClientHello");
+    assert_eq!(parsed.as_deref(), Some(sni), "complete hello");
+    hello
 }
