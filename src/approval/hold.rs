@@ -73,7 +73,8 @@ pub async fn hold(
         deadline: now + gate.timeout,
         client_addr: onward.conn.client_addr.to_string(),
         identity: trail.identity_label().map(str::to_owned),
-        session_id: info.session_id.clone(),
+        // Shown to approvers and webhooks: the hash, never the id (a capability).
+        session_id: info.session_id.as_deref().map(crate::audit::record::session_hash),
         jsonrpc_id: single.id.clone(),
     };
     let ticket = match approvals.register(call, gate.max_pending) {

@@ -37,7 +37,7 @@ pub struct PendingCall {
     pub client_addr: String,
     /// The authenticated caller, when the route authenticates.
     pub identity: Option<String>,
-    /// The MCP session, when the client has one.
+    /// The hash of the MCP session id (`audit::record::session_hash`), when the client has one.
     pub session_id: Option<String>,
     /// The JSON-RPC id of the call.
     pub jsonrpc_id: Option<Value>,

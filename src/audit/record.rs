@@ -122,7 +122,8 @@ pub struct AuditRecord {
     /// The prompt name of a `prompts/get`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
-    /// The `Mcp-Session-Id` of the request, or the one the upstream assigned in its answer.
+    /// A hash of the request's `Mcp-Session-Id` ([`session_hash`]), never the id itself:
+    /// the id is a bearer capability, and the trail is read by more people than hold one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// The MCP protocol version (`MCP-Protocol-Version` header or the negotiated version).
@@ -201,6 +202,17 @@ impl AuditRecord {
     }
 }
 
+/// Hex digits of SHA-256 kept by [`session_hash`] (64 bits: enough to join records of
+/// one session, far too few to matter as a guess of a 256-bit id).
+const SESSION_HASH_HEX: usize = 16;
+
+/// How audit and approval records name a session: the first 16 hex digits of the
+/// SHA-256 of its `Mcp-Session-Id`.
+pub fn session_hash(id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()[..SESSION_HASH_HEX].to_owned()
+}
+
 /// Converts a duration to the `latency_ms` value.
 pub fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -229,6 +241,12 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn session_hash_is_short_sha256() {
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(session_hash("abc"), "ba7816bf8f01cfea");
+    }
 
     #[test]
     fn unset_fields_are_absent() {

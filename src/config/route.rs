@@ -15,8 +15,11 @@ use crate::gateway::limits::RouteLimits;
 use crate::gateway::route::{Route, RouteTable, Scheme, UpstreamTarget};
 use crate::gateway::upstream::UpstreamClient;
 use crate::pinning::{PinMode, PinSettings};
-use crate::stdio::{StdioBridge, StdioSpec};
+use crate::stdio::{RunAs, StdioBridge, StdioSpec};
 use crate::tls::configs;
+
+/// Smallest `stdio_memory_limit` accepted.
+const MIN_MEMORY_LIMIT: usize = 16 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +31,9 @@ pub(super) struct RawRoute {
     stdio_cwd: Option<Spanned<String>>,
     stdio_max_sessions: Option<Spanned<i64>>,
     stdio_idle_timeout: Option<Spanned<String>>,
+    stdio_user: Option<Spanned<String>>,
+    stdio_memory_limit: Option<Spanned<Size>>,
+    stdio_cpu_limit: Option<Spanned<String>>,
     path_prefix: Option<Spanned<String>>,
     #[serde(default)]
     strip_prefix: bool,
@@ -263,6 +269,23 @@ fn stdio_spec(
     }
     spec.idle_timeout =
         src.positive_duration(&key("stdio_idle_timeout"), r.stdio_idle_timeout.as_ref(), spec.idle_timeout)?;
+    if let Some(user) = &r.stdio_user {
+        let run_as =
+            RunAs::resolve(user.get_ref()).map_err(|e| src.invalid(&key("stdio_user"), user, e.to_string()))?;
+        spec.user = Some(run_as);
+    }
+    if let Some(m) = &r.stdio_memory_limit {
+        let bytes = parse_size(m.get_ref()).map_err(|why| src.invalid(&key("stdio_memory_limit"), m, why))?;
+        // Below this no runtime starts, and the failure would look like a broken server.
+        if bytes < MIN_MEMORY_LIMIT {
+            return Err(src.invalid(&key("stdio_memory_limit"), m, "must be at least 16MiB"));
+        }
+        spec.limits.memory = bytes as u64;
+    }
+    spec.limits.cpu = src.positive_duration(&key("stdio_cpu_limit"), r.stdio_cpu_limit.as_ref(), spec.limits.cpu)?;
+    if let Some(at) = r.stdio_cpu_limit.as_ref().filter(|_| spec.limits.cpu.subsec_nanos() != 0) {
+        return Err(src.invalid(&key("stdio_cpu_limit"), at, "must be whole seconds (RLIMIT_CPU counts seconds)"));
+    }
     Ok(spec)
 }
 

@@ -20,6 +20,10 @@ const OPS: &[&str] = &[
     "tools.pin",
 ];
 
+/// The `action` of a record about a control-socket connection refused before any
+/// operation was read (see `socket.rs`).
+pub const CONNECT: &str = "connect";
+
 /// The `action` value for the operation `op`: itself when known, else `unknown`.
 pub fn action(op: &str) -> &'static str {
     OPS.iter().copied().find(|known| *known == op).unwrap_or("unknown")

@@ -24,6 +24,7 @@ pub async fn kill(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) ->
     }
     let actor = caller.label();
     let report = shared.kill.kill(route, reason, &actor).await;
+    let children = end_children(shared, route).await;
     let mut rec = audit::record(shared, "kill", actor.clone());
     rec.route = route.map(str::to_owned);
     rec.note = Some(reason.to_owned());
@@ -36,6 +37,7 @@ pub async fn kill(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) ->
         "reason": reason,
         "cut": report.cut,
         "remaining": report.remaining,
+        "stdio_sessions_ended": children,
         "elapsed_ms": elapsed_ms,
         "persist_error": report.persist_error,
     }))
@@ -67,6 +69,18 @@ pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) -> Res
 pub fn status(shared: &GatewayShared) -> Value {
     let routes: Vec<String> = shared.routes().routes().map(|r| r.name.clone()).collect();
     json!({ "routes": routes, "kill": shared.kill.state() })
+}
+
+/// Ends the live stdio sessions of the stopped route(s) and waits until their children
+/// are reaped: a stopped route runs nothing. Returns how many sessions ended.
+async fn end_children(shared: &GatewayShared, route: Option<&str>) -> usize {
+    let mut ending = tokio::task::JoinSet::new();
+    for r in shared.routes().routes().filter(|r| route.is_none_or(|name| name == r.name)) {
+        if let Some(bridge) = r.stdio.clone() {
+            ending.spawn(async move { bridge.end_sessions().await });
+        }
+    }
+    ending.join_all().await.into_iter().sum()
 }
 
 fn known_route(shared: &GatewayShared, route: &str) -> Result<(), ControlError> {

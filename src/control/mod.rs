@@ -73,6 +73,9 @@ pub enum ControlError {
     /// The operation failed (state directory not writable, upstream unreachable, …).
     #[error("{0}")]
     Failed(String),
+    /// The caller may not use the control plane (a stdio child on the socket).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl ControlError {
@@ -84,6 +87,7 @@ impl ControlError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Failed(_) => "failed",
+            Self::Forbidden(_) => "forbidden",
         }
     }
 
@@ -94,6 +98,7 @@ impl ControlError {
             Self::BadArgs(_) => http::StatusCode::BAD_REQUEST,
             Self::Conflict(_) => http::StatusCode::CONFLICT,
             Self::Failed(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Forbidden(_) => http::StatusCode::FORBIDDEN,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The control socket: a Unix socket in the state directory, mode 0600, one request per
-//! line. The kernel tells us the caller's uid (peer credentials); it goes into the audit
-//! record of every action.
+//! line. The kernel tells us the caller's uid and pid (peer credentials): the uid goes
+//! into the audit record of every action, the pid decides whether the caller is a stdio
+//! child of the gateway, which is refused (and audited) before it can send anything.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -16,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::wire::{WireReply, WireRequest, MAX_LINE};
 use super::{Caller, ControlError, Via};
 use crate::gateway::GatewayShared;
+use crate::stdio::lineage::{self, Verdict};
 
 /// The socket's file name inside the state directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -75,12 +78,27 @@ pub async fn serve(listener: UnixListener, path: PathBuf, shared: Arc<GatewaySha
 }
 
 async fn handle(stream: UnixStream, shared: Arc<GatewayShared>) {
-    let caller = Caller { via: Via::Socket, uid: stream.peer_cred().ok().map(|c| c.uid()) };
+    let cred = stream.peer_cred().ok();
+    let caller = Caller { via: Via::Socket, uid: cred.map(|c| c.uid()) };
     let (rd, mut wr) = stream.into_split();
+    // A stdio child shares the gateway's uid unless `stdio_user` is set, so the socket's
+    // mode does not keep it out: its ancestry does (src/stdio/lineage.rs).
+    let pid = cred.and_then(|c| c.pid());
+    let verdict = lineage::peer_verdict(pid);
     let mut line = Vec::new();
     let mut reader = BufReader::new(rd).take(MAX_LINE as u64 + 1);
     let read = reader.read_until(b'\n', &mut line);
-    let reply = match tokio::time::timeout(READ_TIMEOUT, read).await {
+    // The request line is read (bounded) even from a refused peer, so its write does not
+    // fail and it reads the refusal instead of a broken pipe.
+    let result = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        _ if verdict != Verdict::Operator => {
+            refuse(&shared, &caller, pid, verdict);
+            let who = match verdict {
+                Verdict::StdioChild => "a stdio MCP server child of this gateway (or one of its processes)",
+                _ => "a process whose ancestry cannot be read",
+            };
+            Err(ControlError::Forbidden(format!("control socket refused: the peer is {who} ({})", verdict.reason())))
+        }
         Ok(Ok(_)) if line.len() > MAX_LINE => {
             Err(ControlError::BadArgs(format!("request longer than {MAX_LINE} bytes")))
         }
@@ -97,8 +115,22 @@ async fn handle(stream: UnixStream, shared: Arc<GatewayShared>) {
         }
         Err(_) => Err(ControlError::BadArgs("no request line within 10s".into())),
     };
-    let mut out = serde_json::to_vec(&WireReply::from_result(reply)).unwrap_or_default();
+    reply(&mut wr, result).await;
+}
+
+async fn reply(wr: &mut OwnedWriteHalf, result: Result<serde_json::Value, ControlError>) {
+    let mut out = serde_json::to_vec(&WireReply::from_result(result)).unwrap_or_default();
     out.push(b'\n');
     let _ = wr.write_all(&out).await;
     let _ = wr.shutdown().await;
+}
+
+/// Logs and audits a refused peer.
+fn refuse(shared: &GatewayShared, caller: &Caller, pid: Option<i32>, verdict: Verdict) {
+    warn!(pid, caller = %caller.label(), reason = verdict.reason(), "control socket: peer refused");
+    let mut rec = super::audit::record(shared, super::audit::CONNECT, caller.label());
+    rec.decision = Some(crate::audit::record::decision::DENY);
+    rec.reason = Some(verdict.reason());
+    rec.note = Some(pid.map_or_else(|| "peer pid unknown".to_owned(), |p| format!("peer pid {p}")));
+    shared.auditor.record(rec);
 }

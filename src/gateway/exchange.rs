@@ -96,7 +96,11 @@ async fn admitted(
     if let (Some(auth), Kind::Mcp) = (&c.auth, &kind) {
         trail.auth_kind(auth.kind());
         match auth.authenticate(&parts.headers) {
-            Ok(id) => trail.identity(&id, auth.kind()),
+            Ok(id) => {
+                trail.identity(&id, auth.kind());
+                // The stdio bridge binds sessions to it (src/stdio/http.rs).
+                parts.extensions.insert(id);
+            }
             Err(e) => {
                 shared.metrics.policy_denial(&route.name, "auth_failed");
                 trail.refuse(e.status().as_u16(), e.reason(), None);

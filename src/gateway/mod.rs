@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod respond;
+pub mod retire;
 pub mod route;
 pub mod serve;
 pub mod trail;
@@ -100,13 +101,20 @@ impl GatewayShared {
 
     /// Installs the routes (with their allow-list and upstream CAs) and the inner
     /// certificate of a new config. In-flight requests keep what they started with; new
-    /// TLS handshakes and new requests use the new settings.
+    /// TLS handshakes and new requests use the new settings. Stdio routes that did not
+    /// change keep their children; the others' children are stopped now (`retire`).
     pub fn apply(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
         let inner = configs::inner_server(&config.inner)?;
         self.inner_tls.replace(inner);
         self.metrics.cert_expiry.set("inner", &config.inner.chain);
         self.pins.load(config.routes.routes().map(|r| r.name.as_str()));
-        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.clone();
+        let retired = {
+            let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+            let (table, retired) = retire::carry_over(&routes, &config.routes);
+            *routes = table;
+            retired
+        };
+        retire::retire(retired);
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
     }

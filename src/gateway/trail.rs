@@ -62,7 +62,7 @@ impl Trail {
         if !self.enabled() {
             return;
         }
-        self.base.session_id.clone_from(&info.session_id);
+        self.base.session_id = info.session_id.as_deref().map(crate::audit::record::session_hash);
         self.base.protocol_version.clone_from(&info.protocol_version);
         self.base.trace_id.clone_from(&info.trace_id);
         self.base.bytes_in = Some(bytes_in as u64);

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::lineage::Registered;
 use super::{StdioError, StdioSpec};
 
 /// Lines queued for the child's stdin; a full queue makes writers wait (backpressure).
@@ -22,6 +23,8 @@ const STDIN_QUEUE: usize = 64;
 const STDOUT_QUEUE: usize = 16;
 /// How long a child gets after stdin closes (then after SIGTERM) before the next step.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Sets the limits of a child that runs as another user (see [`spawn`]).
+const SHELL: &str = "/bin/sh";
 /// Variables kept from the gateway's own environment; everything else is dropped.
 const INHERITED_ENV: [&str; 2] = ["PATH", "HOME"];
 
@@ -39,6 +42,8 @@ pub struct Spawned {
     pub close_stdin: CancellationToken,
     /// The pipe tasks; dropping the set aborts them.
     pub io: JoinSet<()>,
+    /// Lists the pid as a stdio child (the control socket refuses it) until dropped.
+    pub lineage: Option<Registered>,
 }
 
 /// Starts the command with stdin/stdout piped and stderr drained.
@@ -47,13 +52,34 @@ pub struct Spawned {
 /// the gateway's environment can hold secrets (tokens, keys) that a third-party MCP
 /// server must not see. The child gets its own process group so signals aimed at the
 /// gateway's group (Ctrl-C) do not reach it and [`terminate`] can signal its descendants.
+/// With `stdio_user` it runs as that user (std drops the supplementary groups when it
+/// switches uid). Its resource limits hold before it reads its first message: set from
+/// here right after spawn, or, for another user, by the shell it starts in.
 pub fn spawn(spec: &StdioSpec, log_id: &str) -> Result<Spawned, StdioError> {
-    let mut cmd = Command::new(&spec.command);
+    // Another user's limits cannot be set from outside without CAP_SYS_RESOURCE (often
+    // missing in containers): that child sets its own, in a shell that then execs it.
+    let mut cmd = match &spec.user {
+        Some(_) => {
+            let mut sh = Command::new(SHELL);
+            sh.arg("-c").arg(spec.limits.shell_script()).arg(&spec.command);
+            sh
+        }
+        None => Command::new(&spec.command),
+    };
     cmd.args(&spec.args).env_clear();
     for name in INHERITED_ENV {
         if let Some(value) = std::env::var_os(name) {
             cmd.env(name, value);
         }
+    }
+    #[cfg(unix)]
+    if let Some(user) = &spec.user {
+        cmd.uid(user.uid).gid(user.gid);
+        // The gateway's HOME is no place for another user's files.
+        match &user.home {
+            Some(home) => cmd.env("HOME", home),
+            None => cmd.env_remove("HOME"),
+        };
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &spec.cwd {
@@ -68,6 +94,14 @@ pub fn spawn(spec: &StdioSpec, log_id: &str) -> Result<Spawned, StdioError> {
     let mut child =
         cmd.spawn().map_err(|source| StdioError::Spawn { command: spec.command.display().to_string(), source })?;
     let pid = child.id();
+    let lineage = pid.map(Registered::new);
+    // Set before the child is handed any request: its first message is read only after
+    // this returns. A child we cannot limit is not run.
+    let outside = pid.filter(|_| spec.user.is_none());
+    if let Err(source) = outside.map_or(Ok(()), |p| spec.limits.apply(p)) {
+        let _ = child.start_kill();
+        return Err(StdioError::Limits(source));
+    }
     let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return Err(StdioError::Pipes);
@@ -79,7 +113,7 @@ pub fn spawn(spec: &StdioSpec, log_id: &str) -> Result<Spawned, StdioError> {
     io.spawn(write_stdin(stdin, in_rx, close_stdin.clone(), log_id.to_owned()));
     io.spawn(read_stdout(BufReader::new(stdout), out_tx, spec.max_message_bytes, log_id.to_owned()));
     io.spawn(drain_stderr(stderr, log_id.to_owned()));
-    Ok(Spawned { child, pid, stdin: in_tx, stdout: out_rx, close_stdin, io })
+    Ok(Spawned { child, pid, stdin: in_tx, stdout: out_rx, close_stdin, io, lineage })
 }
 
 /// Writes queued lines until the queue closes, `close` fires or the pipe breaks; then
@@ -234,6 +268,20 @@ fn signal_group(child: &Child, signal: Signal) {
         debug!(error = %e, "signalling stdio child's process group failed");
     }
 }
+
+/// SIGKILLs what is left of a reaped child's process group (its own subprocesses), so a
+/// session's processes end with it. A group id stays reserved while any member lives,
+/// so a non-empty group is still the child's; an empty one answers ESRCH.
+#[cfg(unix)]
+pub fn kill_leftovers(pid: Option<u32>) {
+    use rustix::process::{kill_process_group, Pid, Signal as S};
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, S::KILL);
+    }
+}
+
+#[cfg(not(unix))]
+pub fn kill_leftovers(_pid: Option<u32>) {}
 
 #[cfg(not(unix))]
 fn signal_group(child: &mut Child, signal: Signal) {

@@ -16,6 +16,7 @@ use super::session::{BeginError, Session};
 use super::sse::{self, ExchangeBody, GetBody, Missing};
 use super::table::StartError;
 use super::{BridgeBody, StdioBridge};
+use crate::auth::Identity;
 
 /// The session header of the handshake-era Streamable HTTP transport.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -23,19 +24,23 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 const RETRY_AFTER_SECS: &str = "5";
 
 /// Serves one request. Never fails: every problem becomes an HTTP response.
+/// The caller is the [`Identity`] the gateway put in the request's extensions after
+/// authenticating it (none on routes without auth); sessions answer only their creator.
 pub async fn handle(bridge: &Arc<StdioBridge>, req: Request<Bytes>) -> Response<BridgeBody> {
     let session_id = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let owner = req.extensions().get::<Identity>().cloned();
+    let owner = owner.as_ref();
     match (req.method(), session_id) {
         (&Method::POST, None) => post_without_session(bridge, req).await,
-        (&Method::POST, Some(id)) => match bridge.sessions.get(&id) {
+        (&Method::POST, Some(id)) => match bridge.sessions.get(&id, owner) {
             Some(session) => post(bridge, &session, req).await,
             None => unknown_session(),
         },
-        (&Method::GET, Some(id)) => match bridge.sessions.get(&id).and_then(|s| s.open_get()) {
+        (&Method::GET, Some(id)) => match bridge.sessions.get(&id, owner).and_then(|s| s.open_get()) {
             Some(stream) => sse_response(GetBody::new(stream)),
             None => unknown_session(),
         },
-        (&Method::DELETE, Some(id)) => match bridge.sessions.remove(&id) {
+        (&Method::DELETE, Some(id)) => match bridge.sessions.remove(&id, owner) {
             Some(session) => {
                 session.end.cancel();
                 // Answer once the child is really gone (bounded by the kill sequence).
@@ -64,7 +69,7 @@ async fn post_without_session(bridge: &Arc<StdioBridge>, req: Request<Bytes>) ->
     };
     let id = incoming.messages.first().and_then(|m| m.get("id")).cloned().unwrap_or(Value::Null);
     match incoming.single_request_method() {
-        Some("initialize") => initialize(bridge, incoming).await,
+        Some("initialize") => initialize(bridge, incoming, req.extensions().get::<Identity>().cloned()).await,
         // The status the 2026-07-28 transport maps -32601 to.
         Some("server/discover") => rpc_error(
             StatusCode::NOT_FOUND,
@@ -82,9 +87,9 @@ async fn post_without_session(bridge: &Arc<StdioBridge>, req: Request<Bytes>) ->
 }
 
 /// Spawns a child, forwards `initialize`, and publishes the session if it succeeded.
-async fn initialize(bridge: &Arc<StdioBridge>, incoming: Incoming) -> Response<BridgeBody> {
+async fn initialize(bridge: &Arc<StdioBridge>, incoming: Incoming, owner: Option<Identity>) -> Response<BridgeBody> {
     let id = incoming.request_ids().into_iter().next().unwrap_or(Value::Null);
-    let session = match bridge.sessions.start(&bridge.spec, &bridge.route) {
+    let session = match bridge.sessions.start(&bridge.spec, &bridge.route, owner) {
         Ok(s) => s,
         Err(e @ StartError::Busy { .. }) => {
             warn!(route = %bridge.route, "stdio route at its process cap; initialize refused");

@@ -16,6 +16,12 @@
 //! GET opens the session's server→client stream; a second GET replaces the first (the old
 //! stream ends), so a client reconnecting after a dead connection is never locked out.
 //!
+//! A session belongs to the identity that created it (the route's authenticated caller,
+//! found in the request's extensions as an [`crate::auth::Identity`]; none on routes
+//! without auth): the same id from anyone else gets 404, as an unknown one does.
+//! Children run confined ([`sandbox`]: user, rlimits) and are known to [`lineage`], which
+//! keeps them off the control socket.
+//!
 //! Modules, in request order: [`http`] (Streamable HTTP) → [`table`] (sessions, cap,
 //! supervisor) → [`session`] (routing) → [`child`] (the process and its pipes); [`sse`]
 //! builds bodies, [`jsonrpc`] knows the message shapes.
@@ -23,6 +29,8 @@
 mod child;
 mod http;
 mod jsonrpc;
+pub mod lineage;
+pub mod sandbox;
 mod session;
 mod sse;
 mod table;
@@ -35,13 +43,15 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
 pub use self::http::SESSION_HEADER;
+pub use self::sandbox::{Limits, RunAs};
 use self::table::Sessions;
 
 /// Response body type; the same as the gateway's `UpstreamBody`.
 pub type BridgeBody = BoxBody<Bytes, hyper::Error>;
 
-/// How to run one route's stdio MCP server.
-#[derive(Debug, Clone)]
+/// How to run one route's stdio MCP server. A reload that changes any of it ends the
+/// route's children.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StdioSpec {
     /// Program to run (an absolute path is best: `PATH` is the gateway's).
     pub command: PathBuf,
@@ -60,10 +70,15 @@ pub struct StdioSpec {
     /// Longest stdout line (one JSON-RPC message) read from the child; longer ones are
     /// skipped, so a child cannot make the gateway buffer without bound.
     pub max_message_bytes: usize,
+    /// Run children as this user (`stdio_user`); `None`: the gateway's own uid.
+    pub user: Option<RunAs>,
+    /// Memory and CPU limits of each child.
+    pub limits: Limits,
 }
 
 impl StdioSpec {
-    /// A spec with defaults: 16 children, 10 min idle, 5 min per request, 16 MiB messages.
+    /// A spec with defaults: 16 children, 10 min idle, 5 min per request, 16 MiB messages,
+    /// the gateway's uid, 2 GiB of data and 1 h of CPU per child.
     pub fn new(command: impl Into<PathBuf>) -> Self {
         Self {
             command: command.into(),
@@ -74,6 +89,8 @@ impl StdioSpec {
             idle_timeout: Duration::from_secs(600),
             request_timeout: Duration::from_secs(300),
             max_message_bytes: 16 << 20,
+            user: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -87,6 +104,8 @@ pub enum StdioError {
     Pipes,
     #[error("the system random generator failed")]
     Random,
+    #[error("cannot set the child's resource limits: {0}")]
+    Limits(std::io::Error),
 }
 
 /// Streamable HTTP endpoint backed by per-session stdio children, for one route.
@@ -129,5 +148,23 @@ impl StdioBridge {
     /// `initialize` requests get 503.
     pub async fn shutdown(&self) {
         self.sessions.shutdown().await;
+    }
+
+    /// Ends every live session (the kill switch): each child is stopped and reaped before
+    /// this returns (bounded by the stop sequence). New sessions may start afterwards.
+    /// Returns how many sessions were ended.
+    pub async fn end_sessions(&self) -> usize {
+        self.sessions.end_all().await
+    }
+
+    /// Whether `spec` is what this bridge runs (a reload keeps the bridge, and its
+    /// sessions, only then).
+    pub fn runs(&self, spec: &StdioSpec) -> bool {
+        self.spec == *spec
+    }
+
+    /// The spec this bridge runs.
+    pub fn spec(&self) -> &StdioSpec {
+        &self.spec
     }
 }

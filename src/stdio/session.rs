@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::jsonrpc::{self, Kind};
+use crate::auth::Identity;
 
 /// Messages buffered per POST exchange; a slow SSE reader stalls the child's stdout.
 const EXCHANGE_QUEUE: usize = 32;
@@ -30,6 +31,8 @@ pub struct Session {
     pub id: String,
     /// A short prefix of the id for logs.
     pub log_id: String,
+    /// The identity that created the session (`None`: a route without auth).
+    pub owner: Option<Identity>,
     stdin: mpsc::Sender<Vec<u8>>,
     router: Mutex<Router>,
     activity: Mutex<Instant>,
@@ -65,11 +68,12 @@ pub enum BeginError {
 }
 
 impl Session {
-    pub fn new(id: String, stdin: mpsc::Sender<Vec<u8>>, end: CancellationToken) -> Self {
+    pub fn new(id: String, owner: Option<Identity>, stdin: mpsc::Sender<Vec<u8>>, end: CancellationToken) -> Self {
         let log_id = id.chars().take(8).collect();
         Self {
             id,
             log_id,
+            owner,
             stdin,
             router: Mutex::new(Router::default()),
             activity: Mutex::new(Instant::now()),

@@ -2,7 +2,7 @@
 //! task that owns each child (exit, idle timeout, DELETE and shutdown all end there).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -14,8 +14,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::child::{self, Spawned};
+use super::lineage::Registered;
 use super::session::Session;
 use super::{StdioError, StdioSpec};
+use crate::auth::Identity;
 
 /// Bytes of randomness in a session id (hex-encoded: twice as many characters).
 const SESSION_ID_BYTES: usize = 32;
@@ -39,17 +41,27 @@ pub struct Sessions {
     slots: Arc<Semaphore>,
     max: usize,
     shutdown: CancellationToken,
+    /// The sessions started since the last [`Sessions::end_all`], published or not.
+    epoch: Mutex<Epoch>,
     tasks: TaskTracker,
     rng: SystemRandom,
 }
 
+/// What [`Sessions::end_all`] ends: its token is the parent of each session's `end`.
+struct Epoch {
+    token: CancellationToken,
+    started: Vec<Weak<Session>>,
+}
+
 impl Sessions {
     pub fn new(max: usize) -> Self {
+        let shutdown = CancellationToken::new();
         Self {
             map: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max)),
             max,
-            shutdown: CancellationToken::new(),
+            epoch: Mutex::new(Epoch { token: shutdown.child_token(), started: Vec::new() }),
+            shutdown,
             tasks: TaskTracker::new(),
             rng: SystemRandom::new(),
         }
@@ -59,12 +71,45 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map().get(id).cloned()
+    fn epoch(&self) -> MutexGuard<'_, Epoch> {
+        self.epoch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        self.map().remove(id)
+    /// The session `id` if `owner` created it. Another caller's session is reported
+    /// missing, exactly like an unknown id, so an id alone is no way in.
+    pub fn get(&self, id: &str, owner: Option<&Identity>) -> Option<Arc<Session>> {
+        let session = self.map().get(id).cloned()?;
+        owned(session, owner)
+    }
+
+    /// Removes the session `id` if `owner` created it.
+    pub fn remove(&self, id: &str, owner: Option<&Identity>) -> Option<Arc<Session>> {
+        let mut map = self.map();
+        let session = owned(map.get(id).cloned()?, owner)?;
+        map.remove(id);
+        Some(session)
+    }
+
+    /// Removes `id` whoever owns it (the supervisor, once the child is gone).
+    fn forget(&self, id: &str) {
+        self.map().remove(id);
+    }
+
+    /// Ends every session started so far (published or still in `initialize`) and waits
+    /// until each child is reaped; returns how many there were.
+    pub async fn end_all(&self) -> usize {
+        let ended = {
+            let mut epoch = self.epoch();
+            let next = Epoch { token: self.shutdown.child_token(), started: Vec::new() };
+            let old = std::mem::replace(&mut *epoch, next);
+            old.token.cancel();
+            old.started
+        };
+        let live: Vec<Arc<Session>> = ended.iter().filter_map(Weak::upgrade).collect();
+        for session in &live {
+            session.exited.cancelled().await;
+        }
+        live.len()
     }
 
     /// Children not yet reaped (a slot is freed only after the process is gone).
@@ -73,17 +118,30 @@ impl Sessions {
     }
 
     /// Spawns a child for a new session (not yet published: see [`Sessions::publish`]).
-    pub fn start(self: &Arc<Self>, spec: &StdioSpec, route: &str) -> Result<Arc<Session>, StartError> {
+    pub fn start(
+        self: &Arc<Self>,
+        spec: &StdioSpec,
+        route: &str,
+        owner: Option<Identity>,
+    ) -> Result<Arc<Session>, StartError> {
         if self.shutdown.is_cancelled() {
             return Err(StartError::ShuttingDown);
         }
         let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| StartError::Busy { max: self.max })?;
         let id = self.new_id()?;
         let log_id: String = id.chars().take(8).collect();
-        let Spawned { child, pid, stdin, stdout, close_stdin, io } = child::spawn(spec, &log_id)?;
-        let session = Arc::new(Session::new(id, stdin, self.shutdown.child_token()));
+        let Spawned { child, pid, stdin, stdout, close_stdin, io, lineage } = child::spawn(spec, &log_id)?;
+        let session = {
+            let mut epoch = self.epoch();
+            let session = Arc::new(Session::new(id, owner, stdin, epoch.token.child_token()));
+            epoch.started.retain(|s| s.strong_count() > 0);
+            epoch.started.push(Arc::downgrade(&session));
+            session
+        };
         info!(route, session = %session.log_id, pid, "stdio server started");
         let sup = Supervisor {
+            pid,
+            _lineage: lineage,
             sessions: Arc::clone(self),
             session: Arc::clone(&session),
             child,
@@ -123,8 +181,20 @@ impl Sessions {
     }
 }
 
+/// The session if `owner` is the identity that created it.
+fn owned(session: Arc<Session>, owner: Option<&Identity>) -> Option<Arc<Session>> {
+    if session.owner.as_ref() == owner {
+        return Some(session);
+    }
+    warn!(session = %session.log_id, "stdio session id presented by another identity; answered as unknown");
+    None
+}
+
 /// Owns one child from spawn to reap.
 struct Supervisor {
+    pid: Option<u32>,
+    /// Listed as a stdio child until the supervisor is dropped (after the reap).
+    _lineage: Option<Registered>,
     sessions: Arc<Sessions>,
     session: Arc<Session>,
     child: Child,
@@ -171,10 +241,12 @@ impl Supervisor {
         };
         // Unreachable first, so requests racing the teardown get 404 rather than hang.
         session.close();
-        self.sessions.remove(&session.id);
+        self.sessions.forget(&session.id);
         if !matches!(ending, Ending::Exited(_)) {
             child::terminate(&mut self.child, &self.close_stdin).await;
         }
+        // A session's processes end with it, including any its server left running.
+        child::kill_leftovers(self.pid);
         self.io.shutdown().await;
         let route = std::mem::take(&mut self.route);
         // Frees the slot (the cap on live children) now that the child is reaped.
