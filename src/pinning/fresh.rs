@@ -49,12 +49,14 @@ impl Freshness {
 
     /// A complete own listing of `route` just ended; its client had opened `connections`.
     pub fn listed(&self, route: &str, connections: u64) {
-        self.lock().insert(route.to_owned(), Listing { at: Instant::now(), connections, list_changed: false, failed: false });
+        self.lock()
+            .insert(route.to_owned(), Listing { at: Instant::now(), connections, list_changed: false, failed: false });
     }
 
     /// An own listing of `route` failed; its client had opened `connections`.
     pub fn failed(&self, route: &str, connections: u64) {
-        self.lock().insert(route.to_owned(), Listing { at: Instant::now(), connections, list_changed: false, failed: true });
+        self.lock()
+            .insert(route.to_owned(), Listing { at: Instant::now(), connections, list_changed: false, failed: true });
     }
 
     /// The server of `route` said its tool list changed.
