@@ -360,8 +360,14 @@ async fn curl_post(
     }
     let out = cmd.arg(url).kill_on_drop(true).output().await.expect("run curl");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    assert!(out.status.success(), "curl {version} {url} failed: {} {stdout}", String::from_utf8_lossy(&out.stderr));
+    // curl 7.88 over HTTP/2 may stop its upload once it has the error status, ending the
+    // stream short of its Content-Length; h2 must then reset it as malformed, and curl
+    // reports that (exit 92) after it received the status. The refusal reached the client;
+    // any other failure, or exit 92 without a status, fails the test.
+    let short_upload = version == "--http2" && out.status.code() == Some(92) && stderr.contains("PROTOCOL_ERROR");
+    assert!(out.status.success() || (short_upload && code != "000"), "curl {version} {url} failed: {stderr} {stdout}");
     (code.to_owned(), body.to_owned())
 }
 
