@@ -15,6 +15,9 @@ if ! "$venv/bin/python" -c 'import mcp, helm_python, kubernetes_validate' 2>/dev
 fi
 export MCPT_PYTHON="$PWD/$venv/bin/python"
 
+# No new import circle among src/ files (the ones left are listed for the redesign).
+"$venv/bin/python" scripts/module_graph.py
+
 cargo test --release "$@"
 
 # Deployment artefacts: the Helm chart (rendered, linted, schema-validated) and the

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::protocol::codes;
-use crate::transport::h2stream::{H2Recv, H2Send};
+use crate::transport::h2stream::{H2Recv, H2Send, MAX_GATHER};
 
 /// A bidirectional tunnel stream.
 #[derive(Debug)]
@@ -54,9 +54,6 @@ impl AsyncRead for TunnelStream {
         }
     }
 }
-
-/// Most bytes gathered into one vectored transport write.
-pub(crate) const MAX_GATHER: usize = 256 * 1024;
 
 /// Copies the non-empty buffers, up to `max` bytes in all, into owned chunks (the
 /// transports copy every write into their own buffers anyway).

@@ -9,6 +9,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::defaults;
+use super::route::RawUpstream;
 use super::{normalize_host_pattern, ConfigError, Source};
 use crate::gateway::route::RouteTable;
 use crate::tls::configs;
@@ -54,14 +56,6 @@ struct RawEdge {
 struct RawInnerTls {
     cert: Spanned<String>,
     key: Spanned<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawUpstream {
-    pub(super) allowed_networks: Option<Vec<Spanned<String>>>,
-    pub(super) connect_timeout: Option<Spanned<String>>,
-    pub(super) timeout: Option<Spanned<String>>,
 }
 
 /// Which transport the gateway uses to reach the edge.
@@ -131,29 +125,6 @@ pub struct GatewayConfig {
     /// `[admin] token_sha256` (`sha256:<hex>`): control operations over the admin
     /// endpoint are off without it.
     pub admin_token: Option<String>,
-}
-
-/// Defaults for values a config may omit.
-pub mod defaults {
-    use std::time::Duration;
-    /// Time allowed to connect to an upstream.
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Time allowed for an upstream's response headers (bodies and SSE may run longer).
-    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-    /// Grace period for in-flight requests at shutdown.
-    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-    /// Idle time after which a client connection is closed (MCP streams can be quiet).
-    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-    /// Client connections served at once: the edge's default cap on public connections,
-    /// so an edge that admits a client also finds the gateway willing to serve it.
-    pub const MAX_STREAMS: usize = 10_000;
-    /// QUIC/TLS port of the edge when an address has none.
-    pub const EDGE_PORT: u16 = 7844;
-    /// Reconnect backoff bounds.
-    pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
-    pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-    /// How often an `auto` gateway on HTTP/2 retries QUIC.
-    pub const QUIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 }
 
 impl GatewayConfig {

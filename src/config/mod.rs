@@ -6,6 +6,7 @@
 
 mod approval;
 pub mod controls;
+pub mod defaults;
 pub mod edge;
 mod edge_tunnels;
 pub mod gateway;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::controls::{route_controls, RawAuth, RawControls, RawPolicy, RawRouteAudit};
-use super::gateway::{defaults, RawUpstream};
+use super::defaults;
 use super::{normalize_host_pattern, ConfigError, Source};
 use crate::gateway::allowlist::AllowList;
 use crate::gateway::limits::RouteLimits;
@@ -50,6 +50,15 @@ pub(super) struct RawRoute {
     pinning: Option<Spanned<String>>,
     pinning_fetch_path: Option<Spanned<String>>,
     pinning_refresh: Option<Spanned<String>>,
+}
+
+/// `[upstream]`: what every route's client may reach and how long it waits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) allowed_networks: Option<Vec<Spanned<String>>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

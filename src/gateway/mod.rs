@@ -19,6 +19,7 @@ pub mod respond;
 pub mod retire;
 pub mod route;
 pub mod serve;
+pub mod target;
 pub mod trail;
 pub mod tunnel;
 pub mod upstream;

@@ -5,53 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::limits::RouteLimits;
+pub use super::target::{Scheme, UpstreamTarget};
 use super::upstream::UpstreamClient;
 use crate::auth::{Authenticator, OriginPolicy};
 use crate::mcp::{RedactMode, ToolPolicy};
 use crate::stdio::StdioBridge;
-
-/// How the gateway talks to an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-/// Where a route's requests go.
-#[derive(Clone)]
-pub struct UpstreamTarget {
-    pub scheme: Scheme,
-    /// Hostname or IP literal (no brackets).
-    pub host: String,
-    pub port: u16,
-    /// TLS settings for `https` (trusting the route's own CA).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl UpstreamTarget {
-    /// `host:port` as it goes into a URI or a `Host` header.
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-    /// `scheme://host:port`, for logs.
-    pub fn url(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        };
-        format!("{scheme}://{}", self.authority())
-    }
-}
-
-impl std::fmt::Debug for UpstreamTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.url())
-    }
-}
 
 /// One route.
 #[derive(Debug, Clone)]

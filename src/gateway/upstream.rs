@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::allowlist::AllowList;
-use super::route::UpstreamTarget;
+use super::target::UpstreamTarget;
 
 /// Error type of bodies the gateway relays.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

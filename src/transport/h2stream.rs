@@ -12,6 +12,9 @@ use h2::client::ResponseFuture;
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::ReadBuf;
 
+/// Most bytes gathered into one vectored transport write (QUIC and HTTP/2 streams alike).
+pub(crate) const MAX_GATHER: usize = 256 * 1024;
+
 /// The sending half.
 #[derive(Debug)]
 pub struct H2Send {
@@ -69,7 +72,7 @@ impl H2Send {
 
     /// Writes as much of `bufs` as the peer's window allows, as one DATA payload.
     pub fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let total: usize = bufs.iter().map(|b| b.len()).sum::<usize>().min(crate::stream::MAX_GATHER);
+        let total: usize = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_GATHER);
         if total == 0 {
             return Poll::Ready(Ok(0));
         }

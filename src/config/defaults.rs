@@ -1,0 +1,22 @@
+//! Defaults for values a gateway config may omit.
+
+use std::time::Duration;
+
+/// Time allowed to connect to an upstream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for an upstream's response headers (bodies and SSE may run longer).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Grace period for in-flight requests at shutdown.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time after which a client connection is closed (MCP streams can be quiet).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Client connections served at once: the edge's default cap on public connections,
+/// so an edge that admits a client also finds the gateway willing to serve it.
+pub const MAX_STREAMS: usize = 10_000;
+/// QUIC/TLS port of the edge when an address has none.
+pub const EDGE_PORT: u16 = 7844;
+/// Reconnect backoff bounds.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often an `auto` gateway on HTTP/2 retries QUIC.
+pub const QUIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
