@@ -22,6 +22,9 @@ use crate::mcp::{error_body, jsonrpc, Guard, MessageKind, RequestInfo, ServerMes
 use crate::pinning::{PinMode, PinStatus};
 use crate::stdio::SESSION_HEADER;
 
+/// Longest server-chosen method name or string id copied into a log line or audit record.
+const MAX_AUDITED: usize = 200;
+
 /// Headers of the client's request the answer to the server keeps: they name the session.
 const SESSION_HEADERS: [&str; 2] = [SESSION_HEADER, "mcp-protocol-version"];
 
@@ -106,7 +109,8 @@ impl Answer {
     /// Runs inside the response body's `poll_frame`: records, then answers in a task.
     fn refused(self: &Arc<Self>, m: ServerMessage) {
         self.metrics.policy_denial(&self.route.name, "method_denied");
-        warn!(route = %self.route.name, method = %m.method, "refused a server-to-client message");
+        let method: String = m.method.chars().take(MAX_AUDITED).collect();
+        warn!(route = %self.route.name, %method, "refused a server-to-client message");
         if self.auditor.is_enabled() {
             self.auditor.record(AuditRecord {
                 tunnel: Some(self.tunnel.clone()),
@@ -115,8 +119,12 @@ impl Answer {
                 route: Some(self.route.name.clone()),
                 upstream: Some(self.route.upstream_label()),
                 direction: Some("server_to_client"),
-                jsonrpc_method: Some(m.method.clone()),
-                jsonrpc_id: m.id.clone(),
+                // The server chose both: a bounded copy, so it cannot bloat the trail.
+                jsonrpc_method: Some(method.clone()),
+                jsonrpc_id: m
+                    .id
+                    .clone()
+                    .filter(|id| id.is_number() || id.as_str().is_some_and(|s| s.len() <= MAX_AUDITED)),
                 decision: Some(decision::DENY),
                 reason: Some("method_denied"),
                 jsonrpc_error: Some(jsonrpc::POLICY_DENIED),

@@ -20,11 +20,8 @@
 //!   A JSON body or SSE event over its cap, or not readable as JSON, is replaced by the guard's
 //!   JSON-RPC error ([`Guard::uninspectable_reply`]) and counted in
 //!   [`ResponseSummary::uninspectable`]: a guard never lets through what it could not read.
-//!   The caller refuses guarded responses it cannot read at all (an encoded body, another
-//!   content type) before they get here.
-//!
-//! Unguarded, anything over a cap passes through uninspected, counted in
-//! [`ResponseSummary::uninspected`].
+//!   The caller refuses what it cannot read at all (encoded, another type) beforehand.
+//!   Unguarded, what is over a cap passes uninspected ([`ResponseSummary::uninspected`]).
 //!
 //! When the body ends, fails, or is dropped early (the client went away), `on_done` is called
 //! exactly once with a [`ResponseSummary`]. It runs inside `poll_frame`/`drop`: keep it short.
