@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
@@ -28,7 +27,7 @@ use super::proxy::ConnInfo;
 use super::respond::{full, json_error, ClientBody};
 use super::route::Route;
 use super::trail::Trail;
-use super::upstream::{BoxError, UpstreamBody};
+use super::upstream::BoxError;
 use super::GatewayShared;
 use crate::auth::metadata_url;
 use crate::control::kill_body;
@@ -230,17 +229,17 @@ impl Onward {
     pub async fn deliver(self, trail: Trail, started: tokio::time::Instant) -> Response<ClientBody> {
         let Onward { route, conn, host, metrics, parts, body, upstream_path, info, permit, guard, checked } = self;
         let method = parts.method.clone();
-        let response = if let Some(bridge) = &route.stdio {
+        if let Some(bridge) = &route.stdio {
             // A stdio server: the bridge speaks Streamable HTTP for it (one child per session).
             let response = bridge.handle(Request::from_parts(parts, body)).await;
-            response.map(|b| b.map_err(BoxError::from).boxed())
-        } else {
-            match forward::send(&checked, &route, &conn, &host, parts, &upstream_path, body).await {
-                Ok(r) => r.map(|b| b.map_err(BoxError::from).boxed()),
-                Err(resp) => {
-                    trail.fail(resp.status().as_u16(), "upstream_failed");
-                    return resp;
-                }
+            metrics.mcp_requests(&route.name, &info);
+            return relay(&route, response, &method, trail, started, permit, guard);
+        }
+        let response = match forward::send(&checked, &route, &conn, &host, parts, &upstream_path, body).await {
+            Ok(r) => r,
+            Err(resp) => {
+                trail.fail(resp.status().as_u16(), "upstream_failed");
+                return resp;
             }
         };
         metrics.mcp_requests(&route.name, &info);
@@ -253,15 +252,20 @@ impl Onward {
 /// Wraps the upstream's response: inspection (through the guard, on a guarded route),
 /// then timers. A guarded answer the gateway cannot read at all (an encoded body, a type
 /// other than JSON or SSE) is refused here, before anything of it reaches the client.
-fn relay(
+/// Generic over the body, so the answer is boxed once (at the end), not per source.
+fn relay<B>(
     route: &Route,
-    response: Response<UpstreamBody>,
+    response: Response<B>,
     method: &Method,
     trail: Trail,
     started: tokio::time::Instant,
     permit: OwnedSemaphorePermit,
     guard: Option<Guard>,
-) -> Response<ClientBody> {
+) -> Response<ClientBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = response.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(g) = &guard {
