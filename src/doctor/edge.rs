@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{ConfigPaths, Finding};
 use crate::config::gateway::{EdgeTarget, TransportMode};
 use crate::gateway::dial::{self, Closer};
-use crate::gateway::tunnel::DialError;
+use crate::gateway::dial_error::DialError;
 use crate::protocol::codes;
 
 /// Why a handshake failed, as a user can act on it.

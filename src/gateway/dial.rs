@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::tunnel::DialError;
+use super::dial_error::DialError;
 use crate::config::gateway::EdgeTarget;
 use crate::protocol::{codes, Open};
 use crate::stream::TunnelStream;

@@ -6,6 +6,7 @@
 pub mod allowlist;
 pub mod busy;
 pub mod dial;
+pub mod dial_error;
 pub mod discovery;
 pub mod exchange;
 pub mod forward;

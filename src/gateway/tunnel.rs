@@ -12,10 +12,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::dial::{self, Incoming, Session};
+use super::dial_error::{describe_close, DialError};
 use super::serve::serve_stream;
 use super::GatewayShared;
 use crate::config::gateway::{EdgeTarget, TransportMode};
-use crate::protocol::{frame, Control, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use crate::protocol::{frame, Control, MAX_FRAME_LEN, PROTOCOL_VERSION};
 use crate::transport::Transport;
 
 /// Time allowed for a handshake and for the edge's answer to `Hello`.
@@ -38,62 +39,6 @@ pub enum TunnelState {
     Disconnected { reason: String },
     /// Shut down.
     Stopped,
-}
-
-/// Why one connection attempt or connection ended.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    #[error("cannot resolve edge address {address}: {detail}")]
-    Resolve { address: String, detail: String },
-    #[error("cannot open a local UDP socket: {0}")]
-    Bind(std::io::Error),
-    #[error("cannot start QUIC connection: {0}")]
-    Connect(#[from] quinn::ConnectError),
-    #[error("QUIC/TLS handshake with the edge failed: {0}")]
-    Handshake(#[from] quinn::ConnectionError),
-    #[error("TCP connect to the edge failed: {0}")]
-    Tcp(std::io::Error),
-    #[error("TLS handshake with the edge failed: {0}")]
-    Tls(std::io::Error),
-    #[error("HTTP/2: {0}")]
-    H2(#[from] h2::Error),
-    #[error("edge did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("control stream: {0}")]
-    Control(#[from] FrameError),
-    #[error("edge rejected the tunnel: {0}")]
-    Rejected(String),
-    #[error("edge answered Hello with {0}")]
-    Unexpected(String),
-    #[error("edge closed the connection: {0}")]
-    Closed(String),
-}
-
-impl DialError {
-    /// A fixed word for the `tunnel_dial_errors_total{kind}` metric.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Resolve { .. } => "resolve",
-            Self::Bind(_) => "bind",
-            Self::Connect(_) | Self::Tcp(_) => "connect",
-            Self::Handshake(_) | Self::Tls(_) => "handshake",
-            Self::H2(_) => "http2",
-            Self::Timeout(_) => "timeout",
-            Self::Control(_) | Self::Unexpected(_) => "protocol",
-            Self::Rejected(_) => "rejected",
-            Self::Closed(_) => "closed",
-        }
-    }
-
-    /// Failures that say "UDP does not get through", as opposed to a refusal.
-    fn udp_looks_blocked(&self) -> bool {
-        matches!(
-            self,
-            Self::Timeout(_)
-                | Self::Bind(_)
-                | Self::Handshake(quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset)
-        )
-    }
 }
 
 /// How the gateway reaches the edge.
@@ -425,21 +370,6 @@ async fn finish(
         warn!("drain time limit reached with streams in flight; closing");
     }
     late.cancel();
-}
-
-/// Explains a connection close, naming the TLS alert when the handshake was refused.
-pub fn describe_close(err: &quinn::ConnectionError) -> String {
-    if let quinn::ConnectionError::ConnectionClosed(close) = err {
-        let code = u64::from(close.error_code);
-        if (0x100..0x200).contains(&code) {
-            let alert = rustls::AlertDescription::from((code - 0x100) as u8);
-            return format!(
-                "TLS alert {alert:?}: the edge refused this gateway's client certificate \
-                 (is it issued by the edge's tunnel CA and still valid?)"
-            );
-        }
-    }
-    err.to_string()
 }
 
 #[cfg(test)]
