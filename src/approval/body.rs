@@ -9,7 +9,7 @@
 //!   never come.
 //!
 //! The body owns the waiting future: when the client goes away, hyper drops the body, the
-//! future with it, and the call is cancelled (see `hold::Waiting`).
+//! future with it, and the call is cancelled (see `Waiting` in `crate::gateway::hold`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,8 +25,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::gateway::respond::ClientBody;
-use crate::gateway::upstream::BoxError;
+use crate::body::BoxError;
+use crate::body::ClientBody;
 use crate::mcp::{error_body, jsonrpc};
 
 /// The future that decides and forwards the call.
@@ -227,7 +227,7 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let decided: Decided = Box::pin(async move {
             let _ = rx.await;
-            crate::gateway::respond::full(StatusCode::OK, "application/json", Bytes::from_static(b"{\"x\":1}"))
+            crate::body::full(StatusCode::OK, "application/json", Bytes::from_static(b"{\"x\":1}"))
         });
         let resp = held_response("abc", Duration::from_secs(15), None, decided);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");

@@ -4,18 +4,23 @@
 //! - `approvals.approve` (`id`, `reason`?) and `approvals.deny` (`id`, `reason`) → the
 //!   call and the decision. Each decision writes an `event: "control"` audit record.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
-use super::registry::{DecideError, Decision};
+use super::registry::{Approvals, DecideError, Decision};
 use crate::audit::record::{event, AuditRecord};
+use crate::audit::Auditor;
 use crate::control::{arg_str, opt_str, Caller, ControlError};
-use crate::gateway::GatewayShared;
 
-/// Runs one `approvals.*` operation (`op` without the prefix).
-pub fn handle(shared: &Arc<GatewayShared>, caller: &Caller, op: &str, args: &Value) -> Result<Value, ControlError> {
-    let approvals = &shared.approvals;
+/// Runs one `approvals.*` operation (`op` without the prefix); decisions are audited as
+/// `tunnel`'s.
+pub fn handle(
+    approvals: &Approvals,
+    auditor: &Auditor,
+    tunnel: &str,
+    caller: &Caller,
+    op: &str,
+    args: &Value,
+) -> Result<Value, ControlError> {
     match op {
         "list" => {
             let calls: Vec<Value> = approvals.list().iter().map(|c| c.to_json()).collect();
@@ -35,8 +40,8 @@ pub fn handle(shared: &Arc<GatewayShared>, caller: &Caller, op: &str, args: &Val
             let decision = Decision { approved, approver: caller.label(), reason: reason.map(str::to_owned) };
             let call = approvals.decide(id, decision).map_err(|DecideError::NotFound(id)| not_found(&id))?;
             let action = if approved { "approve" } else { "deny" };
-            shared.auditor.record(AuditRecord {
-                tunnel: Some(shared.tunnel.clone()),
+            auditor.record(AuditRecord {
+                tunnel: Some(tunnel.to_owned()),
                 route: Some(call.route.clone()),
                 tool: Some(call.tool.clone()),
                 approval_id: Some(call.id.clone()),

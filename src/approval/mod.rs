@@ -3,8 +3,9 @@
 //!
 //! In order:
 //! - [`gate`]: a route's `[routes.approval]` settings ([`ApprovalGate`]).
-//! - [`hold`]: the hook the exchange calls: register the call, wait, then forward it (or
-//!   answer a JSON-RPC error), writing the approval state into the audit trail.
+//!
+//! The request path's approval stage (register the call, wait, then forward it or answer
+//! a JSON-RPC error) is `crate::gateway::hold`: it uses this module, never the other way.
 //! - [`body`]: the `text/event-stream` response a waiting SSE client gets at once: comment
 //!   lines while it waits, then the upstream's answer.
 //! - [`registry`]: the calls waiting now, by approval id ([`Approvals`], in `GatewayShared`
@@ -17,11 +18,9 @@ pub mod body;
 pub mod cli;
 pub mod control;
 pub mod gate;
-pub mod hold;
 pub mod metrics;
 pub mod registry;
 pub mod webhook;
 
 pub use gate::ApprovalGate;
-pub use hold::{gate_for, hold};
 pub use registry::{Approvals, Decision, PendingCall};

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use tracing::{debug, warn};
 
 use super::registry::PendingCall;
-use crate::gateway::upstream::UpstreamClient;
+use crate::outbound::UpstreamClient;
 
 /// Attempts per notice (the first and three retries).
 pub const ATTEMPTS: u32 = 4;

@@ -9,10 +9,10 @@ use toml::Spanned;
 use super::{ConfigError, Source};
 use crate::approval::gate::{ApprovalGate, DEFAULT_KEEPALIVE, DEFAULT_MAX_PENDING, DEFAULT_TIMEOUT};
 use crate::approval::webhook::Webhook;
-use crate::gateway::allowlist::AllowList;
 use crate::gateway::route::{Scheme, UpstreamTarget};
-use crate::gateway::upstream::UpstreamClient;
 use crate::mcp::Glob;
+use crate::outbound::allowlist::AllowList;
+use crate::outbound::UpstreamClient;
 use crate::tls::configs;
 
 #[derive(Debug, Deserialize)]

@@ -11,21 +11,22 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::{audit, Caller, ControlError, Via};
+use super::audit::{self, ControlAudit};
+use super::{Caller, ControlError, Operator, Via};
 use crate::admin::{AdminControl, ControlCall, ControlReply};
 use crate::auth::BearerTokens;
-use crate::gateway::GatewayShared;
 
 /// The gateway's `AdminControl`.
 pub struct ControlApi {
-    shared: Arc<GatewayShared>,
+    ops: Arc<dyn Operator>,
+    audit: ControlAudit,
     /// The admin token (as a one-entry token list), when configured.
     token: Option<BearerTokens>,
 }
 
 impl ControlApi {
     /// `token_hash` is `[admin] token_sha256` (`sha256:<hex>`, validated by the config).
-    pub fn new(shared: Arc<GatewayShared>, token_hash: Option<&str>) -> Self {
+    pub fn new(ops: Arc<dyn Operator>, audit: ControlAudit, token_hash: Option<&str>) -> Self {
         let token = token_hash.and_then(|h| match BearerTokens::new(vec![("admin".into(), h.to_owned())]) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -34,7 +35,7 @@ impl ControlApi {
                 None
             }
         });
-        Self { shared, token }
+        Self { ops, audit, token }
     }
 
     async fn run(&self, call: ControlCall) -> ControlReply {
@@ -62,7 +63,7 @@ impl ControlApi {
             }
         };
         let caller = Caller { via: Via::AdminHttp, uid: None };
-        match super::dispatch(&self.shared, &caller, &call.op, &args).await {
+        match self.ops.run(&caller, &call.op, &args).await {
             Ok(result) => {
                 ControlReply { status: StatusCode::OK, body: json!({ "ok": true, "result": result }), challenge: false }
             }
@@ -73,12 +74,12 @@ impl ControlApi {
     /// Audits a refused call: who tried (their address), what, and why it was refused.
     fn refused(&self, action: &'static str, call: &ControlCall, reason: &'static str, status: u16) {
         warn!(peer = %call.peer, action, reason, "admin control call refused");
-        let mut rec = audit::record(&self.shared, action, format!("unauthenticated via http from {}", call.peer));
+        let mut rec = self.audit.record(action, format!("unauthenticated via http from {}", call.peer));
         rec.client_addr = Some(call.peer.to_string());
         rec.reason = Some(reason);
         rec.http_status = Some(status);
         rec.decision = Some(crate::audit::record::decision::DENY);
-        self.shared.auditor.record(rec);
+        self.audit.write(rec);
     }
 }
 

@@ -2,8 +2,7 @@
 //! the action, who acted and their note.
 
 use crate::audit::record::event;
-use crate::audit::AuditRecord;
-use crate::gateway::GatewayShared;
+use crate::audit::{AuditRecord, Auditor};
 
 /// Operation names as `&'static str` for the record's `action` (an unknown name from
 /// an unauthenticated caller must not reach the trail verbatim).
@@ -29,11 +28,30 @@ pub fn action(op: &str) -> &'static str {
     OPS.iter().copied().find(|known| *known == op).unwrap_or("unknown")
 }
 
-/// A `control` record of `action` by `actor`, with the gateway's tunnel id.
-pub fn record(shared: &GatewayShared, action: &'static str, actor: String) -> AuditRecord {
-    let mut rec = AuditRecord::new(event::CONTROL);
-    rec.tunnel = Some(shared.tunnel.clone());
-    rec.action = Some(action);
-    rec.actor = Some(actor);
-    rec
+/// Where one gateway's `control` records go.
+#[derive(Debug, Clone)]
+pub struct ControlAudit {
+    auditor: Auditor,
+    tunnel: String,
+}
+
+impl ControlAudit {
+    /// Records of `tunnel`'s gateway, written to `auditor`.
+    pub fn new(auditor: Auditor, tunnel: String) -> Self {
+        Self { auditor, tunnel }
+    }
+
+    /// A `control` record of `action` by `actor`, with the gateway's tunnel id.
+    pub fn record(&self, action: &'static str, actor: String) -> AuditRecord {
+        let mut rec = AuditRecord::new(event::CONTROL);
+        rec.tunnel = Some(self.tunnel.clone());
+        rec.action = Some(action);
+        rec.actor = Some(actor);
+        rec
+    }
+
+    /// Writes `rec` (never blocks).
+    pub fn write(&self, rec: AuditRecord) {
+        self.auditor.record(rec);
+    }
 }

@@ -20,10 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::kill_store::{self, KillState, KillStoreError, Killed};
-use crate::gateway::metrics::GatewayMetrics;
-
-/// The metric label value that stands for the whole gateway.
-pub const ALL: &str = "*";
+use super::metrics::KillMetrics;
+pub use super::metrics::ALL;
 /// How long a kill waits for the cut to complete before it reports what still runs.
 pub const CUT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,7 +52,7 @@ pub struct KillSwitch {
     tunnel_off: watch::Sender<bool>,
     /// Tunnel connections open now.
     connections: watch::Sender<usize>,
-    metrics: Arc<GatewayMetrics>,
+    metrics: KillMetrics,
 }
 
 /// What a kill did.
@@ -84,7 +82,7 @@ pub struct Refusal {
 
 impl KillSwitch {
     /// Loads the persisted state from `state_dir` (if any).
-    pub fn load(state_dir: Option<PathBuf>, metrics: Arc<GatewayMetrics>) -> Result<Arc<Self>, KillStoreError> {
+    pub fn load(state_dir: Option<PathBuf>, metrics: KillMetrics) -> Result<Arc<Self>, KillStoreError> {
         let state = match &state_dir {
             Some(dir) => kill_store::load(dir)?,
             None => KillState::default(),
@@ -156,7 +154,7 @@ impl KillSwitch {
         if route.is_none() {
             self.tunnel_off.send_replace(true);
         }
-        self.metrics.kill_cut.inc_by(cut as u64);
+        self.metrics.cut(cut as u64);
         let mut conns = self.connections.subscribe();
         let wait = async {
             loop {
@@ -211,12 +209,7 @@ impl KillSwitch {
 
     /// Sets the `killed` gauge from the state.
     fn publish(&self, state: &KillState) {
-        self.metrics.killed.clear();
-        // The whole-gateway series is always there (0 or 1); a route's only while stopped.
-        self.metrics.killed_set(ALL, state.all.is_some());
-        for route in state.routes.keys() {
-            self.metrics.killed_set(route, true);
-        }
+        self.metrics.set_stopped(state.all.is_some(), state.routes.keys().map(String::as_str));
     }
 
     /// Watches whether the whole gateway is stopped (the tunnel dial loop waits on it).

@@ -16,8 +16,8 @@ use serde_json::json;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::kill::{Pass, Refusal};
-use crate::gateway::respond::{full, ClientBody};
-use crate::gateway::upstream::BoxError;
+use crate::body::BoxError;
+use crate::body::{full, ClientBody};
 use crate::mcp::error_body;
 
 /// JSON-RPC error code of a request refused or cut by the kill switch (gateway-specific,

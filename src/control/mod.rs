@@ -1,7 +1,9 @@
 //! The gateway's control plane: operator actions on a running gateway (approve or deny a
 //! held tool call, kill or resume traffic, inspect and pin tool definitions).
 //!
-//! Operators reach it two ways, and both end in [`dispatch`]:
+//! Operators reach it two ways, and both end in an [`Operator`], which the running gateway
+//! implements (`crate::gateway::ops`): this module holds the transports, the kill switch
+//! and the shared types, and never imports the gateway:
 //! - the control socket, a Unix socket `control.sock` in the gateway's state directory
 //!   (mode 0600; the caller's uid comes from the peer credentials), which the CLI uses;
 //! - the admin HTTP API, whose mutating operations need the configured admin token.
@@ -14,16 +16,30 @@ pub mod admin_http;
 pub mod audit;
 pub mod cli;
 pub mod client;
-pub mod dispatch;
 pub mod kill;
 pub mod kill_body;
-pub mod kill_ops;
 pub mod kill_store;
+pub mod metrics;
 pub mod socket;
 pub mod state_file;
 pub mod wire;
 
-pub use dispatch::dispatch;
+use std::future::Future;
+use std::pin::Pin;
+
+/// What an operation answers.
+pub type OpResult = Result<serde_json::Value, ControlError>;
+
+/// The operations the control socket and the admin API serve.
+pub trait Operator: Send + Sync + 'static {
+    /// Runs `op` with `args` (a JSON object) for `caller`.
+    fn run<'a>(
+        &'a self,
+        caller: &'a Caller,
+        op: &'a str,
+        args: &'a serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = OpResult> + Send + 'a>>;
+}
 
 /// How an operator reached the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::audit::ControlAudit;
 use super::wire::{WireReply, WireRequest, MAX_LINE};
-use super::{Caller, ControlError, Via};
-use crate::gateway::GatewayShared;
+use super::{Caller, ControlError, Operator, Via};
 use crate::stdio::lineage::{self, Verdict};
 
 /// The socket's file name inside the state directory.
@@ -56,7 +56,13 @@ pub fn bind(state_dir: &Path) -> Result<(UnixListener, PathBuf), SocketError> {
 }
 
 /// Serves the control socket until `shutdown`, then removes it.
-pub async fn serve(listener: UnixListener, path: PathBuf, shared: Arc<GatewayShared>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    ops: Arc<dyn Operator>,
+    audit: ControlAudit,
+    shutdown: CancellationToken,
+) {
     info!(socket = %path.display(), "control socket listening");
     let connections = tokio_util::task::TaskTracker::new();
     loop {
@@ -71,13 +77,13 @@ pub async fn serve(listener: UnixListener, path: PathBuf, shared: Arc<GatewaySha
             },
             _ = shutdown.cancelled() => break,
         };
-        connections.spawn(handle(stream, shared.clone()));
+        connections.spawn(handle(stream, ops.clone(), audit.clone()));
     }
     connections.close();
     let _ = std::fs::remove_file(&path);
 }
 
-async fn handle(stream: UnixStream, shared: Arc<GatewayShared>) {
+async fn handle(stream: UnixStream, ops: Arc<dyn Operator>, audit: ControlAudit) {
     let cred = stream.peer_cred().ok();
     let caller = Caller { via: Via::Socket, uid: cred.map(|c| c.uid()) };
     let (rd, mut wr) = stream.into_split();
@@ -92,7 +98,7 @@ async fn handle(stream: UnixStream, shared: Arc<GatewayShared>) {
     // fail and it reads the refusal instead of a broken pipe.
     let result = match tokio::time::timeout(READ_TIMEOUT, read).await {
         _ if verdict != Verdict::Operator => {
-            refuse(&shared, &caller, pid, verdict);
+            refuse(&audit, &caller, pid, verdict);
             let who = match verdict {
                 Verdict::StdioChild => "a stdio MCP server child of this gateway (or one of its processes)",
                 _ => "a process whose ancestry cannot be read",
@@ -105,7 +111,7 @@ async fn handle(stream: UnixStream, shared: Arc<GatewayShared>) {
         Ok(Ok(_)) => match serde_json::from_slice::<WireRequest>(&line) {
             Ok(req) => {
                 debug!(op = %req.op, caller = %caller.label(), "control request");
-                super::dispatch(&shared, &caller, &req.op, &req.args).await
+                ops.run(&caller, &req.op, &req.args).await
             }
             Err(e) => Err(ControlError::BadArgs(format!("not a control request: {e}"))),
         },
@@ -126,11 +132,11 @@ async fn reply(wr: &mut OwnedWriteHalf, result: Result<serde_json::Value, Contro
 }
 
 /// Logs and audits a refused peer.
-fn refuse(shared: &GatewayShared, caller: &Caller, pid: Option<i32>, verdict: Verdict) {
+fn refuse(audit: &ControlAudit, caller: &Caller, pid: Option<i32>, verdict: Verdict) {
     warn!(pid, caller = %caller.label(), reason = verdict.reason(), "control socket: peer refused");
-    let mut rec = super::audit::record(shared, super::audit::CONNECT, caller.label());
+    let mut rec = audit.record(super::audit::CONNECT, caller.label());
     rec.decision = Some(crate::audit::record::decision::DENY);
     rec.reason = Some(verdict.reason());
     rec.note = Some(pid.map_or_else(|| "peer pid unknown".to_owned(), |p| format!("peer pid {p}")));
-    shared.auditor.record(rec);
+    audit.write(rec);
 }

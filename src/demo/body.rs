@@ -22,7 +22,7 @@ impl ChannelBody {
 
 impl Body for ChannelBody {
     type Data = Bytes;
-    type Error = crate::gateway::upstream::BoxError;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         self.rx.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b))))

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::body::ChannelBody;
-use crate::gateway::upstream::UpstreamBody;
+use crate::outbound::UpstreamBody;
 
 /// Protocol versions this server negotiates, newest first.
 const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::Finding;
 use crate::config::gateway::GatewayConfig;
 use crate::gateway::route::{Route, Scheme};
-use crate::gateway::upstream::{find_upstream_error, UpstreamBody};
+use crate::outbound::{find_upstream_error, UpstreamBody};
 
 /// The handshake-era protocol version the probe asks for.
 pub const LEGACY_VERSION: &str = "2025-11-25";

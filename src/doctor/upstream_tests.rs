@@ -11,9 +11,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use super::*;
-use crate::gateway::allowlist::AllowList;
 use crate::gateway::route::UpstreamTarget;
-use crate::gateway::upstream::UpstreamClient;
+use crate::outbound::allowlist::AllowList;
+use crate::outbound::UpstreamClient;
 
 fn route(port: u16, prefix: Option<&str>, strip: bool) -> Route {
     let upstream = UpstreamTarget { scheme: Scheme::Http, host: "127.0.0.1".into(), port, tls: None };

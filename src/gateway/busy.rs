@@ -18,8 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tracing::{debug, info};
 
+use super::conn::ConnInfo;
 use super::linger::{self, RequestBody};
-use super::proxy::{request_host, ConnInfo};
+use super::proxy::request_host;
 use super::respond::{json_error, ClientBody};
 use super::trail::{self, Trail};
 use super::GatewayShared;

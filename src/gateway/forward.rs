@@ -12,11 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::warn;
 
-use super::exchange::Checked;
-use super::proxy::ConnInfo;
+use super::conn::ConnInfo;
 use super::respond::{json_error, ClientBody, Failure};
 use super::route::Route;
-use super::upstream::{find_upstream_error, UpstreamBody, UpstreamError};
+use crate::outbound::{find_upstream_error, UpstreamBody, UpstreamError};
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -29,9 +28,19 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Proof that a request passed every check of `exchange`: made only by `Onward::new`
+/// (`super::onward`), which `exchange` calls once the last check passed.
+pub struct Checked(());
+
+impl Checked {
+    pub(super) fn new() -> Self {
+        Self(())
+    }
+}
+
 /// Sends a request (its body already read) upstream to `path` and returns the response headers,
 /// or the error response to give the client. Only a request that passed every check gets
-/// here: `Checked` is made by `exchange` alone.
+/// here: it takes a [`Checked`].
 pub async fn send(
     _checked: &Checked,
     route: &Route,

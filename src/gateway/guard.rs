@@ -12,8 +12,8 @@ use http::{Method, Request};
 use serde_json::Value;
 use tracing::{debug, warn};
 
+use super::conn::ConnInfo;
 use super::forward;
-use super::proxy::ConnInfo;
 use super::route::Route;
 use super::GatewayShared;
 use crate::audit::record::{decision, event, AuditRecord};
@@ -60,7 +60,7 @@ pub fn for_exchange(
     let refused = Box::new(move |m: ServerMessage| answer.refused(m)) as crate::mcp::RefusalSink;
     Some(
         Guard::new(route.controls.policy.clone())
-            .learn(crate::pinning::learn::sink(shared, route))
+            .learn(super::pins::sink(shared, route))
             .hide(hide)
             .on_list_changed(list_changed)
             .on_refused(Some(refused))

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
-use super::upstream::BoxError;
+use crate::body::BoxError;
 
 /// Limits of one route.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::respond::ClientBody;
-use super::upstream::BoxError;
+use crate::body::BoxError;
 
 /// Most request-body bytes discarded after an early answer.
 pub const LINGER_BYTES: u64 = 64 << 20;

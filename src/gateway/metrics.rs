@@ -85,16 +85,14 @@ pub struct GatewayMetrics {
     pub mcp_messages: Family<Labels, Counter>,
     /// Requests refused by a route's controls, by route and reason.
     pub policy_denials: Family<Labels, Counter>,
-    /// Tool definitions seen that differ from their pin, by route and change.
-    pub tool_changes: Family<Labels, Counter>,
+    /// Tool definitions seen that differ from their pin (pinning's own family).
+    pub pins: crate::pinning::metrics::PinMetrics,
     /// Audit records written, dropped and lost.
     pub audit: AuditMetrics,
     /// Calls waiting for approval and how their waits ended.
     pub approvals: crate::approval::metrics::ApprovalMetrics,
-    /// 1 per stopped route name (`*`: the whole gateway), set by the kill switch.
-    pub killed: Family<Labels, Gauge>,
-    /// Exchanges cut by kills.
-    pub kill_cut: Counter,
+    /// The kill switch's gauge and counter.
+    pub kill: crate::control::metrics::KillMetrics,
 }
 
 impl GatewayMetrics {
@@ -120,11 +118,10 @@ impl GatewayMetrics {
             cert_expiry: CertExpiry::default(),
             mcp_messages: Family::default(),
             policy_denials: Family::default(),
-            tool_changes: Family::default(),
+            pins: Default::default(),
             audit: AuditMetrics::default(),
             approvals: Default::default(),
-            killed: Family::default(),
-            kill_cut: Counter::default(),
+            kill: Default::default(),
             registry: Registry::default(),
         };
         // Series with fixed label values start at 0, so `increase()` sees their first event.
@@ -155,33 +152,16 @@ impl GatewayMetrics {
         m.cert_expiry.register(&mut registry);
         registry.register("mcp_messages", "MCP messages forwarded by route and method", m.mcp_messages.clone());
         registry.register("policy_denials", "Requests refused by a route's controls", m.policy_denials.clone());
-        registry.register(
-            "tool_definition_changes",
-            "Tool definitions seen that differ from their pin",
-            m.tool_changes.clone(),
-        );
+        m.pins.register(&mut registry);
         m.audit.register(&mut registry);
         m.approvals.register(&mut registry);
-        registry.register("killed", "Stopped by the kill switch, by route (* = the whole gateway)", m.killed.clone());
-        registry.register("kill_cut_exchanges", "In-flight exchanges cut by the kill switch", m.kill_cut.clone());
+        m.kill.register(&mut registry);
         Arc::new(Self { registry, ..m })
     }
 
     /// Counts a request refused by a route's Origin, auth, policy or limits.
     pub fn policy_denial(&self, route: &str, reason: &str) {
         self.policy_denials.get_or_create(&labels(&[("route", route), ("reason", reason)])).inc();
-    }
-
-    /// Counts a tool definition first seen differing from its pin (`change`: `changed`, `new`).
-    pub fn tool_definition_change(&self, route: &str, change: &str) {
-        self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)])).inc();
-    }
-
-    /// Exports a pinning route's change counters at zero.
-    pub fn tool_definition_changes_start(&self, route: &str) {
-        for change in ["changed", "new"] {
-            let _ = self.tool_changes.get_or_create(&labels(&[("route", route), ("change", change)]));
-        }
     }
 
     /// Counts the MCP messages of a forwarded request. Methods outside the MCP
@@ -205,11 +185,6 @@ impl GatewayMetrics {
     /// Records an upstream failure.
     pub fn upstream_error(&self, route: &str, kind: &str) {
         self.upstream_errors.get_or_create(&labels(&[("route", route), ("kind", kind)])).inc();
-    }
-
-    /// Sets whether `route` (`*`: everything) is stopped.
-    pub fn killed_set(&self, route: &str, stopped: bool) {
-        self.killed.get_or_create(&labels(&[("route", route)])).set(i64::from(stopped));
     }
 
     /// Records a registered tunnel connection.

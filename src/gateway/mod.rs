@@ -3,27 +3,30 @@
 //! inner TLS, hyper) → `proxy` (route, headers, forward) → `route` (the table) →
 //! `upstream` (allow-listed, pooled connections to MCP servers).
 
-pub mod allowlist;
 pub mod busy;
+pub mod conn;
 pub mod dial;
 pub mod dial_error;
 pub mod discovery;
 pub mod exchange;
 pub mod forward;
 pub mod guard;
+pub mod hold;
 pub mod limits;
 pub mod linger;
 pub mod metrics;
+pub mod onward;
+pub mod ops;
+pub mod outcome;
 pub mod path;
+pub mod pins;
 pub mod proxy;
 pub mod respond;
 pub mod retire;
 pub mod route;
 pub mod serve;
-pub mod target;
 pub mod trail;
 pub mod tunnel;
-pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -158,7 +161,7 @@ impl Gateway {
         let tunnel = crate::tls::identity::tunnel_id(&config.edge.identity.chain[0]).unwrap_or_default();
         let pins = Arc::new(crate::pinning::Pins::new(config.state_dir.as_deref()));
         pins.load(config.routes.routes().map(|r| r.name.as_str()));
-        let kill = crate::control::kill::KillSwitch::load(config.state_dir.clone(), metrics.clone())?;
+        let kill = crate::control::kill::KillSwitch::load(config.state_dir.clone(), metrics.kill.clone())?;
         let shared = Arc::new(GatewayShared {
             approvals: crate::approval::Approvals::new(metrics.approvals.clone()),
             kill,
@@ -216,9 +219,10 @@ impl Gateway {
                 reload_config(&shared, &running, &path)
             }));
         }
-        crate::pinning::learn::refresh_all(&self.shared);
+        pins::refresh_all(&self.shared);
         if let Some((listener, path)) = self.control.take() {
-            tokio::spawn(crate::control::socket::serve(listener, path, self.shared.clone(), shutdown.clone()));
+            let (ops, audit) = (Arc::new(ops::GatewayOps(self.shared.clone())), ops::control_audit(&self.shared));
+            tokio::spawn(crate::control::socket::serve(listener, path, ops, audit, shutdown.clone()));
         }
         if let Some(addr) = self.config.admin {
             match tokio::net::TcpListener::bind(addr).await {
@@ -226,7 +230,8 @@ impl Gateway {
                     let addr = listener.local_addr().unwrap_or(addr);
                     info!(%addr, "admin endpoint listening");
                     let api = crate::control::admin_http::ControlApi::new(
-                        self.shared.clone(),
+                        Arc::new(ops::GatewayOps(self.shared.clone())),
+                        ops::control_audit(&self.shared),
                         self.config.admin_token.as_deref(),
                     );
                     let source = Arc::new(GatewayAdmin {

@@ -2,7 +2,6 @@
 //! its path in canonical form (`path`), find its route (OAuth discovery documents first,
 //! `discovery`), and hand it to `exchange`; an early answer lingers for the body (`linger`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +11,7 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use tracing::debug;
 
+use super::conn::ConnInfo;
 use super::discovery::{self, Discovery};
 use super::exchange::{self, Kind};
 use super::linger::{self, RequestBody};
@@ -20,19 +20,6 @@ pub use super::respond::ClientBody;
 use super::respond::{json_error, Failure, RouteName};
 use super::route::strip_port;
 use super::GatewayShared;
-
-/// What the gateway knows about the connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The tunnel connection slot (`[edge] connections`, 0-based) the stream came on.
-    pub connection: u32,
-    /// Edge-assigned stream id (matches the edge's logs).
-    pub stream_id: u64,
-    /// Client address as reported by the edge.
-    pub client_addr: SocketAddr,
-    /// TLS server name the client asked for.
-    pub sni: String,
-}
 
 /// Handles one request end to end. Never fails: errors become HTTP responses.
 pub async fn handle(shared: Arc<GatewayShared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ClientBody> {

@@ -2,11 +2,10 @@
 //! happened to the metrics (never sent to the client).
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use serde_json::Value;
 
-pub use super::upstream::UpstreamBody as ClientBody;
+pub use crate::body::{full, json_error, ClientBody};
+use crate::mcp::{error_body, MessageKind, RequestInfo};
 
 /// The route a response belongs to.
 #[derive(Clone)]
@@ -16,19 +15,17 @@ pub struct RouteName(pub String);
 #[derive(Clone, Copy)]
 pub struct Failure(pub &'static str);
 
-/// A response with a fixed body.
-pub fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ClientBody> {
-    let mut resp = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
-/// A small JSON error response. Details stay in the gateway's log, not in the body.
-pub fn json_error(status: StatusCode, code: &str, message: &str, extra: Option<(&str, &str)>) -> Response<ClientBody> {
-    let mut body = serde_json::json!({ "error": code, "message": message });
-    if let (Some((k, v)), Some(obj)) = (extra, body.as_object_mut()) {
-        obj.insert(k.to_owned(), v.into());
+/// The JSON-RPC answer to a refused request: one error with `code` per request in it (a
+/// batch is refused whole, so no part of it runs).
+pub fn refusal_body(info: &RequestInfo, code: i64, message: &str) -> Bytes {
+    let ids: Vec<&Value> =
+        info.messages.iter().filter(|m| m.kind == MessageKind::Request).filter_map(|m| m.id.as_ref()).collect();
+    if !info.batch {
+        return error_body(ids.first().copied(), code, message, None);
     }
-    full(status, "application/json", Bytes::from(body.to_string()))
+    let errors: Vec<Value> = ids
+        .iter()
+        .map(|id| serde_json::from_slice(&error_body(Some(id), code, message, None)).unwrap_or(Value::Null))
+        .collect();
+    Bytes::from(Value::Array(errors).to_string())
 }

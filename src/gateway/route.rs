@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::limits::RouteLimits;
-pub use super::target::{Scheme, UpstreamTarget};
-use super::upstream::UpstreamClient;
 use crate::auth::{Authenticator, OriginPolicy};
 use crate::mcp::{RedactMode, ToolPolicy};
+pub use crate::outbound::target::{Scheme, UpstreamTarget};
+use crate::outbound::UpstreamClient;
 use crate::stdio::StdioBridge;
 
 /// One route.
@@ -149,7 +149,7 @@ pub fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::allowlist::AllowList;
+    use crate::outbound::allowlist::AllowList;
 
     fn route(host: &str, prefix: Option<&str>, port: u16) -> Route {
         let upstream = UpstreamTarget { scheme: Scheme::Http, host: "127.0.0.1".into(), port, tls: None };

@@ -11,7 +11,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::proxy::{self, ConnInfo};
+use super::conn::ConnInfo;
+use super::proxy;
 use super::GatewayShared;
 use crate::idle::{Activity, Tracked};
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::conn::ConnInfo;
 use super::limits::EndReason;
-use super::proxy::ConnInfo;
 use super::route::Route;
 use crate::audit::record::{approval, auth, decision, event, millis, outcome};
 use crate::audit::{AuditRecord, Auditor};

@@ -16,8 +16,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::gateway::route::{Route, Scheme};
 use crate::mcp::{SseItem, SseParser};
+use crate::outbound::{Scheme, UpstreamClient, UpstreamTarget};
 
 /// The protocol version the gateway asks for (a session-based one: 2025-11-25 servers
 /// and 2026-07-28 servers that keep the handshake both answer it).
@@ -50,12 +50,17 @@ pub enum FetchError {
     TooManyPages,
 }
 
-/// Lists every tool `route`'s upstream advertises (all pages). The whole session is
-/// bounded by the route's `timeout` per request.
-pub async fn list_tools(route: &Route, path: &str) -> Result<Vec<Value>, FetchError> {
-    if route.stdio.is_some() {
-        return Err(FetchError::Stdio(route.name.clone()));
-    }
+/// The HTTP upstream a listing goes to: what of a route the fetch needs.
+pub struct Upstream<'a> {
+    pub target: &'a UpstreamTarget,
+    pub client: &'a UpstreamClient,
+    /// Bounds each request of the listing session (the route's `timeout`).
+    pub timeout: Duration,
+}
+
+/// Lists every tool the upstream advertises at `path` (all pages). The whole session is
+/// bounded by `timeout` per request.
+pub async fn list_tools(route: &Upstream<'_>, path: &str) -> Result<Vec<Value>, FetchError> {
     let mut s = Session { route, path, id: None, version: None, next_id: 0 };
     let init = json!({
         "protocolVersion": PROTOCOL_VERSION,
@@ -70,7 +75,7 @@ pub async fn list_tools(route: &Route, path: &str) -> Result<Vec<Value>, FetchEr
 }
 
 struct Session<'a> {
-    route: &'a Route,
+    route: &'a Upstream<'a>,
     path: &'a str,
     /// `Mcp-Session-Id` the upstream assigned, if any.
     id: Option<String>,
@@ -100,16 +105,12 @@ impl Session<'_> {
         Err(FetchError::TooManyPages)
     }
 
-    fn build(
-        &self,
-        method: Method,
-        body: Bytes,
-    ) -> Result<Request<crate::gateway::upstream::UpstreamBody>, FetchError> {
-        let scheme = match self.route.upstream.scheme {
+    fn build(&self, method: Method, body: Bytes) -> Result<Request<crate::outbound::UpstreamBody>, FetchError> {
+        let scheme = match self.route.target.scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
         };
-        let authority = self.route.upstream.authority();
+        let authority = self.route.target.authority();
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{scheme}://{authority}{}", self.path))
@@ -163,7 +164,7 @@ impl Session<'_> {
     async fn send(
         &self,
         step: &'static str,
-        req: Request<crate::gateway::upstream::UpstreamBody>,
+        req: Request<crate::outbound::UpstreamBody>,
         deadline: Instant,
     ) -> Result<http::Response<hyper::body::Incoming>, FetchError> {
         let timeout = FetchError::Timeout { step, after: self.route.timeout };
@@ -193,7 +194,7 @@ impl Session<'_> {
 }
 
 fn upstream_reason(err: &hyper_util::client::legacy::Error) -> String {
-    match crate::gateway::upstream::find_upstream_error(err) {
+    match crate::outbound::find_upstream_error(err) {
         Some(e) => e.to_string(),
         None => err.to_string(),
     }

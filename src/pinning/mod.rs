@@ -12,20 +12,23 @@
 //!   before a pin. New and changed definitions are logged, audited and counted.
 //! - [`fresh`]: whether the own listing is stale (never made, `list_changed`, a new
 //!   upstream connection, older than `pinning_refresh`).
-//! - [`enforce`]: every `tools/call` is checked after the route's policy: its audit record
-//!   carries the fingerprint and pin status; `enforce` re-lists a stale route first and
-//!   refuses what is not pinned. Under `enforce`, listings that pass show pinned tools only.
+//! - the request path's pinning stage (`crate::gateway::pins`): every `tools/call` is
+//!   checked after the route's policy: its audit record carries the fingerprint and pin
+//!   status; `enforce` re-lists a stale route first and refuses what is not pinned. Under
+//!   `enforce`, listings that pass show pinned tools only. It uses this module, never the
+//!   other way round.
+//! - [`metrics`]: the definition-change counter.
 //! - [`diff`]: what changed between the pinned and the last-seen definition, field by field.
-//! - [`control`] (`tools.list`, `tools.diff`, `tools.pin`) and [`cli`] (`mcp-tunnel tools …`).
+//! - [`cli`] (`mcp-tunnel tools …`); the `tools.list`, `tools.diff` and `tools.pin` control
+//!   operations it calls are `crate::gateway::ops::tools`.
 
 pub mod cli;
-pub mod control;
 pub mod diff;
-pub mod enforce;
 pub mod fetch;
 pub mod fingerprint;
 pub mod fresh;
 pub mod learn;
+pub mod metrics;
 pub mod store;
 
 pub use fingerprint::{canonical, definition, fingerprint};

@@ -1,5 +1,4 @@
-//! The control operations of tool pinning, reached through `control::dispatch` (the
-//! control socket and the admin HTTP API):
+//! The control operations of tool pinning (the control socket and the admin HTTP API):
 //! - `tools.list` {route, fetch?}: pinned and last-seen fingerprint and status per tool;
 //! - `tools.diff` {route, fetch?}: the same, with field-by-field changes of every tool
 //!   that is not pinned as last seen;
@@ -11,14 +10,14 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use super::diff::diff;
-use super::learn::{refresh, Reporter};
-use super::store::{RouteTools, StoreError};
-use super::PinStatus;
 use crate::audit::record::{event, format_time, AuditRecord};
 use crate::control::{arg_str, opt_str, Caller, ControlError};
+use crate::gateway::pins::{refresh, reporter};
 use crate::gateway::route::Route;
 use crate::gateway::GatewayShared;
+use crate::pinning::diff::diff;
+use crate::pinning::store::{RouteTools, StoreError};
+use crate::pinning::PinStatus;
 
 /// Runs one `tools.*` operation.
 pub async fn handle(
@@ -65,7 +64,7 @@ fn find_route(shared: &GatewayShared, name: &str) -> Result<Arc<Route>, ControlE
 
 /// The gateway's own listing (an error for stdio routes, which have none).
 async fn fetch(shared: &GatewayShared, route: &Route) -> Result<usize, String> {
-    refresh(&Reporter::of(shared), route).await.map_err(|e| e.to_string())
+    refresh(&reporter(shared), route).await.map_err(|e| e.to_string())
 }
 
 /// Every tool pinned or seen on `route`, with changes when `changes`.

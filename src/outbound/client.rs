@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -26,11 +24,8 @@ use tokio_rustls::TlsConnector;
 use super::allowlist::AllowList;
 use super::target::UpstreamTarget;
 
-/// Error type of bodies the gateway relays.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Body type of requests sent upstream and of responses relayed to clients.
-pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+/// Body type of requests sent upstream (the same boxed body the gateway relays).
+pub use crate::body::ClientBody as UpstreamBody;
 
 /// Why a connection to an upstream could not be made.
 #[derive(Debug, thiserror::Error)]

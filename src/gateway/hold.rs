@@ -1,11 +1,12 @@
-//! The exchange's approval hook: a `tools/call` of a gated tool is registered, waits for
-//! a decision (or its timeout), and only then is forwarded; a denied or expired call is
-//! answered with a JSON-RPC error and never reaches the upstream.
+//! The approval stage of the request path: a `tools/call` of a gated tool is registered
+//! with the approvals registry (`crate::approval`), waits for a decision (or its timeout),
+//! and only then goes on (`super::onward`); a denied or expired call is answered with a
+//! JSON-RPC error and never reaches the upstream.
 //!
 //! A client that accepts `text/event-stream` gets `200 text/event-stream` at once and
 //! comment lines while it waits ([`super::body`]); any other client's request simply stays
 //! open. Either way, the client going away drops the waiting future, and with it the
-//! [`Waiting`] guard, which withdraws the call and records it as `cancelled`.
+//! `Waiting` guard, which withdraws the call and records it as `cancelled`.
 //!
 //! A batch containing a gated call is refused whole (JSON-RPC -32013): holding one
 //! message of a batch while answering the others is not expressible in one HTTP response.
@@ -15,20 +16,21 @@ use std::time::{Duration, SystemTime};
 
 use http::header;
 use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::body::held_response;
-use super::gate::ApprovalGate;
-use super::metrics::ApprovalMetrics;
-use super::registry::{PendingCall, Ticket};
+use super::onward::Onward;
+use super::outcome::{refuse, Refusal};
+use super::respond::{full, ClientBody};
+use super::route::Route;
+use super::trail::Trail;
+use super::GatewayShared;
+use crate::approval::body::held_response;
+use crate::approval::metrics::ApprovalMetrics;
+use crate::approval::registry::{PendingCall, Ticket};
+use crate::approval::{ApprovalGate, Approvals};
 use crate::audit::record::approval;
-use crate::gateway::exchange::{refusal_body, Onward};
-use crate::gateway::respond::{full, ClientBody};
-use crate::gateway::route::Route;
-use crate::gateway::trail::Trail;
-use crate::gateway::GatewayShared;
 use crate::mcp::{error_body, jsonrpc, redact, RequestInfo};
 
 /// The route's gate, when the request calls a tool it gates.
@@ -48,19 +50,19 @@ pub async fn hold(
     onward: Onward,
     trail: Trail,
 ) -> Response<ClientBody> {
-    let approvals = shared.approvals.clone();
+    let approvals: &Arc<Approvals> = &shared.approvals;
     let metrics = approvals.metrics().clone();
     let info = &onward.info;
     let single = match info.messages.as_slice() {
         [m] if !info.batch => m,
         _ => {
             let message = "a tools/call that needs approval must be sent on its own, not in a batch";
-            return unavailable(&metrics, trail, info, "approval_batch", message);
+            return unavailable(shared, trail, &onward, "approval_batch", message);
         }
     };
     let id = match approvals.new_id() {
         Ok(id) => id,
-        Err(e) => return unavailable(&metrics, trail, info, "approval_unavailable", &e.to_string()),
+        Err(e) => return unavailable(shared, trail, &onward, "approval_unavailable", &e.to_string()),
     };
     let route = &onward.route;
     let now = SystemTime::now();
@@ -79,7 +81,7 @@ pub async fn hold(
     };
     let ticket = match approvals.register(call, gate.max_pending) {
         Ok(t) => t,
-        Err(e) => return unavailable(&metrics, trail, info, "approval_queue_full", &e.to_string()),
+        Err(e) => return unavailable(shared, trail, &onward, "approval_queue_full", &e.to_string()),
     };
     info!(approval = %id, route = %route.name, tool = %ticket.call().tool, "tool call waiting for approval");
     if let Some(hook) = &gate.webhook {
@@ -147,11 +149,11 @@ async fn decide(mut waiting: Waiting, onward: Onward, timeout: Duration) -> Resp
     let waited = waiting.since.elapsed();
     let metrics = waiting.metrics.clone();
     let Some((ticket, mut trail)) = waiting.finish() else {
-        return refusal(None, jsonrpc::INTERNAL_ERROR, "approval state lost", None);
+        let body = error_body(None, jsonrpc::INTERNAL_ERROR, "approval state lost", None);
+        return full(StatusCode::OK, "application/json", body);
     };
     let call = ticket.call().clone();
     drop(ticket);
-    let request_id = onward.info.messages.first().and_then(|m| m.id.clone());
     match decision {
         Some(d) if d.approved => {
             metrics.decided("approved");
@@ -163,39 +165,37 @@ async fn decide(mut waiting: Waiting, onward: Onward, timeout: Duration) -> Resp
             metrics.decided("denied");
             info!(approval = %call.id, approver = %d.approver, "tool call denied");
             trail.approval(approval::DENIED, &call.id, Some(&d.approver), waited);
-            trail.refuse(200, "approval_denied", Some(jsonrpc::APPROVAL_DENIED));
             let reason = d.reason.unwrap_or_else(|| "no reason given".to_owned());
             let message = format!("tool call {} denied by an approver (approval {}): {reason}", call.tool, call.id);
             let data = json!({ "approval_id": call.id, "reason": reason });
-            refusal(request_id.as_ref(), jsonrpc::APPROVAL_DENIED, &message, Some(data))
+            let refusal =
+                Refusal::ApprovalDecided { reason: "approval_denied", code: jsonrpc::APPROVAL_DENIED, message, data };
+            refuse(&onward.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
         }
         None => {
             metrics.decided("expired");
             info!(approval = %call.id, "tool call approval expired");
             trail.approval(approval::EXPIRED, &call.id, None, waited);
-            trail.refuse(200, "approval_expired", Some(jsonrpc::APPROVAL_EXPIRED));
             let reason = format!("no decision within {}s", timeout.as_secs());
             let message = format!("tool call {} expired waiting for approval {}: {reason}", call.tool, call.id);
             let data = json!({ "approval_id": call.id, "reason": reason });
-            refusal(request_id.as_ref(), jsonrpc::APPROVAL_EXPIRED, &message, Some(data))
+            let refusal =
+                Refusal::ApprovalDecided { reason: "approval_expired", code: jsonrpc::APPROVAL_EXPIRED, message, data };
+            refuse(&onward.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
         }
     }
 }
 
-fn refusal(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> Response<ClientBody> {
-    full(StatusCode::OK, "application/json", error_body(id, code, message, data))
-}
-
 /// Refuses a gated call that cannot wait: one error per request in the body.
 fn unavailable(
-    metrics: &ApprovalMetrics,
+    shared: &GatewayShared,
     mut trail: Trail,
-    info: &RequestInfo,
+    onward: &Onward,
     reason: &'static str,
     message: &str,
 ) -> Response<ClientBody> {
-    metrics.decided("refused");
+    shared.approvals.metrics().decided("refused");
     trail.approval_state(approval::DENIED);
-    trail.refuse(200, reason, Some(jsonrpc::APPROVAL_UNAVAILABLE));
-    full(StatusCode::OK, "application/json", refusal_body(info, jsonrpc::APPROVAL_UNAVAILABLE, message))
+    let refusal = Refusal::ApprovalUnavailable { reason, message: message.to_owned() };
+    refuse(&shared.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::{arg_str, audit, opt_str, Caller, ControlError};
+use super::control_audit;
+use crate::control::{arg_str, opt_str, Caller, ControlError};
 use crate::gateway::GatewayShared;
 
 /// Longest kill reason accepted (it goes into every refusal and the audit trail).
@@ -25,7 +26,7 @@ pub async fn kill(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) ->
     let actor = caller.label();
     let report = shared.kill.kill(route, reason, &actor).await;
     let children = end_children(shared, route).await;
-    let mut rec = audit::record(shared, "kill", actor.clone());
+    let mut rec = control_audit(shared).record("kill", actor.clone());
     rec.route = route.map(str::to_owned);
     rec.note = Some(reason.to_owned());
     rec.latency_ms = Some(crate::audit::record::millis(report.elapsed));
@@ -52,7 +53,7 @@ pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) -> Res
         return Err(ControlError::Conflict(format!("{what} is not stopped (see `ctl status`)")));
     };
     let actor = caller.label();
-    let mut rec = audit::record(shared, "resume", actor.clone());
+    let mut rec = control_audit(shared).record("resume", actor.clone());
     rec.route = route.map(str::to_owned);
     rec.note = Some(format!("lifts the stop of {} by {}: {}", lifted.at, lifted.actor, lifted.reason));
     shared.auditor.record(rec);

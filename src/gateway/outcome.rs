@@ -1,0 +1,193 @@
+//! Every answer the gateway gives a request itself, as one type. A [`Refusal`] knows its
+//! HTTP status, its JSON-RPC code (when the client gets a JSON-RPC error), its audit
+//! `reason` and its `policy_denials_total` label; [`refuse`] turns it into the response,
+//! the audit record and the metric at once, so the three cannot drift apart.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use serde_json::Value;
+
+use super::metrics::GatewayMetrics;
+use super::respond::{full, json_error, refusal_body, ClientBody};
+use super::trail::Trail;
+use crate::auth::{AuthError, OriginError};
+use crate::control::{kill, kill_body};
+use crate::mcp::{error_body, jsonrpc, InspectError, RequestInfo};
+
+/// Why the gateway answered a request itself; the upstream never saw it.
+pub enum Refusal {
+    /// The kill switch stops the route (or the whole gateway).
+    Killed(kill::Refusal),
+    /// The `Origin` header is not allowed.
+    Origin(OriginError),
+    /// A method or shape the route does not take (before anything is read).
+    Shape(Shape),
+    /// Authentication failed; `metadata_url` is the route's protected-resource metadata.
+    Auth { error: AuthError, metadata_url: String },
+    /// The request headers exceed `max_header_bytes`.
+    HeadersTooLarge { limit: usize },
+    /// The body exceeds `max_body` (the message says by how much).
+    BodyTooLarge(String),
+    /// The body did not arrive within `body_timeout`.
+    BodyTimeout(String),
+    /// The body could not be read (the client's stream broke).
+    BodyUnreadable,
+    /// The route has `max_inflight` requests in flight.
+    TooManyRequests { route: String },
+    /// The body is not an MCP message the gateway accepts.
+    InvalidMcp(InspectError),
+    /// The route's tool or method policy denies a message (`reason`: `mcp::policy`'s).
+    Policy { reason: &'static str, message: String },
+    /// Pinning (`enforce`) refuses a tool call (`reason`: `tool_changed`, …).
+    NotPinned { reason: &'static str, message: String },
+    /// A gated call that cannot wait for approval (a batch, a full queue).
+    ApprovalUnavailable { reason: &'static str, message: String },
+    /// An approver denied the call, or nobody decided in time (`code` says which).
+    ApprovalDecided { reason: &'static str, code: i64, message: String, data: Value },
+}
+
+/// A refusal for the request's method or shape.
+pub struct Shape {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: &'static str,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Refusal {
+    /// The HTTP status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Killed(_) | Self::TooManyRequests { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Origin(e) => e.status(),
+            Self::Shape(s) => s.status,
+            Self::Auth { error, .. } => error.status(),
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyUnreadable | Self::InvalidMcp(_) => StatusCode::BAD_REQUEST,
+            // JSON-RPC errors travel in a 200, as the MCP transports expect.
+            Self::Policy { .. }
+            | Self::NotPinned { .. }
+            | Self::ApprovalUnavailable { .. }
+            | Self::ApprovalDecided { .. } => StatusCode::OK,
+        }
+    }
+
+    /// The audit record's `reason` (and the error code of a plain JSON answer).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Killed(_) => kill_body::REASON,
+            Self::Origin(e) => e.reason(),
+            Self::Shape(s) => s.reason,
+            Self::Auth { error, .. } => error.reason(),
+            Self::HeadersTooLarge { .. } => "headers_too_large",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::BodyUnreadable => "body_unreadable",
+            Self::TooManyRequests { .. } => "too_many_requests",
+            Self::InvalidMcp(_) => "invalid_mcp_request",
+            Self::Policy { reason, .. }
+            | Self::NotPinned { reason, .. }
+            | Self::ApprovalUnavailable { reason, .. }
+            | Self::ApprovalDecided { reason, .. } => reason,
+        }
+    }
+
+    /// The JSON-RPC error code the client gets, when its answer is JSON-RPC.
+    pub fn jsonrpc_code(&self) -> Option<i64> {
+        match self {
+            Self::Killed(_) => Some(kill_body::KILLED),
+            Self::InvalidMcp(e) => Some(e.jsonrpc_code()),
+            Self::Policy { .. } => Some(jsonrpc::POLICY_DENIED),
+            Self::NotPinned { .. } => Some(jsonrpc::TOOL_NOT_PINNED),
+            Self::ApprovalUnavailable { .. } => Some(jsonrpc::APPROVAL_UNAVAILABLE),
+            Self::ApprovalDecided { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The `policy_denials_total{reason}` label, for the refusals a route's controls make
+    /// (limits that only protect the gateway are not policy and are not counted there).
+    pub fn denial_label(&self) -> Option<&'static str> {
+        match self {
+            Self::Auth { .. } => Some("auth_failed"),
+            Self::Killed(_) | Self::Origin(_) | Self::BodyTimeout(_) | Self::Policy { .. } | Self::NotPinned { .. } => {
+                Some(self.reason())
+            }
+            _ => None,
+        }
+    }
+
+    /// The response the client gets. `info` is what the body held, for the JSON-RPC
+    /// answers that carry one error per request in it.
+    pub fn response(&self, info: Option<&RequestInfo>) -> Response<ClientBody> {
+        let status = self.status();
+        let plain = |message: &str| json_error(status, self.reason(), message, None);
+        let per_request = |code: i64, message: &str| {
+            let body = info.map_or_else(|| error_body(None, code, message, None), |i| refusal_body(i, code, message));
+            full(StatusCode::OK, "application/json", body)
+        };
+        let mut resp = match self {
+            Self::Killed(k) => return k.response(),
+            Self::Origin(e) => plain(&e.to_string()),
+            Self::Shape(s) => plain(s.message),
+            Self::Auth { error, .. } => plain(&error.to_string()),
+            Self::HeadersTooLarge { limit } => plain(&format!("request headers exceed {limit} bytes")),
+            Self::BodyTooLarge(message) | Self::BodyTimeout(message) => plain(message),
+            Self::BodyUnreadable => plain("the request body could not be read"),
+            Self::TooManyRequests { route } => {
+                json_error(status, self.reason(), "the route has too many requests in flight", Some(("route", route)))
+            }
+            Self::InvalidMcp(e) => {
+                let reply = error_body(e.request_id(), e.jsonrpc_code(), &e.to_string(), None);
+                full(status, "application/json", reply)
+            }
+            Self::Policy { message, .. }
+            | Self::NotPinned { message, .. }
+            | Self::ApprovalUnavailable { message, .. } => {
+                per_request(self.jsonrpc_code().unwrap_or(jsonrpc::INTERNAL_ERROR), message)
+            }
+            Self::ApprovalDecided { code, message, data, .. } => {
+                let id = info.and_then(|i| i.messages.first()).and_then(|m| m.id.as_ref());
+                full(StatusCode::OK, "application/json", error_body(id, *code, message, Some(data.clone())))
+            }
+        };
+        let headers = resp.headers_mut();
+        match self {
+            Self::Shape(Shape { allow: Some(allow), .. }) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Auth { error, metadata_url } => {
+                headers.insert(header::WWW_AUTHENTICATE, error.challenge(metadata_url));
+            }
+            // The client is still sending: a fresh connection is cheaper than draining it.
+            Self::BodyTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::TooManyRequests { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// Answers `refusal`: counts it (when it is policy), writes its audit record, and returns
+/// the response.
+pub fn refuse(
+    metrics: &GatewayMetrics,
+    route: &str,
+    trail: Trail,
+    refusal: &Refusal,
+    info: Option<&RequestInfo>,
+) -> Response<ClientBody> {
+    if let Some(label) = refusal.denial_label() {
+        metrics.policy_denial(route, label);
+    }
+    let resp = refusal.response(info);
+    trail.refuse(refusal.status().as_u16(), refusal.reason(), refusal.jsonrpc_code());
+    resp
+}
