@@ -21,7 +21,8 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::json::{parse_strict, DUPLICATE_KEY};
-use super::jsonrpc;
+pub use super::jsonrpc::MessageKind;
+use super::jsonrpc::{self, valid_id};
 
 /// `MCP-Protocol-Version` (header names are matched case-insensitively by `http`).
 pub const HDR_PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -103,17 +104,6 @@ impl InspectError {
             _ => None,
         }
     }
-}
-
-/// The three JSON-RPC message kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// Has `method` and `id`.
-    Request,
-    /// Has `method`, no `id`.
-    Notification,
-    /// Has `result` or `error` (a client answering a server request, 2025-x versions).
-    Response,
 }
 
 /// One JSON-RPC message of the request body.
@@ -288,7 +278,7 @@ struct MetaFacts {
 fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(MessageInfo, MetaFacts), InspectError> {
     let not_rpc = |reason| InspectError::NotJsonRpc { index, reason };
     let Value::Object(mut obj) = value else { return Err(not_rpc("batch element is not an object")) };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if !jsonrpc::is_v2(&obj) {
         return Err(not_rpc("jsonrpc member is not \"2.0\""));
     }
     let id = obj.remove("id");
@@ -299,7 +289,7 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
             if obj.contains_key("result") == obj.contains_key("error") {
                 return Err(not_rpc("response must have exactly one of result and error"));
             }
-            if !matches!(id, Some(Value::String(_) | Value::Number(_) | Value::Null)) {
+            if !id.as_ref().is_some_and(|i| i.is_null() || valid_id(i)) {
                 return Err(not_rpc("response id must be a string, number or null"));
             }
             if hdr.method.is_some() {
@@ -325,7 +315,7 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
     }
     let kind = match &id {
         None => MessageKind::Notification,
-        Some(Value::String(_) | Value::Number(_)) => MessageKind::Request,
+        Some(i) if valid_id(i) => MessageKind::Request,
         Some(_) => return Err(not_rpc("request id must be a string or number")),
     };
     let mut params = match obj.remove("params") {

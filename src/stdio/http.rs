@@ -11,12 +11,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::jsonrpc::{self, Incoming, Kind};
 use super::session::{BeginError, Session};
 use super::sse::{self, ExchangeBody, GetBody, Missing};
 use super::table::StartError;
 use super::{BridgeBody, StdioBridge};
 use crate::auth::Identity;
+use crate::mcp::jsonrpc::{self, Incoming};
 
 /// The session header of the handshake-era Streamable HTTP transport.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -63,7 +63,7 @@ pub async fn handle(bridge: &Arc<StdioBridge>, req: Request<Bytes>) -> Response<
 /// `initialize` starts a session; `server/discover` (the 2026-07-28 probe) is answered
 /// "method not found" so clients fall back to the handshake; anything else needs a session.
 async fn post_without_session(bridge: &Arc<StdioBridge>, req: Request<Bytes>) -> Response<BridgeBody> {
-    let incoming = match jsonrpc::parse_body(req.body()) {
+    let incoming = match jsonrpc::parse_incoming(req.body()) {
         Ok(i) => i,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, e.message),
     };
@@ -131,7 +131,7 @@ struct Succeeded;
 /// A POST on an existing session.
 async fn post(bridge: &Arc<StdioBridge>, session: &Arc<Session>, req: Request<Bytes>) -> Response<BridgeBody> {
     session.touch();
-    let incoming = match jsonrpc::parse_body(req.body()) {
+    let incoming = match jsonrpc::parse_incoming(req.body()) {
         Ok(i) => i,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, e.message),
     };
@@ -142,7 +142,7 @@ async fn post(bridge: &Arc<StdioBridge>, session: &Arc<Session>, req: Request<By
 /// were no requests, else SSE or JSON with the responses.
 async fn exchange(bridge: &StdioBridge, session: &Arc<Session>, incoming: Incoming, sse: bool) -> Response<BridgeBody> {
     let deadline = Instant::now() + bridge.spec.request_timeout;
-    let requests: Vec<&Value> = incoming.messages.iter().filter(|m| jsonrpc::kind(m) == Kind::Request).collect();
+    let requests: Vec<&Value> = incoming.requests().collect();
     let ex = if requests.is_empty() {
         None
     } else {
@@ -201,7 +201,7 @@ fn unknown_session() -> Response<BridgeBody> {
 }
 
 fn rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response<BridgeBody> {
-    json(status, &jsonrpc::error(id, code, message))
+    json(status, &jsonrpc::error(id, code, message, None))
 }
 
 fn json(status: StatusCode, body: &Value) -> Response<BridgeBody> {

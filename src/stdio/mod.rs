@@ -24,11 +24,10 @@
 //!
 //! Modules, in request order: [`http`] (Streamable HTTP) → [`table`] (sessions, cap,
 //! supervisor) → [`session`] (routing) → [`child`] (the process and its pipes); [`sse`]
-//! builds bodies, [`jsonrpc`] knows the message shapes.
+//! builds bodies. The message shapes are the gateway's own ([`crate::mcp::jsonrpc`]).
 
 mod child;
 mod http;
-mod jsonrpc;
 pub mod lineage;
 pub mod sandbox;
 mod session;
