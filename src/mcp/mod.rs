@@ -34,6 +34,7 @@ pub mod message;
 pub mod policy;
 pub mod redact;
 pub mod response;
+mod sink;
 pub mod sse;
 
 pub use guard::{Guard, Notice, RefusalSink, ServerMessage, ToolHide, ToolSink};
