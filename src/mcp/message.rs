@@ -125,6 +125,13 @@ pub struct MessageInfo {
     pub arguments: Option<Value>,
 }
 
+impl MessageInfo {
+    /// A message of `kind` with `id` and nothing else known yet.
+    fn bare(kind: MessageKind, id: Option<Value>) -> MessageInfo {
+        MessageInfo { kind, method: None, id, tool: None, resource_uri: None, prompt: None, arguments: None }
+    }
+}
+
 /// What a request carries, headers and body together.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestInfo {
@@ -284,29 +291,7 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
     let id = obj.remove("id");
     let has_outcome = obj.contains_key("result") || obj.contains_key("error");
     let method = match obj.remove("method") {
-        None => {
-            // A response: exactly one of result/error, and an id (null allowed for errors).
-            if obj.contains_key("result") == obj.contains_key("error") {
-                return Err(not_rpc("response must have exactly one of result and error"));
-            }
-            if !id.as_ref().is_some_and(|i| i.is_null() || valid_id(i)) {
-                return Err(not_rpc("response id must be a string, number or null"));
-            }
-            if hdr.method.is_some() {
-                // A header claiming a method for a body that has none is a mismatch too.
-                return Err(InspectError::HeaderMismatch { header: "Mcp-Method", id });
-            }
-            let msg = MessageInfo {
-                kind: MessageKind::Response,
-                method: None,
-                id,
-                tool: None,
-                resource_uri: None,
-                prompt: None,
-                arguments: None,
-            };
-            return Ok((msg, MetaFacts::default()));
-        }
+        None => return classify_response(index, id, &obj, hdr).map(|msg| (msg, MetaFacts::default())),
         Some(Value::String(m)) => m,
         Some(_) => return Err(not_rpc("method is not a string")),
     };
@@ -318,7 +303,7 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
         Some(i) if valid_id(i) => MessageKind::Request,
         Some(_) => return Err(not_rpc("request id must be a string or number")),
     };
-    let mut params = match obj.remove("params") {
+    let params = match obj.remove("params") {
         None | Some(Value::Array(_)) => Map::new(), // positional params carry nothing MCP names
         Some(Value::Object(p)) => p,
         Some(_) => return Err(not_rpc("params must be an object or array")),
@@ -326,14 +311,46 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
     if hdr.method.as_deref().is_some_and(|h| h != method) {
         return Err(InspectError::HeaderMismatch { header: "Mcp-Method", id });
     }
-
     let meta = meta_facts(&params);
     if let (Some(h), Some(b)) = (&hdr.protocol_version, &meta.protocol_version) {
         if h != b {
             return Err(InspectError::HeaderMismatch { header: "MCP-Protocol-Version", id });
         }
     }
-    let mut msg = MessageInfo { kind, method: None, id, tool: None, resource_uri: None, prompt: None, arguments: None };
+    classify_target(index, MessageInfo::bare(kind, id), method, params, meta, hdr)
+}
+
+/// A response (no `method`): exactly one of result/error, and an id (null allowed for errors).
+fn classify_response(
+    index: usize,
+    id: Option<Value>,
+    obj: &Map<String, Value>,
+    hdr: &MirroredHeaders,
+) -> Result<MessageInfo, InspectError> {
+    let not_rpc = |reason| InspectError::NotJsonRpc { index, reason };
+    if obj.contains_key("result") == obj.contains_key("error") {
+        return Err(not_rpc("response must have exactly one of result and error"));
+    }
+    if !id.as_ref().is_some_and(|i| i.is_null() || valid_id(i)) {
+        return Err(not_rpc("response id must be a string, number or null"));
+    }
+    if hdr.method.is_some() {
+        // A header claiming a method for a body that has none is a mismatch too.
+        return Err(InspectError::HeaderMismatch { header: "Mcp-Method", id });
+    }
+    Ok(MessageInfo::bare(MessageKind::Response, id))
+}
+
+/// The tool, prompt or resource a request or notification names, for the methods that name
+/// one (refused when missing: it could not be checked against a policy).
+fn classify_target(
+    index: usize,
+    mut msg: MessageInfo,
+    method: String,
+    mut params: Map<String, Value>,
+    meta: MetaFacts,
+    hdr: &MirroredHeaders,
+) -> Result<(MessageInfo, MetaFacts), InspectError> {
     let (field, name_bearing) = match method.as_str() {
         "tools/call" | "prompts/get" => ("name", true),
         "resources/read" => ("uri", true),
@@ -348,7 +365,6 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
             return Ok((msg, meta));
         }
     };
-    // A request naming no tool/prompt/resource cannot be checked against a policy: refuse it.
     let Some(Value::String(name)) = params.remove(field) else {
         let reason = match field {
             "name" => "params.name must be a string",
