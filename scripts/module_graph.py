@@ -3,11 +3,11 @@
 path (in `use` items and in code; comments skipped), resolves it to the module file that
 defines it, and reports each strongly connected group of two or more files.
 
-    scripts/module_graph.py            exit 1 if a circle exists that KNOWN does not cover
+    scripts/module_graph.py            exit 1 on any circle (or layering breach)
     scripts/module_graph.py --edges    also print every file -> file edge
 
-KNOWN lists the circle left for the pipeline redesign (issue 14) to remove; a new circle,
-or one that grows beyond it, fails the test command. Shrink KNOWN as the redesign lands.
+The pipeline redesign (issue 14) removed the last circle, so KNOWN is empty: any circle
+fails the test command.
 
 It also holds the layering: the modules in BELOW_GATEWAY (features, their state and the
 pieces the request path is built from) never import `crate::gateway`; the gateway calls
@@ -22,9 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 
-# Circles left for the pipeline redesign (issue 14): the stdio bridge's root type in
-# stdio/mod.rs that its parts use.
-KNOWN = {"src/stdio/mod.rs", "src/stdio/child.rs", "src/stdio/http.rs", "src/stdio/table.rs"}
+# Circles tolerated for now: none.
+KNOWN: set = set()
 
 # Top-level modules (directories or files of src/) that must not import src/gateway/.
 BELOW_GATEWAY = {

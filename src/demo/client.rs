@@ -16,6 +16,11 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::mcp::{SseItem, SseParser};
+
+/// Largest SSE event the demo client reads (its own server's messages are far smaller).
+const MAX_EVENT: usize = 4 << 20;
+
 /// What went wrong in the demo session.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -95,7 +100,7 @@ impl McpClient {
             resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let mut body = resp.into_body();
         let mut progress = Vec::new();
-        let mut events = SseParser::default();
+        let mut events = SseParser::new(MAX_EVENT);
         let mut whole = Vec::new();
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else {
@@ -105,7 +110,9 @@ impl McpClient {
                 whole.extend_from_slice(&data);
                 continue;
             }
-            for event in events.push(&data) {
+            let complete =
+                event_data(&mut events, &data).map_err(|e| ClientError::Protocol(method.into(), e.into()))?;
+            for event in complete {
                 let msg: Value =
                     serde_json::from_str(&event).map_err(|e| ClientError::Protocol(method.into(), e.to_string()))?;
                 if msg.get("method").and_then(Value::as_str) == Some("notifications/progress") {
@@ -158,43 +165,39 @@ fn result_of(method: &str, msg: Value) -> Result<Value, ClientError> {
     msg.get("result").cloned().ok_or_else(|| ClientError::Protocol(method.into(), "no result".into()))
 }
 
-/// Collects the `data:` lines of server-sent events across arbitrary chunk boundaries.
-#[derive(Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-}
-
-impl SseParser {
-    /// Feeds a chunk; returns the data of every event it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        // CR only ever appears as part of a line ending in SSE.
-        self.buf.extend(chunk.iter().filter(|b| **b != b'\r'));
-        let mut out = Vec::new();
-        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = self.buf.drain(..end + 2).collect();
-            let event = String::from_utf8_lossy(&event);
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            if !data.is_empty() {
-                out.push(data.join("\n"));
-            }
+/// Feeds a chunk of a `text/event-stream` body to `parser`; returns the data of every event
+/// it completed (events without data, such as comments, are skipped).
+fn event_data(parser: &mut SseParser, chunk: &[u8]) -> Result<Vec<String>, &'static str> {
+    parser.push(chunk);
+    let mut out = Vec::new();
+    while let Some(item) = parser.next_item() {
+        match item {
+            SseItem::Event(ev) if ev.has_data => out.push(ev.data),
+            SseItem::Event(_) => {}
+            SseItem::Oversize { .. } => return Err("server-sent event too large"),
         }
-        out
     }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::SseParser;
+    use super::*;
 
     #[test]
     fn events_split_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(p.push(b"event: message\nda").is_empty());
-        assert_eq!(p.push(b"ta: {\"a\":1}\n\ndata: x\r\n\r\n: comment\n\n"), vec!["{\"a\":1}", "x"]);
-        assert_eq!(p.push(b"data: a\ndata: b\n\n"), vec!["a\nb"]);
+        let mut p = SseParser::new(MAX_EVENT);
+        assert!(event_data(&mut p, b"event: message\nda").unwrap().is_empty());
+        assert_eq!(
+            event_data(&mut p, b"ta: {\"a\":1}\n\ndata: x\r\n\r\n: comment\n\n").unwrap(),
+            vec!["{\"a\":1}", "x"]
+        );
+        assert_eq!(event_data(&mut p, b"data: a\ndata: b\n\n").unwrap(), vec!["a\nb"]);
+    }
+
+    #[test]
+    fn an_oversize_event_is_an_error() {
+        let mut p = SseParser::new(8);
+        assert!(event_data(&mut p, b"data: 0123456789\n\n").is_err());
     }
 }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json::parse_strict;
-use super::jsonrpc::{error_body, UNINSPECTABLE};
+use super::jsonrpc::{error, error_body, UNINSPECTABLE};
 use super::policy::ToolPolicy;
 
 /// Receives the `result.tools` array of each listing in the body (before filtering). It
@@ -177,13 +177,8 @@ impl Guard {
         if !self.batch {
             return error_body(self.answer_ids.first(), UNINSPECTABLE, message, None);
         }
-        let errors: Vec<Value> = self
-            .answer_ids
-            .iter()
-            .map(|id| {
-                serde_json::from_slice(&error_body(Some(id), UNINSPECTABLE, message, None)).unwrap_or(Value::Null)
-            })
-            .collect();
+        let errors: Vec<Value> =
+            self.answer_ids.iter().map(|id| error(id.clone(), UNINSPECTABLE, message, None)).collect();
         Bytes::from(Value::Array(errors).to_string())
     }
 

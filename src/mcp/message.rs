@@ -21,7 +21,8 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::json::{parse_strict, DUPLICATE_KEY};
-use super::jsonrpc;
+pub use super::jsonrpc::MessageKind;
+use super::jsonrpc::{self, valid_id};
 
 /// `MCP-Protocol-Version` (header names are matched case-insensitively by `http`).
 pub const HDR_PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -105,17 +106,6 @@ impl InspectError {
     }
 }
 
-/// The three JSON-RPC message kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// Has `method` and `id`.
-    Request,
-    /// Has `method`, no `id`.
-    Notification,
-    /// Has `result` or `error` (a client answering a server request, 2025-x versions).
-    Response,
-}
-
 /// One JSON-RPC message of the request body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageInfo {
@@ -133,6 +123,13 @@ pub struct MessageInfo {
     pub prompt: Option<String>,
     /// Raw `params.arguments` of `tools/call` / `prompts/get`: may hold secrets, redact before logging.
     pub arguments: Option<Value>,
+}
+
+impl MessageInfo {
+    /// A message of `kind` with `id` and nothing else known yet.
+    fn bare(kind: MessageKind, id: Option<Value>) -> MessageInfo {
+        MessageInfo { kind, method: None, id, tool: None, resource_uri: None, prompt: None, arguments: None }
+    }
 }
 
 /// What a request carries, headers and body together.
@@ -288,35 +285,13 @@ struct MetaFacts {
 fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(MessageInfo, MetaFacts), InspectError> {
     let not_rpc = |reason| InspectError::NotJsonRpc { index, reason };
     let Value::Object(mut obj) = value else { return Err(not_rpc("batch element is not an object")) };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if !jsonrpc::is_v2(&obj) {
         return Err(not_rpc("jsonrpc member is not \"2.0\""));
     }
     let id = obj.remove("id");
     let has_outcome = obj.contains_key("result") || obj.contains_key("error");
     let method = match obj.remove("method") {
-        None => {
-            // A response: exactly one of result/error, and an id (null allowed for errors).
-            if obj.contains_key("result") == obj.contains_key("error") {
-                return Err(not_rpc("response must have exactly one of result and error"));
-            }
-            if !matches!(id, Some(Value::String(_) | Value::Number(_) | Value::Null)) {
-                return Err(not_rpc("response id must be a string, number or null"));
-            }
-            if hdr.method.is_some() {
-                // A header claiming a method for a body that has none is a mismatch too.
-                return Err(InspectError::HeaderMismatch { header: "Mcp-Method", id });
-            }
-            let msg = MessageInfo {
-                kind: MessageKind::Response,
-                method: None,
-                id,
-                tool: None,
-                resource_uri: None,
-                prompt: None,
-                arguments: None,
-            };
-            return Ok((msg, MetaFacts::default()));
-        }
+        None => return classify_response(index, id, &obj, hdr).map(|msg| (msg, MetaFacts::default())),
         Some(Value::String(m)) => m,
         Some(_) => return Err(not_rpc("method is not a string")),
     };
@@ -325,10 +300,10 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
     }
     let kind = match &id {
         None => MessageKind::Notification,
-        Some(Value::String(_) | Value::Number(_)) => MessageKind::Request,
+        Some(i) if valid_id(i) => MessageKind::Request,
         Some(_) => return Err(not_rpc("request id must be a string or number")),
     };
-    let mut params = match obj.remove("params") {
+    let params = match obj.remove("params") {
         None | Some(Value::Array(_)) => Map::new(), // positional params carry nothing MCP names
         Some(Value::Object(p)) => p,
         Some(_) => return Err(not_rpc("params must be an object or array")),
@@ -336,14 +311,46 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
     if hdr.method.as_deref().is_some_and(|h| h != method) {
         return Err(InspectError::HeaderMismatch { header: "Mcp-Method", id });
     }
-
     let meta = meta_facts(&params);
     if let (Some(h), Some(b)) = (&hdr.protocol_version, &meta.protocol_version) {
         if h != b {
             return Err(InspectError::HeaderMismatch { header: "MCP-Protocol-Version", id });
         }
     }
-    let mut msg = MessageInfo { kind, method: None, id, tool: None, resource_uri: None, prompt: None, arguments: None };
+    classify_target(index, MessageInfo::bare(kind, id), method, params, meta, hdr)
+}
+
+/// A response (no `method`): exactly one of result/error, and an id (null allowed for errors).
+fn classify_response(
+    index: usize,
+    id: Option<Value>,
+    obj: &Map<String, Value>,
+    hdr: &MirroredHeaders,
+) -> Result<MessageInfo, InspectError> {
+    let not_rpc = |reason| InspectError::NotJsonRpc { index, reason };
+    if obj.contains_key("result") == obj.contains_key("error") {
+        return Err(not_rpc("response must have exactly one of result and error"));
+    }
+    if !id.as_ref().is_some_and(|i| i.is_null() || valid_id(i)) {
+        return Err(not_rpc("response id must be a string, number or null"));
+    }
+    if hdr.method.is_some() {
+        // A header claiming a method for a body that has none is a mismatch too.
+        return Err(InspectError::HeaderMismatch { header: "Mcp-Method", id });
+    }
+    Ok(MessageInfo::bare(MessageKind::Response, id))
+}
+
+/// The tool, prompt or resource a request or notification names, for the methods that name
+/// one (refused when missing: it could not be checked against a policy).
+fn classify_target(
+    index: usize,
+    mut msg: MessageInfo,
+    method: String,
+    mut params: Map<String, Value>,
+    meta: MetaFacts,
+    hdr: &MirroredHeaders,
+) -> Result<(MessageInfo, MetaFacts), InspectError> {
     let (field, name_bearing) = match method.as_str() {
         "tools/call" | "prompts/get" => ("name", true),
         "resources/read" => ("uri", true),
@@ -358,7 +365,6 @@ fn classify(index: usize, value: Value, hdr: &MirroredHeaders) -> Result<(Messag
             return Ok((msg, meta));
         }
     };
-    // A request naming no tool/prompt/resource cannot be checked against a policy: refuse it.
     let Some(Value::String(name)) = params.remove(field) else {
         let reason = match field {
             "name" => "params.name must be a string",

@@ -13,7 +13,8 @@
 //!   [`json`] parses them, refusing duplicate keys (no parser-differential smuggling).
 //! - [`policy`]: [`ToolPolicy`] of [`Glob`] patterns decides which methods and tools pass.
 //! - [`redact`](mod@redact): [`redact()`] turns tool arguments into something safe to log.
-//! - [`jsonrpc`]: [`error_body`] and the error codes the gateway answers with itself.
+//! - [`jsonrpc`]: JSON-RPC 2.0 itself, shared with the stdio bridge: [`MessageKind`], ids,
+//!   [`error_body`] and the error codes the gateway answers with itself.
 //! - [`response`]: [`InspectedBody`] streams the upstream's answer through while counting
 //!   bytes and recording JSON-RPC errors; built on [`sse`], an incremental, bounded
 //!   `text/event-stream` parser. On routes that restrict anything it puts every message
@@ -33,11 +34,12 @@ pub mod message;
 pub mod policy;
 pub mod redact;
 pub mod response;
+mod sink;
 pub mod sse;
 
 pub use guard::{Guard, Notice, RefusalSink, ServerMessage, ToolHide, ToolSink};
-pub use jsonrpc::error_body;
-pub use message::{inspect_request, InspectError, MessageInfo, MessageKind, RequestInfo};
+pub use jsonrpc::{error_body, MessageKind};
+pub use message::{inspect_request, InspectError, MessageInfo, RequestInfo};
 pub use policy::{Glob, GlobError, ToolPolicy};
 pub use redact::{redact, RedactMode};
 pub use response::{inspectable, InspectedBody, OnDone, ResponseSummary};

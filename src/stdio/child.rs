@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::lineage::Registered;
-use super::{StdioError, StdioSpec};
+use super::spec::{StdioError, StdioSpec};
 
 /// Lines queued for the child's stdin; a full queue makes writers wait (backpressure).
 const STDIN_QUEUE: usize = 64;

@@ -6,27 +6,41 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::jsonrpc::{self, Incoming, Kind};
 use super::session::{BeginError, Session};
+use super::spec::StdioSpec;
 use super::sse::{self, ExchangeBody, GetBody, Missing};
-use super::table::StartError;
-use super::{BridgeBody, StdioBridge};
+use super::table::{Sessions, StartError};
 use crate::auth::Identity;
+use crate::mcp::jsonrpc::{self, Incoming};
 
 /// The session header of the handshake-era Streamable HTTP transport.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 /// Seconds a client is asked to wait when every child slot is taken.
 const RETRY_AFTER_SECS: &str = "5";
 
+/// Response body type; the same as the gateway's `UpstreamBody`.
+pub type BridgeBody = BoxBody<Bytes, hyper::Error>;
+
+/// What serving a request needs of one route's bridge, lent by it for the request.
+pub struct Endpoint<'a> {
+    /// The route's name (for logs).
+    pub route: &'a str,
+    /// What the route runs.
+    pub spec: &'a StdioSpec,
+    /// Its live sessions.
+    pub sessions: &'a Arc<Sessions>,
+}
+
 /// Serves one request. Never fails: every problem becomes an HTTP response.
 /// The caller is the [`Identity`] the gateway put in the request's extensions after
 /// authenticating it (none on routes without auth); sessions answer only their creator.
-pub async fn handle(bridge: &Arc<StdioBridge>, req: Request<Bytes>) -> Response<BridgeBody> {
+pub async fn handle(bridge: &Endpoint<'_>, req: Request<Bytes>) -> Response<BridgeBody> {
     let session_id = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let owner = req.extensions().get::<Identity>().cloned();
     let owner = owner.as_ref();
@@ -62,8 +76,8 @@ pub async fn handle(bridge: &Arc<StdioBridge>, req: Request<Bytes>) -> Response<
 
 /// `initialize` starts a session; `server/discover` (the 2026-07-28 probe) is answered
 /// "method not found" so clients fall back to the handshake; anything else needs a session.
-async fn post_without_session(bridge: &Arc<StdioBridge>, req: Request<Bytes>) -> Response<BridgeBody> {
-    let incoming = match jsonrpc::parse_body(req.body()) {
+async fn post_without_session(bridge: &Endpoint<'_>, req: Request<Bytes>) -> Response<BridgeBody> {
+    let incoming = match jsonrpc::parse_incoming(req.body()) {
         Ok(i) => i,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, e.message),
     };
@@ -87,9 +101,9 @@ async fn post_without_session(bridge: &Arc<StdioBridge>, req: Request<Bytes>) ->
 }
 
 /// Spawns a child, forwards `initialize`, and publishes the session if it succeeded.
-async fn initialize(bridge: &Arc<StdioBridge>, incoming: Incoming, owner: Option<Identity>) -> Response<BridgeBody> {
+async fn initialize(bridge: &Endpoint<'_>, incoming: Incoming, owner: Option<Identity>) -> Response<BridgeBody> {
     let id = incoming.request_ids().into_iter().next().unwrap_or(Value::Null);
-    let session = match bridge.sessions.start(&bridge.spec, &bridge.route, owner) {
+    let session = match bridge.sessions.start(bridge.spec, bridge.route, owner) {
         Ok(s) => s,
         Err(e @ StartError::Busy { .. }) => {
             warn!(route = %bridge.route, "stdio route at its process cap; initialize refused");
@@ -129,9 +143,9 @@ async fn initialize(bridge: &Arc<StdioBridge>, incoming: Incoming, owner: Option
 struct Succeeded;
 
 /// A POST on an existing session.
-async fn post(bridge: &Arc<StdioBridge>, session: &Arc<Session>, req: Request<Bytes>) -> Response<BridgeBody> {
+async fn post(bridge: &Endpoint<'_>, session: &Arc<Session>, req: Request<Bytes>) -> Response<BridgeBody> {
     session.touch();
-    let incoming = match jsonrpc::parse_body(req.body()) {
+    let incoming = match jsonrpc::parse_incoming(req.body()) {
         Ok(i) => i,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, e.message),
     };
@@ -140,9 +154,14 @@ async fn post(bridge: &Arc<StdioBridge>, session: &Arc<Session>, req: Request<By
 
 /// Registers the requests, writes every message to the child, and answers: 202 if there
 /// were no requests, else SSE or JSON with the responses.
-async fn exchange(bridge: &StdioBridge, session: &Arc<Session>, incoming: Incoming, sse: bool) -> Response<BridgeBody> {
+async fn exchange(
+    bridge: &Endpoint<'_>,
+    session: &Arc<Session>,
+    incoming: Incoming,
+    sse: bool,
+) -> Response<BridgeBody> {
     let deadline = Instant::now() + bridge.spec.request_timeout;
-    let requests: Vec<&Value> = incoming.messages.iter().filter(|m| jsonrpc::kind(m) == Kind::Request).collect();
+    let requests: Vec<&Value> = incoming.requests().collect();
     let ex = if requests.is_empty() {
         None
     } else {
@@ -201,7 +220,7 @@ fn unknown_session() -> Response<BridgeBody> {
 }
 
 fn rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response<BridgeBody> {
-    json(status, &jsonrpc::error(id, code, message))
+    json(status, &jsonrpc::error(id, code, message, None))
 }
 
 fn json(status: StatusCode, body: &Value) -> Response<BridgeBody> {

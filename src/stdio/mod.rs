@@ -24,89 +24,28 @@
 //!
 //! Modules, in request order: [`http`] (Streamable HTTP) → [`table`] (sessions, cap,
 //! supervisor) → [`session`] (routing) → [`child`] (the process and its pipes); [`sse`]
-//! builds bodies, [`jsonrpc`] knows the message shapes.
+//! builds bodies, [`spec`] says what to run. No part imports this root: [`StdioBridge`]
+//! hands [`http`] the pieces a request needs. The message shapes are the gateway's own
+//! ([`crate::mcp::jsonrpc`]).
 
 mod child;
 mod http;
-mod jsonrpc;
 pub mod lineage;
 pub mod sandbox;
 mod session;
+mod spec;
 mod sse;
 mod table;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 
-pub use self::http::SESSION_HEADER;
+use self::http::Endpoint;
+pub use self::http::{BridgeBody, SESSION_HEADER};
 pub use self::sandbox::{Limits, RunAs};
+pub use self::spec::{StdioError, StdioSpec};
 use self::table::Sessions;
-
-/// Response body type; the same as the gateway's `UpstreamBody`.
-pub type BridgeBody = BoxBody<Bytes, hyper::Error>;
-
-/// How to run one route's stdio MCP server. A reload that changes any of it ends the
-/// route's children.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StdioSpec {
-    /// Program to run (an absolute path is best: `PATH` is the gateway's).
-    pub command: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Environment for the child, on top of `PATH` and `HOME` (all else is cleared).
-    pub env: Vec<(String, String)>,
-    /// Working directory (default: the gateway's).
-    pub cwd: Option<PathBuf>,
-    /// Live children at most (one per session).
-    pub max_children: usize,
-    /// A session with no request in flight and no HTTP activity for this long is ended.
-    pub idle_timeout: Duration,
-    /// Longest wait for the child's response(s) to one POST.
-    pub request_timeout: Duration,
-    /// Longest stdout line (one JSON-RPC message) read from the child; longer ones are
-    /// skipped, so a child cannot make the gateway buffer without bound.
-    pub max_message_bytes: usize,
-    /// Run children as this user (`stdio_user`); `None`: the gateway's own uid.
-    pub user: Option<RunAs>,
-    /// Memory and CPU limits of each child.
-    pub limits: Limits,
-}
-
-impl StdioSpec {
-    /// A spec with defaults: 16 children, 10 min idle, 5 min per request, 16 MiB messages,
-    /// the gateway's uid, 2 GiB of data and 1 h of CPU per child.
-    pub fn new(command: impl Into<PathBuf>) -> Self {
-        Self {
-            command: command.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
-            max_children: 16,
-            idle_timeout: Duration::from_secs(600),
-            request_timeout: Duration::from_secs(300),
-            max_message_bytes: 16 << 20,
-            user: None,
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// Why a child could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum StdioError {
-    #[error("cannot start {command}: {source}")]
-    Spawn { command: String, source: std::io::Error },
-    #[error("stdio pipes of the child are missing")]
-    Pipes,
-    #[error("the system random generator failed")]
-    Random,
-    #[error("cannot set the child's resource limits: {0}")]
-    Limits(std::io::Error),
-}
 
 /// Streamable HTTP endpoint backed by per-session stdio children, for one route.
 pub struct StdioBridge {
@@ -131,7 +70,8 @@ impl StdioBridge {
     /// Serves one HTTP request (body already collected and size-limited by the caller).
     /// Never fails: errors become HTTP responses with a JSON-RPC error body.
     pub async fn handle(self: &Arc<Self>, req: ::http::Request<Bytes>) -> ::http::Response<BridgeBody> {
-        http::handle(self, req).await
+        let endpoint = Endpoint { route: &self.route, spec: &self.spec, sessions: &self.sessions };
+        http::handle(&endpoint, req).await
     }
 
     /// The program this bridge runs.

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::jsonrpc::{self, Kind};
 use crate::auth::Identity;
+use crate::mcp::jsonrpc::{self, MessageKind};
 
 /// Messages buffered per POST exchange; a slow SSE reader stalls the child's stdout.
 const EXCHANGE_QUEUE: usize = 32;
@@ -208,8 +208,8 @@ impl Session {
     }
 
     async fn dispatch(&self, msg: Value) {
-        match jsonrpc::kind(&msg) {
-            Kind::Response => {
+        match jsonrpc::kind_of(&msg) {
+            Some(MessageKind::Response) => {
                 let key = msg.get("id").map(jsonrpc::id_key).unwrap_or_default();
                 let target = self.router().pending.remove(&key);
                 match target {
@@ -218,7 +218,7 @@ impl Session {
                     None => debug!(session = %self.log_id, "stdio child answered an unknown request id; dropped"),
                 }
             }
-            Kind::Request | Kind::Notification => {
+            Some(MessageKind::Request | MessageKind::Notification) => {
                 let target = {
                     let mut r = self.router();
                     let by_token = jsonrpc::notification_progress_token(&msg).and_then(|t| r.progress.get(&t).cloned());
@@ -242,7 +242,7 @@ impl Session {
                     let _ = tx.send(msg).await;
                 }
             }
-            Kind::Invalid => debug!(session = %self.log_id, "stdio child wrote an invalid JSON-RPC message; skipped"),
+            None => debug!(session = %self.log_id, "stdio child wrote an invalid JSON-RPC message; skipped"),
         }
     }
 }

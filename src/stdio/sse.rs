@@ -12,8 +12,8 @@ use http_body::{Body, Frame};
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 
-use super::jsonrpc::{self, Kind};
 use super::session::{Exchange, GetStream};
+use crate::mcp::jsonrpc::{self, MessageKind};
 
 /// Why a request got no response from the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +29,9 @@ impl Missing {
     pub fn error(self, id: Value) -> Value {
         match self {
             Missing::Timeout => {
-                jsonrpc::error(id, jsonrpc::REQUEST_TIMEOUT, "the stdio MCP server did not answer in time")
+                jsonrpc::error(id, jsonrpc::REQUEST_TIMEOUT, "the stdio MCP server did not answer in time", None)
             }
-            Missing::Gone => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "the stdio MCP server exited"),
+            Missing::Gone => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "the stdio MCP server exited", None),
         }
     }
 
@@ -59,7 +59,7 @@ impl Outstanding {
 
     /// Marks the request a response answers.
     pub fn answered(&mut self, msg: &Value) {
-        if jsonrpc::kind(msg) == Kind::Response {
+        if jsonrpc::kind_of(msg) == Some(MessageKind::Response) {
             if let Some(id) = msg.get("id") {
                 let key = jsonrpc::id_key(id);
                 self.ids.retain(|i| jsonrpc::id_key(i) != key);
@@ -88,7 +88,7 @@ pub async fn collect(mut ex: Exchange, deadline: Instant) -> (Vec<Value>, Option
         match tokio::time::timeout_at(deadline, ex.rx.recv()).await {
             Ok(Some(msg)) => {
                 left.answered(&msg);
-                if jsonrpc::kind(&msg) == Kind::Response {
+                if jsonrpc::kind_of(&msg) == Some(MessageKind::Response) {
                     out.push(msg);
                 }
             }

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::child::{self, Spawned};
 use super::lineage::Registered;
 use super::session::Session;
-use super::{StdioError, StdioSpec};
+use super::spec::{StdioError, StdioSpec};
 use crate::auth::Identity;
 
 /// Bytes of randomness in a session id (hex-encoded: twice as many characters).
