@@ -5,7 +5,9 @@
 //! - [`edge`]: the reference tunnel edge (public TCP listener, SNI peek, QUIC to gateways).
 //! - [`protocol`]: the `mcpt/1` frames between edge and gateway.
 //! - [`stream`]: one tunnel stream as a byte pipe.
-//! - [`gateway`]: dial the edge, terminate inner TLS, route, proxy to upstream MCP servers.
+//! - [`gateway`]: dial the edge, terminate inner TLS, route, admit, inspect, hold, forward.
+//! - [`outbound`]: the one client stack for what the gateway dials inside the network.
+//! - [`body`]: the boxed body every relayed message uses, and the gateway's own small answers.
 //! - [`mcp`]: MCP-aware building blocks for the proxy (request inspection, SSE, policy, redaction).
 //! - [`config`], [`tls`], [`pki`]: configuration files, certificates and keys.
 //! - [`audit`]: the audit trail (one JSON line per MCP request), apart from the diagnostic log.
@@ -15,6 +17,8 @@
 //! - [`approval`]: approval gates (tool calls held until an operator decides).
 //! - [`control`]: the control plane (approvals, kill switch, tool pins) over a Unix socket and the admin API.
 //! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
+//! - [`admin`], [`logging`], [`stats`], [`idle`], [`reload`]: the admin endpoint, logs,
+//!   metric helpers, idle timers and config reloads, shared by both roles.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -122,7 +122,8 @@ fn upstream_request(
     let host_value = if route.preserve_host { host } else { authority.as_str() };
     headers.insert(header::HOST, HeaderValue::from_str(host_value).map_err(|_| "invalid Host".to_owned())?);
     set_forwarded(headers, conn.client_addr, host);
-    // The gateway reads every answer of a guarded route: it must get it readable.
+    // The gateway reads every answer of a guarded route, and the inspector (audit, metrics)
+    // every JSON answer of any route: it must get them readable.
     headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     Ok(Request::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed()))
 }

@@ -4,7 +4,7 @@
 //! JSON-RPC error and never reaches the upstream.
 //!
 //! A client that accepts `text/event-stream` gets `200 text/event-stream` at once and
-//! comment lines while it waits ([`super::body`]); any other client's request simply stays
+//! comment lines while it waits (`crate::approval::body`); any other client's request simply stays
 //! open. Either way, the client going away drops the waiting future, and with it the
 //! `Waiting` guard, which withdraws the call and records it as `cancelled`.
 //!

@@ -1,7 +1,10 @@
 //! The customer-side gateway. A request travels through these modules in order:
-//! `tunnel` (outbound QUIC connection, streams from the edge) → `serve` (preamble,
-//! inner TLS, hyper) → `proxy` (route, headers, forward) → `route` (the table) →
-//! `upstream` (allow-listed, pooled connections to MCP servers).
+//! `tunnel` (outbound connection, streams from the edge) → `serve` (preamble, inner TLS,
+//! hyper) → `proxy` (Host, canonical path, route lookup in `route`) → `exchange` (kill
+//! switch, admission, inspection, policy, `pins`) → `hold` (approval gate) → `onward`
+//! (`forward` to the HTTP upstream through `crate::outbound`, or the stdio bridge; the
+//! answer relayed through the inspector and `guard`). Refusals: `outcome`. Control
+//! operations: `ops`. docs/architecture.md draws it.
 
 pub mod busy;
 pub mod conn;

@@ -32,7 +32,7 @@ pub enum Refusal {
     BodyTimeout(String),
     /// The body could not be read (the client's stream broke).
     BodyUnreadable,
-    /// The route has `max_inflight` requests in flight.
+    /// The route has `limits.max_concurrent` requests in flight.
     TooManyRequests { route: String },
     /// The body is not an MCP message the gateway accepts.
     InvalidMcp(InspectError),

@@ -31,10 +31,10 @@ use crate::pinning::{PinMode, PinStatus};
 
 /// Why `enforce` refused a call: `(reason, message)`; `reason` is the audit `reason` and
 /// the `policy_denials_total` label.
-pub type Refusal = (&'static str, String);
+pub type PinRefusal = (&'static str, String);
 
 /// Checks the `tools/call` messages of one request (see the module docs).
-pub async fn check(shared: &GatewayShared, route: &Route, info: &RequestInfo, trail: &mut Trail) -> Option<Refusal> {
+pub async fn check(shared: &GatewayShared, route: &Route, info: &RequestInfo, trail: &mut Trail) -> Option<PinRefusal> {
     let mode = route.controls.pinning.mode;
     if mode == PinMode::Off {
         return None;
