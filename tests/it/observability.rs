@@ -6,14 +6,12 @@
 //! - every metric in docs/metrics.md is in the scrape with its documented type and labels,
 //!   and every metric in the scrape is documented.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::procs::{self, admin_get, json_field, json_line, json_message_is, Proc};
-use common::{http, write_pki, DOMAIN, TUNNEL};
+use crate::common::procs::{self, admin_get, json_field, json_line, json_message_is, Proc};
+use crate::common::{http, write_pki, DOMAIN, TUNNEL};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -4,14 +4,14 @@
 //! loopback, with a recording upstream and the official Python SDK's stdio server and HTTP
 //! client. Each test also shows the normal client still served.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::recorder::Recorder;
-use common::{audit_records, http, Stack, DOMAIN};
+use crate::common::recorder::Recorder;
+use crate::common::{audit_records, http, Stack, DOMAIN};
 use http_body_util::Full;
 use rustls::pki_types::ServerName;
 use serde_json::Value;

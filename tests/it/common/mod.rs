@@ -1,6 +1,5 @@
 //! Test harness: a runtime-generated PKI, an edge and a gateway running in-process on
 //! port 0, real Python MCP SDK peers, and a small HTTPS client for status-code checks.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod control;
 pub mod http;
@@ -9,6 +8,7 @@ pub mod procs;
 pub mod python;
 pub mod raw;
 pub mod recorder;
+pub mod stdio;
 pub mod tap;
 pub mod udp;
 

@@ -1,13 +1,13 @@
 //! The HTTP/2-over-TCP transport: real MCP sessions over it, and `auto` falling back to
 //! it when UDP is blocked and moving back to QUIC when UDP works again.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::python::{client, PyServer};
-use common::{udp, Stack};
+use crate::common::python::{client, PyServer};
+use crate::common::{udp, Stack};
 use mcp_tunnel::gateway::TunnelState;
 use mcp_tunnel::transport::Transport;
 

@@ -2,12 +2,10 @@
 //! body and header size, requests in flight, the idle timeout of SSE responses and the
 //! deadline of plain responses; per tunnel, client connections served at once.
 
-mod common;
-
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
-use common::{audit_records, demo_upstream, http, Stack, DOMAIN};
+use crate::common::{audit_records, demo_upstream, http, Stack, DOMAIN};
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

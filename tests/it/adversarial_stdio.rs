@@ -3,18 +3,16 @@
 //! official Python SDK's stdio server (tests/py/stdio_server.py) as the child, the SDK
 //! client where a client is needed, raw HTTP where the attack is a replayed session id.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::control::{ctl, is_root};
-use common::http::{mcp_post, send};
-use common::python::{client, python, root};
-use common::{audit_records, Stack, DOMAIN};
+use crate::common::control::{ctl, is_root};
+use crate::common::http::{mcp_post, send};
+use crate::common::python::{client, python, root};
+use crate::common::{audit_records, Stack, DOMAIN};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

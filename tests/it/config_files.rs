@@ -1,7 +1,7 @@
 //! Config files: every shipped example loads, and mistakes are reported with the file,
 //! the line, the key and the reason.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -5,14 +5,12 @@
 //! gateway on loopback; the official Python SDK as client and server where one is needed, a
 //! hand-written upstream where the attack needs bytes no SDK sends.
 
-mod common;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::python::{client, PyServer};
-use common::recorder::{canned, ran, Recorder, Seen};
-use common::{audit_records, http, Stack, DOMAIN};
+use crate::common::python::{client, PyServer};
+use crate::common::recorder::{canned, ran, Recorder, Seen};
+use crate::common::{audit_records, http, Stack, DOMAIN};
 use http_body_util::Full;
 use serde_json::{json, Value};
 

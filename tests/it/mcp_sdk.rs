@@ -1,9 +1,9 @@
 //! The official Python MCP SDK, client and server, talking through edge and gateway.
 
-mod common;
+use crate::common;
 
-use common::python::{client, PyServer};
-use common::Stack;
+use crate::common::python::{client, PyServer};
+use crate::common::Stack;
 
 async fn stack_with_python() -> (Stack, PyServer) {
     let server = PyServer::start().await;

@@ -3,13 +3,13 @@
 //! description), the Python SDK client through edge and gateway, and the `mcp-tunnel
 //! tools` CLI binary talking to the gateway's control socket.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::python::{client, PyServer};
-use common::{audit_records, Stack};
+use crate::common::python::{client, PyServer};
+use crate::common::{audit_records, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::gateway::{Gateway, GatewayShared, TunnelState};
 use mcp_tunnel::pinning::PinStatus;

@@ -2,9 +2,6 @@
 //! Python MCP SDK client (tests/py/stdio_client.py) against a real stdio MCP server built
 //! with the same SDK (tests/py/stdio_server.py), one process per session.
 
-mod common;
-#[path = "common/stdio.rs"]
-mod support;
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,7 +13,7 @@ use mcp_tunnel::stdio::{StdioBridge, StdioSpec};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use support::{
+use crate::common::stdio::{
     alive, body_json, client, client_cmd, eventually, http_log, peak_rss_kib, python, request, root, serve, spec,
 };
 

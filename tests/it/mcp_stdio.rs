@@ -2,12 +2,12 @@
 //! reached through edge, tunnel and gateway by the SDK's Streamable HTTP client: policy
 //! and streaming apply as for HTTP upstreams, and each session's child ends with it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::python::{client, python};
-use common::{Stack, DOMAIN};
+use crate::common::python::{client, python};
+use crate::common::{Stack, DOMAIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_route_serves_sessions_through_the_tunnel_with_policy_and_progress() {

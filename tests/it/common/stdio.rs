@@ -1,6 +1,6 @@
-//! Helpers for tests/stdio_bridge.rs (included there with `#[path]`, so other test binaries
-//! do not compile it): the SDK's Python, a stdio spec for tests/py/stdio_server.py, a hyper
-//! server on 127.0.0.1:0 in front of a bridge, and the tests/py/stdio_client.py runner.
+//! Helpers for the `stdio_bridge` suite: the SDK's Python, a stdio spec for
+//! tests/py/stdio_server.py, a hyper server on 127.0.0.1:0 in front of a bridge, and the
+//! tests/py/stdio_client.py runner.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! The invariants themselves live in `fuzz/src/lib.rs`, shared with the fuzz targets.
 //! Full fuzzing: `scripts/fuzz.sh [SECONDS_PER_TARGET]` (nightly).
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod invariants;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -2,13 +2,13 @@
 //! calls answered by the gateway, `tools/list` filtered), the audit trail with redacted
 //! arguments, and a secret argument that reaches no log and no audit record.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::python::{client, PyServer};
-use common::{audit_records, Stack};
+use crate::common::python::{client, PyServer};
+use crate::common::{audit_records, Stack};
 use serde_json::Value;
 
 /// Everything the process logs, at every level, from every crate.

@@ -1,11 +1,9 @@
 //! What a client sees when routing or the upstream fails: 404 for an unknown host,
 //! 502 for an unreachable or forbidden upstream, 504 for a slow one — and recovery.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{demo_upstream, http, Stack, DOMAIN};
+use crate::common::{demo_upstream, http, Stack, DOMAIN};
 use serde_json::Value;
 use tokio::net::TcpListener;
 

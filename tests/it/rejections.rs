@@ -1,8 +1,8 @@
 //! Each refusal gives a clear error and leaves the rest of the tunnel's traffic working.
 
-mod common;
+use crate::common;
 
-use common::{http, wait_settled, Stack, DOMAIN};
+use crate::common::{http, wait_settled, Stack, DOMAIN};
 use mcp_tunnel::gateway::TunnelState;
 
 const ROUTES: &str = "[[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:9\"\n";

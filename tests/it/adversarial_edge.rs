@@ -6,15 +6,15 @@
 //! test shows the limit holding and a normal client or gateway still served. Loopback
 //! only: 127.0.0.0/8 gives distinct sources.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::raw::{connect_from, expect_closed, quic_client, wait_count};
-use common::{demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
+use crate::common::raw::{connect_from, expect_closed, quic_client, wait_count};
+use crate::common::{demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use mcp_tunnel::config::edge::EdgeConfig;

@@ -4,13 +4,13 @@
 //! not grow memory. A client or an upstream that vanishes in the middle of a response
 //! fails only its own stream, and a truncated response never looks complete.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{http, Stack, DOMAIN};
+use crate::common::{http, Stack, DOMAIN};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;

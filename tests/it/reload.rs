@@ -1,13 +1,13 @@
 //! Hot reload under steady load: routes and the inner certificate change while requests
 //! flow, and not one request fails.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::load::Load;
-use common::{demo_upstream, http, Stack, DOMAIN};
+use crate::common::load::Load;
+use crate::common::{demo_upstream, http, Stack, DOMAIN};
 
 async fn ping(stack: &Stack, route: &str) -> Result<u16, http::Error> {
     let host = format!("{route}.{DOMAIN}");

@@ -1,10 +1,8 @@
 //! The edge relays ciphertext only: a marker sent in an MCP request, and echoed back in
 //! the response, never appears in the bytes the edge receives or sends.
 
-mod common;
-
-use common::python::{client, PyServer};
-use common::{tap, Stack, DOMAIN};
+use crate::common::python::{client, PyServer};
+use crate::common::{tap, Stack, DOMAIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_never_sees_mcp_plaintext() {

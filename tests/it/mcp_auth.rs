@@ -1,10 +1,8 @@
 //! Authentication at the gateway (static bearer tokens), the RFC 9728 challenge and
 //! metadata document, the Origin allow-list, and the pass-through default.
 
-mod common;
-
-use common::python::{client, PyServer};
-use common::{audit_records, http, Stack, DOMAIN};
+use crate::common::python::{client, PyServer};
+use crate::common::{audit_records, http, Stack, DOMAIN};
 use serde_json::Value;
 
 fn route(upstream: &str, extra: &str) -> String {

@@ -1,7 +1,7 @@
 //! Faults that need real processes: the edge killed (SIGKILL) and restarted under load,
 //! and the gateway stopped with SIGTERM while 50 requests are in flight.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,13 +1,11 @@
 //! Several tunnel connections: one gateway keeping N of them, and several gateway
 //! replicas with the same tunnel identity, restarted one at a time under load.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::load::Load;
-use common::{demo_upstream, http, wait_settled, Stack, DOMAIN, TUNNEL};
+use crate::common::load::Load;
+use crate::common::{demo_upstream, http, wait_settled, Stack, DOMAIN, TUNNEL};
 use mcp_tunnel::gateway::{Gateway, TunnelState};
 use tokio_util::sync::CancellationToken;
 

@@ -3,7 +3,7 @@
 //! over the control socket, a loopback webhook receiver, and a raw HTTP client watching
 //! the SSE keepalive comments.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::python::{python, root, PyServer};
-use common::{audit_records, Stack, DOMAIN};
+use crate::common::python::{python, root, PyServer};
+use crate::common::{audit_records, Stack, DOMAIN};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;

@@ -1,14 +1,14 @@
 //! `mcp-tunnel doctor` as a user runs it: the binary as a process against a real edge
 //! (in-process, port 0), real upstream MCP servers, and configs broken on purpose.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::python::PyServer;
-use common::{udp, Stack, DOMAIN, TUNNEL};
+use crate::common::python::PyServer;
+use crate::common::{udp, Stack, DOMAIN, TUNNEL};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
 

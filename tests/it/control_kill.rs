@@ -4,16 +4,14 @@
 //! gateway restart; `ctl resume` restores service; a whole-gateway kill takes the tunnel
 //! offline at the edge until resumed.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::control::{admin, ctl, free_port, wait_admin};
-use common::http::{mcp_post, send};
-use common::python::{client, python, root, PyServer};
-use common::{audit_records, wait_settled, Stack, TUNNEL};
+use crate::common::control::{admin, ctl, free_port, wait_admin};
+use crate::common::http::{mcp_post, send};
+use crate::common::python::{client, python, root, PyServer};
+use crate::common::{audit_records, wait_settled, Stack, TUNNEL};
 use mcp_tunnel::gateway::TunnelState;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
