@@ -7,6 +7,7 @@ use crate::common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::common::own_process;
 use crate::common::python::{client, PyServer};
 use crate::common::{audit_records, Stack};
 use serde_json::Value;
@@ -41,6 +42,11 @@ impl Write for Shared {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_tool_is_hidden_refused_and_audited_and_secrets_stay_out_of_logs() {
+    // The capture is the process's global subscriber: installed where no other suite runs,
+    // so it sees this test's gateway alone and no other test logs at TRACE into it.
+    if own_process::ran_elsewhere(module_path!(), "denied_tool_is_hidden_refused_and_audited_and_secrets_stay_out_of_logs").await {
+        return;
+    }
     let logs = capture_logs();
     let server = PyServer::start().await;
     let audit_dir = tempfile::tempdir().expect("tempdir");

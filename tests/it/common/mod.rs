@@ -4,6 +4,7 @@
 pub mod control;
 pub mod http;
 pub mod load;
+pub mod own_process;
 pub mod procs;
 pub mod python;
 pub mod raw;
