@@ -6,24 +6,19 @@
 //! test shows the limit holding and a normal client or gateway still served. Loopback
 //! only: 127.0.0.0/8 gives distinct sources.
 
-use crate::common;
-
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::raw::{connect_from, expect_closed, quic_client, wait_count};
-use crate::common::{demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
+use crate::common::{self, poll, demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use mcp_tunnel::config::edge::EdgeConfig;
 use mcp_tunnel::gateway::TunnelState;
 use mcp_tunnel::protocol::{frame, Control, MAX_FRAME_LEN, PROTOCOL_VERSION};
-use rustls::pki_types::ServerName;
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 
 /// Bound for anything that should happen soon.
 const SOON: Duration = Duration::from_secs(10);
@@ -41,11 +36,8 @@ fn routes(port: u16) -> String {
 /// A JSON-RPC request through the tunnel over a connection from `from`; returns the status.
 async fn request_from(stack: &Stack, from: IpAddr, body: &str) -> Result<u16, http::Error> {
     let host = format!("app.{DOMAIN}");
-    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"])?;
-    let tcp = connect_from(from, stack.public).await?;
-    let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(host.clone())?, tcp).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
+    let tls = http::tls_over(connect_from(from, stack.public).await?, &host, &stack.inner_ca()).await?;
+    let (mut sender, _conn) = http::h1(tls).await?;
     let resp = sender.send_request(http::mcp_post(&host, body)).await?;
     let status = resp.status().as_u16();
     resp.into_body().collect().await?;
@@ -90,11 +82,10 @@ async fn one_source_cannot_fill_the_public_listener() {
 
     // The slot comes back when an idle socket goes.
     drop(idle.pop());
-    let deadline = Instant::now() + SOON;
-    while !matches!(tokio::time::timeout(SOON, request_from(&stack, ip("127.0.0.1"), PING)).await, Ok(Ok(200))) {
-        assert!(Instant::now() < deadline, "127.0.0.1 never got its slot back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let served = || async {
+        matches!(tokio::time::timeout(SOON, request_from(&stack, ip("127.0.0.1"), PING)).await, Ok(Ok(200)))
+    };
+    poll::eventually_async(SOON, "127.0.0.1 getting its slot back", served).await;
     stop_up.cancel();
 }
 
@@ -262,21 +253,17 @@ async fn a_gateway_whose_clients_never_read_costs_the_edge_its_window() {
         let to_client = stack.edge.stats.bytes_to_client.get() - before_to_client;
         written.load(Ordering::Relaxed).saturating_sub(to_client)
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
     let (mut last, mut since, mut peak) = (u64::MAX, Instant::now(), 0);
-    while since.elapsed() < Duration::from_secs(1) {
-        assert!(
-            Instant::now() < deadline,
-            "the hostile gateway never stopped writing ({} bytes)",
-            written.load(Ordering::Relaxed)
-        );
+    let quiet = poll::within(Duration::from_secs(30), || {
         let now = written.load(Ordering::Relaxed);
         if now != last {
             (last, since) = (now, Instant::now());
         }
         peak = peak.max(held());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        since.elapsed() >= Duration::from_secs(1)
+    })
+    .await;
+    assert!(quiet.is_some(), "the hostile gateway never stopped writing ({} bytes)", written.load(Ordering::Relaxed));
     // 2 MiB window + one 64 KiB relay buffer per stream + a chunk in flight per writer.
     let bound = 2 * MIB + STREAMS as u64 * 2 * 64 * 1024;
     eprintln!("edge holds {} bytes at rest, peak {peak}, bound {bound}", held());

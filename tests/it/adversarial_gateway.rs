@@ -4,21 +4,16 @@
 //! loopback, with a recording upstream and the official Python SDK's stdio server and HTTP
 //! client. Each test also shows the normal client still served.
 
-use crate::common;
-
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crate::common::recorder::Recorder;
-use crate::common::{audit_records, http, Stack, DOMAIN};
+use crate::common::{self, audit_records, http, Stack, DOMAIN};
 use http_body_util::Full;
-use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 const DENIED_CALL: &str =
     r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"charge_card","arguments":{"n":"LEAK-1"}}}"#;
@@ -228,10 +223,7 @@ async fn encoded_and_ambiguous_paths_cannot_reach_a_looser_route() {
 
 /// A raw HTTP/1.1 connection through the edge (inner TLS), for bytes no client library sends.
 async fn raw_tls(stack: &Stack, route: &str) -> TlsStream<TcpStream> {
-    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"]).expect("tls config");
-    let tcp = TcpStream::connect(stack.public).await.expect("connect");
-    let name = ServerName::try_from(format!("{route}.{DOMAIN}")).expect("name");
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("inner TLS")
+    http::tls(stack.public, &format!("{route}.{DOMAIN}"), &stack.inner_ca()).await.expect("inner TLS")
 }
 
 /// Reads until the status line arrives (or the peer closes), within `limit`.

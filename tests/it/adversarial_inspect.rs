@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crate::common::python::{client, PyServer};
 use crate::common::recorder::{canned, ran, Recorder, Seen};
-use crate::common::{audit_records, http, Stack, DOMAIN};
+use crate::common::{poll, audit_records, http, Stack, DOMAIN};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
@@ -211,11 +211,8 @@ async fn enforce_refuses_a_changed_tool_on_the_first_call_after_an_upstream_rest
     let shared = stack.gateway.clone().expect("gateway");
     let route = format!("pin.{DOMAIN}");
     // Wait for the listing at start, then pin what it saw.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while shared.pins.status(&route, "stamp").1.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the gateway never listed the tools");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let listed = || shared.pins.status(&route, "stamp").1.is_some();
+    poll::eventually(std::time::Duration::from_secs(20), "the gateway listing the tools", listed).await;
     let pinned = shared.pins.pin(&route, None, true, "test", "2026-12-03T00:00:00Z").expect("pin");
     assert!(pinned.iter().any(|(tool, _)| tool == "stamp"), "{pinned:?}");
     assert_eq!(call_stamp(&stack).await["text"], "stamped:x");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::common::control::{ctl, is_root};
 use crate::common::http::{mcp_post, send};
 use crate::common::python::{client, python, root};
-use crate::common::{audit_records, Stack, DOMAIN};
+use crate::common::{poll, audit_records, Stack, DOMAIN};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -106,21 +106,14 @@ async fn child_pid(stack: &Stack, token: Option<&str>, sid: &str) -> u64 {
     msg["result"]["content"][0]["text"].as_str().and_then(|t| t.parse().ok()).expect("pid")
 }
 
-fn alive(pid: u64) -> bool {
+fn running(pid: u64) -> bool {
     // A zombie is dead for this purpose: it runs nothing.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
-/// Polls until `pid` is gone; false after `limit`.
+/// Polls until `pid` runs no more; false after `limit`.
 async fn gone_within(pid: u64, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while alive(pid) {
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
+    poll::within(limit, || !running(pid)).await.is_some()
 }
 
 /// Item 2: a tool of a stdio child connects to the control socket, itself and through a
@@ -142,11 +135,7 @@ async fn a_stdio_child_cannot_use_the_control_socket_but_the_operator_can() {
         .spawn()
         .expect("spawn approval_client.py");
     let mut lines = BufReader::new(held.stdout.take().expect("stdout")).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while shared.approvals.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the gated call never waited");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    poll::eventually(Duration::from_secs(60), "the gated call waiting", || !shared.approvals.is_empty()).await;
     let pending = shared.approvals.list().remove(0);
     assert_eq!(pending.session_id.as_deref().map(str::len), Some(16), "approvals carry the session hash");
 

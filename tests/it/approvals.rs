@@ -3,8 +3,6 @@
 //! over the control socket, a loopback webhook receiver, and a raw HTTP client watching
 //! the SSE keepalive comments.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -12,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crate::common::python::{python, root, PyServer};
-use crate::common::{audit_records, Stack, DOMAIN};
+use crate::common::{self, poll, audit_records, Stack, DOMAIN};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -21,26 +19,14 @@ use mcp_tunnel::gateway::GatewayShared;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Polls `f` (every 25 ms, at most [`WAIT`]) until it yields a value.
-async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// The calls waiting on the gateway, once there are exactly `n`.
+/// The calls waiting on the gateway, once there are exactly `n` (polled, at most [`WAIT`]).
 async fn pending(shared: &GatewayShared, n: usize) -> Vec<Arc<PendingCall>> {
-    until(&format!("{n} pending approvals"), || Some(shared.approvals.list()).filter(|l| l.len() == n)).await
+    let listed = || Some(shared.approvals.list()).filter(|l| l.len() == n);
+    poll::eventually(WAIT, &format!("{n} pending approvals"), listed).await
 }
 
 /// `approval_client.py` calling one tool, running in the background.
@@ -276,13 +262,8 @@ async fn expired_cancelled_and_over_the_cap() {
 /// One HTTP/1.1 connection through the edge to `pay`, for requests whose bodies are read
 /// frame by frame.
 async fn raw_connection(stack: &Stack) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"]).expect("tls");
-    let tcp = tokio::net::TcpStream::connect(stack.public).await.expect("connect edge");
-    let name = rustls::pki_types::ServerName::try_from(format!("pay.{DOMAIN}")).expect("name");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("tls");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.expect("h1");
-    tokio::spawn(conn);
-    sender
+    let tls = http::tls(stack.public, &format!("pay.{DOMAIN}"), &stack.inner_ca()).await.expect("tls");
+    http::h1(tls).await.expect("h1").0
 }
 
 fn post(body: Value, session: Option<&str>, accept: &str) -> hyper::Request<Full<Bytes>> {

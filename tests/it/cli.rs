@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::common::{free_port, poll};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
 
@@ -125,19 +127,11 @@ fn wait_for_log(child: &mut std::process::Child, needle: &str) {
     rx.recv_timeout(Duration::from_secs(20)).expect("log line did not appear within 20 s");
 }
 
-fn free_port_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr").port()
-}
-
-fn free_port_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("tcp").local_addr().expect("addr").port()
-}
-
 #[test]
 fn edge_and_gateway_processes_register_and_exit_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(certs_init(dir.path()).status.success());
-    write_configs(dir.path(), free_port_udp(), free_port_tcp());
+    write_configs(dir.path(), free_port(), free_port());
     let spawn = |role: &str| {
         Command::new(BIN)
             .args([role, "--config", dir.path().join(format!("{role}.toml")).to_str().expect("utf8")])
@@ -153,14 +147,8 @@ fn edge_and_gateway_processes_register_and_exit_cleanly_on_sigterm() {
     for (name, child) in [("gateway", &mut gateway), ("edge", &mut edge)] {
         let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
         assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "{name} did not exit within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let what = format!("{name} exiting after SIGTERM");
+        let status = poll::eventually_blocking(Duration::from_secs(20), &what, || child.try_wait().expect("wait"));
         assert!(status.success(), "{name} exited with {status}");
     }
 }
@@ -180,8 +168,8 @@ fn get(addr: &str, path: &str) -> String {
 fn admin_endpoint_and_probe() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(certs_init(dir.path()).status.success());
-    let (gw_admin, edge_admin) = (format!("127.0.0.1:{}", free_port_tcp()), format!("127.0.0.1:{}", free_port_tcp()));
-    write_configs(dir.path(), free_port_udp(), free_port_tcp());
+    let (gw_admin, edge_admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    write_configs(dir.path(), free_port(), free_port());
     for (file, addr) in [("gateway.toml", &gw_admin), ("edge.toml", &edge_admin)] {
         let path = dir.path().join(file);
         let text = std::fs::read_to_string(&path).expect("read");
@@ -205,11 +193,8 @@ fn admin_endpoint_and_probe() {
 
     let mut edge = spawn("edge");
     wait_for_log(&mut edge, "edge listening");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !run(&["probe", "--admin", &gw_admin, "ready"]).status.success() {
-        assert!(Instant::now() < deadline, "gateway never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ready = || run(&["probe", "--admin", &gw_admin, "ready"]).status.success();
+    poll::eventually_blocking(Duration::from_secs(20), "the gateway becoming ready", ready);
     let ready = get(&gw_admin, "/readyz");
     assert!(ready.contains("\"ready\":true") && ready.contains("\"state\":\"registered\""), "{ready}");
     let metrics = get(&gw_admin, "/metrics");

@@ -1,10 +1,9 @@
 //! Config files: every shipped example loads, and mistakes are reported with the file,
 //! the line, the key and the reason.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common;
 use mcp_tunnel::config::edge::EdgeConfig;
 use mcp_tunnel::config::gateway::GatewayConfig;
 

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::control::{admin, ctl, free_port, wait_admin};
+use crate::common::control::{admin, ctl, wait_admin};
 use crate::common::http::{mcp_post, send};
 use crate::common::python::{client, python, root, PyServer};
-use crate::common::{audit_records, wait_settled, Stack, TUNNEL};
+use crate::common::{audit_records, free_port, poll, wait_settled, Stack, TUNNEL};
 use mcp_tunnel::gateway::TunnelState;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -78,13 +78,9 @@ async fn basic_ok(stack: &Stack, marker: &str) -> bool {
 
 /// Waits (up to 15 s) until the edge has `n` live connections for the tunnel.
 async fn edge_live(stack: &Stack, n: usize) {
-    for _ in 0..150 {
-        if stack.edge.registry.live_count(TUNNEL) == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if poll::within(Duration::from_secs(15), || stack.edge.registry.live_count(TUNNEL) == n).await.is_none() {
+        panic!("edge never had {n} live gateway connections (has {})", stack.edge.registry.live_count(TUNNEL));
     }
-    panic!("edge never had {n} live gateway connections (has {})", stack.edge.registry.live_count(TUNNEL));
 }
 
 fn kill_ms(text: &str) -> f64 {
@@ -149,12 +145,7 @@ async fn route_kill_cuts_streams_refuses_calls_survives_restart_and_resumes() {
         tokio::time::timeout(Duration::from_secs(30), status_rx.wait_for(|s| *s == TunnelState::Stopped)).await;
     assert!(stopped.is_ok(), "the gateway stopped within 30 s");
     let socket = state.join("control.sock");
-    for _ in 0..100 {
-        if !socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll::eventually(Duration::from_secs(5), "the stopped gateway removing its socket", || !socket.exists()).await;
     let restarted = mcp_tunnel::config::gateway::GatewayConfig::load(&stack.gateway_path()).expect("config");
     let mut restarted_status = stack.spawn_gateway(restarted);
     assert!(matches!(wait_settled(&mut restarted_status).await, TunnelState::Registered { .. }));

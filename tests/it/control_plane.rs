@@ -4,15 +4,13 @@
 //! admin token (401 and a `control` audit record otherwise) while read-only endpoints
 //! stay open.
 
-use crate::common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::control::{admin, as_nobody, ctl, free_port, is_root, wait_admin};
+use crate::common::control::{admin, as_nobody, ctl, is_root, wait_admin};
 use crate::common::python::PyServer;
-use crate::common::{audit_records, Stack};
+use crate::common::{self, audit_records, free_port, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::control::client;
 use serde_json::{json, Value};

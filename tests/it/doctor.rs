@@ -1,14 +1,12 @@
 //! `mcp-tunnel doctor` as a user runs it: the binary as a process against a real edge
 //! (in-process, port 0), real upstream MCP servers, and configs broken on purpose.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use crate::common::python::PyServer;
-use crate::common::{udp, Stack, DOMAIN, TUNNEL};
+use crate::common::{self, free_port, udp, Stack, DOMAIN, TUNNEL};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
 
@@ -43,12 +41,6 @@ fn write(stack: &Stack, name: &str, text: &str) -> PathBuf {
 
 fn route(host: &str, upstream: &str) -> String {
     format!("[[routes]]\nhost = \"{host}\"\nupstream = \"{upstream}\"\n")
-}
-
-/// A loopback port with nothing listening (TCP and, almost surely, UDP).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// Fault: none. Expect: every check OK (edge over both transports, certificates, an
@@ -90,7 +82,7 @@ async fn a_healthy_stack_is_all_ok() {
 async fn edge_down_fails_both_transports() {
     let (demo_port, _demo) = common::demo_upstream().await;
     let stack = Stack::start(&route("echo", &format!("http://127.0.0.1:{demo_port}"))).await;
-    let down: std::net::SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().expect("addr");
+    let down: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let text = stack.gateway_toml_at(
         down,
         "",
@@ -182,7 +174,7 @@ async fn upstreams_outside_the_allow_list_or_down_fail() {
         "[upstream]\nallowed_networks = [\"127.0.0.1/32\"]\n{}{}{}",
         route("ok", &format!("http://127.0.0.1:{demo_port}")),
         route("outside", &format!("http://127.0.0.2:{demo_port}")),
-        route("down", &format!("http://127.0.0.1:{}", closed_port())),
+        route("down", &format!("http://127.0.0.1:{}", free_port())),
     );
     let (ok, out) = doctor(&write(&stack, "up.toml", &stack.gateway_toml("certs", "certs/tunnel", &routes)), &[]).await;
     assert!(!ok, "{out}");
@@ -206,7 +198,7 @@ async fn a_broken_config_stops_at_the_first_line() {
         "tunnel_domain = \"{DOMAIN}\"\nshutdown_timeout = \"5 parsecs\"\n[edge]\naddress = \"127.0.0.1:{}\"\nserver_name = \"localhost\"\n\
          ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
          [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n",
-        closed_port()
+        free_port()
     );
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, &base).expect("write");

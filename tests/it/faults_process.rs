@@ -1,7 +1,7 @@
 //! Faults that need real processes: the edge killed (SIGKILL) and restarted under load,
 //! and the gateway stopped with SIGTERM while 50 requests are in flight.
 
-use crate::common;
+use crate::common::{self, poll};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -21,17 +21,6 @@ use tokio_util::sync::CancellationToken;
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
 const HOST: &str = "tickets.mcp.acme.test";
 
-fn free_port() -> u16 {
-    // A port free for both UDP and TCP (the edge binds both).
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Certificates, an edge config on fixed ports and a gateway config routing `tickets`
 /// to `upstream_port`.
 fn setup(dir: &Path, upstream_port: u16) -> (u16, u16) {
@@ -49,7 +38,7 @@ fn setup(dir: &Path, upstream_port: u16) -> (u16, u16) {
         .output()
         .expect("certs init");
     assert!(out.status.success());
-    let (tunnel, public) = (free_port(), free_port());
+    let (tunnel, public) = (common::free_port(), common::free_port());
     let edge = format!(
         "[tunnel_listener]\nlisten = \"127.0.0.1:{tunnel}\"\ncert = \"edge/server.pem\"\nkey = \"edge/server.key\"\nclient_ca = \"tunnel/ca.pem\"\n\
          [public_listener]\nlisten = \"127.0.0.1:{public}\"\n[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n"
@@ -203,14 +192,8 @@ async fn gateway_sigterm_lets_50_in_flight_calls_finish() {
         }
     }
     assert_eq!(completed, CALLS, "every in-flight call completed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = gateway.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "gateway did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exited = || gateway.try_wait().expect("wait");
+    let status = poll::eventually(Duration::from_secs(30), "the gateway exiting after SIGTERM", exited).await;
     assert!(status.success(), "gateway exited with {status}");
     stop_edge.cancel();
     stop_up.cancel();

@@ -4,26 +4,21 @@
 //! not grow memory. A client or an upstream that vanishes in the middle of a response
 //! fails only its own stream, and a truncated response never looks complete.
 
-use crate::common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crate::common::{http, own_process, Stack, DOMAIN};
+use crate::common::{self, http, own_process, poll, Stack, DOMAIN};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use mcp_tunnel::edge::sni;
-use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 /// The tests of this file run one at a time: the timing bounds are fairer without the
@@ -438,14 +433,11 @@ async fn h1_connect(
     if reset_on_drop {
         tcp.set_zero_linger().expect("SO_LINGER 0");
     }
-    let config = mcp_tunnel::tls::configs::client_trusting(&stack.inner_ca(), &[b"http/1.1"]).expect("client config");
-    let name = ServerName::try_from(host(route)).expect("server name");
-    let tls = tokio::time::timeout(SOON, TlsConnector::from(Arc::new(config)).connect(name, tcp))
+    let tls = tokio::time::timeout(SOON, http::tls_over(tcp, &host(route), &stack.inner_ca()))
         .await
         .expect("TLS handshake within 10 s")
         .expect("TLS handshake through the edge");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.expect("HTTP/1.1 handshake");
-    (sender, tokio::spawn(conn))
+    http::h1(tls).await.expect("HTTP/1.1 handshake")
 }
 
 /// A `tools/call countdown` of `steps` steps with a progress token: the demo server
@@ -475,17 +467,12 @@ async fn read_until(body: &mut Incoming, got: &mut Vec<u8>, needle: &str, what: 
 
 /// Polls (bounded) until `cond` holds for the edge's counters.
 async fn wait_counts(stack: &Stack, what: &str, cond: impl Fn(Counts) -> bool) -> Counts {
-    let deadline = Instant::now() + SOON;
-    loop {
-        let now = Counts::of(stack);
-        if cond(now) {
-            return now;
-        }
+    let counted = poll::within(SOON, || Some(Counts::of(stack)).filter(|c| cond(*c))).await;
+    counted.unwrap_or_else(|| {
         // The relays still running help tell "ended cleanly" from "never ended".
-        let active = stack.edge.stats.streams_active.get();
-        assert!(Instant::now() < deadline, "{what}: not within {SOON:?} ({now:?}, relays running: {active})");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let (now, active) = (Counts::of(stack), stack.edge.stats.streams_active.get());
+        panic!("{what}: not within {SOON:?} ({now:?}, relays running: {active})")
+    })
 }
 
 /// Fault: a client aborts its TCP connection (SO_LINGER 0, so a reset) in the middle of a

@@ -15,12 +15,6 @@ async fn post(stack: &Stack, route: &str) -> (u16, Value) {
     (resp.status().as_u16(), body)
 }
 
-/// A port with nothing listening (bound, then released).
-async fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404_naming_the_host() {
     let stack = Stack::start("").await;
@@ -32,7 +26,7 @@ async fn unknown_host_is_404_naming_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_upstream_is_502_and_recovers_when_it_comes_back() {
-    let port = closed_port().await;
+    let port = free_port();
     let stack = Stack::start(&format!("[[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{port}\"\n")).await;
     let (status, body) = post(&stack, "down").await;
     assert_eq!(status, 502, "{body}");

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
-use crate::common::{audit_records, demo_upstream, http, Stack, DOMAIN};
+use crate::common::{poll, audit_records, demo_upstream, http, Stack, DOMAIN};
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,14 +191,11 @@ async fn client_connections_over_max_streams_get_503_until_one_ends() {
     first.abort();
     let _ = first.await;
     let host = format!("two.{DOMAIN}");
-    let mut last = 0;
-    for _ in 0..100 {
-        last = send(&stack, "two", http::mcp_post(&host, PING)).await.map(|(s, _)| s).unwrap_or(0);
-        if last != 503 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let answer = || async {
+        let status = send(&stack, "two", http::mcp_post(&host, PING)).await.map(|(s, _)| s).unwrap_or(0);
+        Some(status).filter(|s| *s != 503)
+    };
+    let last = poll::eventually_async(std::time::Duration::from_secs(10), "the slot freed", answer).await;
     assert_eq!(last, 200, "the slot was never freed");
     stop.cancel();
 }

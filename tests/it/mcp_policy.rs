@@ -2,14 +2,12 @@
 //! calls answered by the gateway, `tools/list` filtered), the audit trail with redacted
 //! arguments, and a secret argument that reaches no log and no audit record.
 
-use crate::common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::common::own_process;
 use crate::common::python::{client, PyServer};
-use crate::common::{audit_records, Stack};
+use crate::common::{self, audit_records, Stack};
 use serde_json::Value;
 
 /// Everything the process logs, at every level, from every crate.

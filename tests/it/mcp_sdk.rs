@@ -1,9 +1,7 @@
 //! The official Python MCP SDK, client and server, talking through edge and gateway.
 
-use crate::common;
-
 use crate::common::python::{client, PyServer};
-use crate::common::Stack;
+use crate::common::{self, Stack};
 
 async fn stack_with_python() -> (Stack, PyServer) {
     let server = PyServer::start().await;

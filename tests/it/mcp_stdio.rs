@@ -2,12 +2,10 @@
 //! reached through edge, tunnel and gateway by the SDK's Streamable HTTP client: policy
 //! and streaming apply as for HTTP upstreams, and each session's child ends with it.
 
-use crate::common;
-
 use std::time::Duration;
 
 use crate::common::python::{client, python};
-use crate::common::{Stack, DOMAIN};
+use crate::common::{self, poll, Stack, DOMAIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_route_serves_sessions_through_the_tunnel_with_policy_and_progress() {
@@ -44,13 +42,6 @@ async fn stdio_route_serves_sessions_through_the_tunnel_with_policy_and_progress
     let gateway = stack.gateway.as_ref().expect("in-process gateway");
     let routes = gateway.routes();
     let bridge = routes.lookup(&format!("local.{DOMAIN}"), "/mcp").and_then(|r| r.stdio.clone()).expect("stdio route");
-    let mut live = bridge.live_children();
-    for _ in 0..100 {
-        if live == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        live = bridge.live_children();
-    }
-    assert_eq!(live, 0, "children outlived their sessions");
+    let ended = poll::within(Duration::from_secs(5), || bridge.live_children() == 0).await;
+    assert_eq!((ended, bridge.live_children()), (Some(()), 0), "children outlived their sessions");
 }

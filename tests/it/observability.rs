@@ -11,14 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::procs::{self, admin_get, json_field, json_line, json_message_is, Proc};
-use crate::common::{http, write_pki, DOMAIN, TUNNEL};
+use crate::common::{free_port, http, poll, write_pki, DOMAIN, TUNNEL};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 /// Edge and gateway processes, an upstream MCP server, and what they told us.
 struct Running {
@@ -66,7 +61,7 @@ fn start(edge_args: &[&str], edge_env: &[(&str, &str)], gw_args: &[&str], gw_env
          [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{up_port}\"\npinning = \"warn\"\n\
          [[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{}\"\n\
          [[routes]]\nhost = \"closed\"\nupstream = \"http://127.0.0.1:{up_port}\"\n[routes.policy]\ndeny_methods = [\"initialize\"]\n",
-        closed_port()
+        free_port()
     );
     let gateway_path = dir.path().join("gateway.toml");
     std::fs::write(&gateway_path, gateway_toml).expect("write gateway.toml");
@@ -160,7 +155,7 @@ fn json_logs_are_one_object_per_line_and_rust_log_wins() {
          ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
          [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n\
          [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:9\"\n",
-        closed_port()
+        free_port()
     );
     std::fs::write(&config, toml).expect("write");
     let mut gw = spawn("gateway", &["--log-format", "json", "--log-level", "debug"], &config, &[("RUST_LOG", "warn")]);
@@ -355,12 +350,10 @@ fn every_documented_metric_is_exported_and_every_exported_metric_documented() {
         let (_, text) = admin_get(admin, "/metrics");
         total(&parse_scrape(&text), name)
     };
-    let deadline = std::time::Instant::now() + WAIT;
-    while active(&run.gateway_admin, "mcp_tunnel_gateway_streams_active") > 0.0
-        || active(&run.edge_admin, "mcp_tunnel_edge_streams_active") > 0.0
-    {
-        assert!(std::time::Instant::now() < deadline, "streams still active {WAIT:?} after the requests");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let idle = || {
+        active(&run.gateway_admin, "mcp_tunnel_gateway_streams_active") == 0.0
+            && active(&run.edge_admin, "mcp_tunnel_edge_streams_active") == 0.0
+    };
+    poll::eventually_blocking(WAIT, "no stream active after the requests", idle);
     run.stop();
 }

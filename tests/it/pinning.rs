@@ -3,13 +3,11 @@
 //! description), the Python SDK client through edge and gateway, and the `mcp-tunnel
 //! tools` CLI binary talking to the gateway's control socket.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::python::{client, PyServer};
-use crate::common::{audit_records, Stack};
+use crate::common::{self, poll, audit_records, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::gateway::{Gateway, GatewayShared, TunnelState};
 use mcp_tunnel::pinning::PinStatus;
@@ -58,13 +56,8 @@ async fn calls(stack: &Stack, list: bool, calls: &[&str]) -> Vec<Value> {
 
 /// Waits (bounded) until the gateway has seen `tool` on the route (its own listing at start).
 async fn wait_seen(shared: &GatewayShared, tool: &str) {
-    for _ in 0..300 {
-        if shared.pins.status(ROUTE, tool).0 != PinStatus::Unknown {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway never listed {tool} on {ROUTE}");
+    let seen = || shared.pins.status(ROUTE, tool).0 != PinStatus::Unknown;
+    poll::eventually(Duration::from_secs(15), &format!("the gateway listing {tool} on {ROUTE}"), seen).await;
 }
 
 /// A route to `server` with `pinning = mode`, a state directory and an audit file.
@@ -179,13 +172,8 @@ async fn enforce_refuses_a_changed_tool_until_an_operator_repins_and_pins_surviv
     // A new gateway process with the same state directory keeps the pins.
     stack.gateway_stop.cancel();
     let socket = state.join("control.sock");
-    for _ in 0..200 {
-        if !socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(!socket.exists(), "the stopped gateway removed its control socket");
+    poll::eventually(Duration::from_secs(5), "the stopped gateway removing its control socket", || !socket.exists())
+        .await;
     let gateway = Gateway::new(GatewayConfig::load(&stack.gateway_path()).expect("config")).expect("gateway");
     let (mut status, restarted) = (gateway.status(), gateway.shared());
     tokio::spawn(gateway.run(stack.shutdown.child_token()));

@@ -1,8 +1,6 @@
 //! Each refusal gives a clear error and leaves the rest of the tunnel's traffic working.
 
-use crate::common;
-
-use crate::common::{http, wait_settled, Stack, DOMAIN};
+use crate::common::{self, poll, http, wait_settled, Stack, DOMAIN};
 use mcp_tunnel::gateway::TunnelState;
 
 const ROUTES: &str = "[[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:9\"\n";
@@ -33,12 +31,8 @@ async fn gateway_certificate_from_another_ca_is_refused() {
     assert!(why.contains("refused this gateway's client certificate"), "{why}");
     // The edge counts the refusal in its own task, which may run just after the gateway
     // has seen the close: wait for it (bounded).
-    let counted = async {
-        while stack.edge.stats.tunnel_refused.get() < 1 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), counted).await.expect("the edge counted the refusal");
+    let counted = || stack.edge.stats.tunnel_refused.get() >= 1;
+    poll::eventually(std::time::Duration::from_secs(10), "the edge counting the refusal", counted).await;
     assert_eq!(stack.edge.registry.live_count(common::TUNNEL), 1, "only the legitimate gateway is registered");
     assert_tunnel_works(&stack).await;
 }

@@ -1,13 +1,11 @@
 //! Hot reload under steady load: routes and the inner certificate change while requests
 //! flow, and not one request fails.
 
-use crate::common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::load::Load;
-use crate::common::{demo_upstream, http, Stack, DOMAIN};
+use crate::common::{self, poll, demo_upstream, http, Stack, DOMAIN};
 
 async fn ping(stack: &Stack, route: &str) -> Result<u16, http::Error> {
     let host = format!("{route}.{DOMAIN}");
@@ -102,12 +100,8 @@ async fn edge_reloads_its_tunnel_table() {
     std::fs::write(&path, format!("{base}[tunnels.acme]\nhostnames = [\"a.example\", \"b.example\"]\n"))
         .expect("write");
     trigger.notify_one();
-    let reloaded = async {
-        while shared.registry.tunnel_for("b.example").is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), reloaded).await.expect("edge reloaded its table");
+    let reloaded = || shared.registry.tunnel_for("b.example").is_some();
+    poll::eventually(Duration::from_secs(15), "the edge reloading its table", reloaded).await;
     assert_eq!(shared.registry.tunnel_for("a.example").as_deref(), Some("acme"));
     stop.cancel();
 }

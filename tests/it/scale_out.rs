@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::load::Load;
-use crate::common::{demo_upstream, http, wait_settled, Stack, DOMAIN, TUNNEL};
+use crate::common::{poll, demo_upstream, http, wait_settled, Stack, DOMAIN, TUNNEL};
 use mcp_tunnel::gateway::{Gateway, TunnelState};
 use tokio_util::sync::CancellationToken;
 
@@ -113,16 +113,11 @@ async fn edge_drain_is_make_before_break() {
     let load = load(&stack);
     load.wait_ok(50).await;
     assert_eq!(stack.edge.registry.drain(TUNNEL), 1);
-    let replaced = async {
-        loop {
-            let now = stack.edge.registry.connections(TUNNEL);
-            if now.len() == 1 && now[0].0 != before[0].0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let replaced = || {
+        let now = stack.edge.registry.connections(TUNNEL);
+        now.len() == 1 && now[0].0 != before[0].0
     };
-    bounded("replacement connection", replaced).await;
+    poll::eventually(Duration::from_secs(30), "a replacement connection", replaced).await;
     load.wait_ok(200).await;
     let (ok, failed) = load.stop().await;
     eprintln!("edge drain: {ok} requests ok, {failed} failed");

@@ -13,9 +13,9 @@ use mcp_tunnel::stdio::{StdioBridge, StdioSpec};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::common::own_process;
+use crate::common::{own_process, poll};
 use crate::common::stdio::{
-    alive, body_json, client, client_cmd, eventually, http_log, peak_rss_kib, python, request, root, serve, spec,
+    alive, body_json, client, client_cmd, http_log, peak_rss_kib, python, request, root, serve, spec,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +97,7 @@ async fn idle_session_is_reaped() {
     let first: Value = serde_json::from_str(&lines.next_line().await.unwrap().expect("pid line")).unwrap();
     let pid = first["pid"].as_u64().unwrap_or_else(|| panic!("{first}"));
     assert!(alive(pid));
-    assert!(eventually(Duration::from_secs(20), || bridge.live_children() == 0).await, "idle session not reaped");
+    poll::eventually(Duration::from_secs(20), "idle session reaped", || bridge.live_children() == 0).await;
     assert!(!alive(pid), "idle stdio server {pid} still running");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"go\n").await.unwrap();

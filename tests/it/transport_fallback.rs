@@ -1,13 +1,11 @@
 //! The HTTP/2-over-TCP transport: real MCP sessions over it, and `auto` falling back to
 //! it when UDP is blocked and moving back to QUIC when UDP works again.
 
-use crate::common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::common::python::{client, PyServer};
-use crate::common::{udp, Stack};
+use crate::common::{self, udp, Stack};
 use mcp_tunnel::gateway::TunnelState;
 use mcp_tunnel::transport::Transport;
 

@@ -10,11 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-/// A loopback port nobody listens on right now (for `[admin] listen`, whose bound
-/// address the gateway does not report).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+use super::poll;
 
 /// One request to the admin endpoint: `(status, www-authenticate present, JSON body)`.
 pub async fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, bool, Value) {
@@ -38,13 +34,8 @@ pub async fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&st
 
 /// Waits (up to 15 s) until the admin endpoint accepts connections.
 pub async fn wait_admin(addr: SocketAddr) {
-    for _ in 0..150 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("admin endpoint {addr} never listened");
+    let what = format!("admin endpoint {addr} listening");
+    poll::eventually_async(Duration::from_secs(15), &what, || tokio::net::TcpStream::connect(addr)).await;
 }
 
 /// Whether this process runs as root (owner of /proc/self).

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::poll;
+
 /// Running load.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -46,12 +48,9 @@ impl Load {
     /// used up its request budget.
     pub async fn wait_ok(&self, n: u64) {
         let target = self.ok.load(Ordering::Relaxed) + n;
-        let reached = async {
-            while self.ok.load(Ordering::Relaxed) < target && !self.tasks.iter().all(JoinHandle::is_finished) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), reached).await.expect("load made no progress within 30 s");
+        let reached =
+            || self.ok.load(Ordering::Relaxed) >= target || self.tasks.iter().all(JoinHandle::is_finished);
+        poll::eventually(Duration::from_secs(30), &format!("load: {n} more requests succeeding"), reached).await;
     }
 
     /// Stops the clients; returns (succeeded, failed).

@@ -5,6 +5,7 @@ pub mod control;
 pub mod http;
 pub mod load;
 pub mod own_process;
+pub mod poll;
 pub mod procs;
 pub mod python;
 pub mod raw;
@@ -262,6 +263,20 @@ pub async fn demo_upstream() -> (u16, CancellationToken) {
     (port, stop)
 }
 
+/// A loopback port free for both TCP and UDP right now (bound, then released): for
+/// processes whose bound address nobody reports (`[admin] listen`, a binary's listeners),
+/// and as an address where nothing listens.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let port = udp.local_addr().expect("UDP address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both TCP and UDP in 100 tries");
+}
+
 /// Waits up to 15 s for a gateway to reach Registered, Rejected or Disconnected.
 pub async fn wait_settled(status: &mut watch::Receiver<TunnelState>) -> TunnelState {
     let settled = |s: &TunnelState| !matches!(s, TunnelState::Connecting);
@@ -278,16 +293,14 @@ pub async fn wait_settled(status: &mut watch::Receiver<TunnelState>) -> TunnelSt
 /// for them; panics after 10 s.
 pub async fn audit_records(path: &Path, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
     let mut records = Vec::new();
-    for _ in 0..100 {
+    let complete = poll::within(Duration::from_secs(10), || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         // The writer may be mid-line: a partial last line is read again next time.
         records = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        if done(&records) {
-            return records;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("audit records never complete: {records:#?}");
+        done(&records).then(|| std::mem::take(&mut records))
+    })
+    .await;
+    complete.unwrap_or_else(|| panic!("audit records never complete: {records:#?}"))
 }
 
 /// A real ClientHello from rustls' client for `sni` (what an MCP client would send).

@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::poll;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
 
@@ -76,15 +78,9 @@ impl Proc {
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         assert!(sent.success(), "{}: kill -TERM failed", self.name);
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?} of SIGTERM", self.name);
-            // Polling the exit status: std offers no wait with a timeout.
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        // Polling the exit status: std offers no wait with a timeout.
+        let what = format!("{} exiting after SIGTERM", self.name);
+        let status = poll::eventually_blocking(timeout, &what, || self.child.try_wait().expect("try_wait"));
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }

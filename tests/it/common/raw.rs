@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::Stack;
+use super::{poll, Stack};
 
 /// Bound for anything that should happen soon.
 const SOON: Duration = Duration::from_secs(10);
@@ -38,10 +38,8 @@ pub async fn expect_closed(tcp: &mut TcpStream, within: Duration, what: &str) {
 
 /// Polls until `counter` reaches `n`; panics after [`SOON`].
 pub async fn wait_count(counter: &Counter, n: u64, what: &str) {
-    let deadline = Instant::now() + SOON;
-    while counter.get() < n {
-        assert!(Instant::now() < deadline, "{what}: counter at {} after {SOON:?}, expected {n}", counter.get());
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if poll::within(SOON, || counter.get() >= n).await.is_none() {
+        panic!("{what}: counter at {} after {SOON:?}, expected {n}", counter.get());
     }
 }
 

@@ -88,18 +88,6 @@ pub fn alive(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Polls `cond` every 50 ms for at most `limit`; true once it holds.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond()
-}
-
 pub fn http_log(out: &Value) -> Vec<String> {
     out["http"].as_array().expect("http log").iter().filter_map(|e| e.as_str().map(str::to_owned)).collect()
 }
