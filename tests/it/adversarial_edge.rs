@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::config::EdgeToml;
 use crate::common::raw::{connect_from, expect_closed, quic_client, wait_count};
 use crate::common::{self, poll, demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
 use http_body_util::BodyExt;
@@ -305,10 +306,8 @@ async fn a_tunnel_holds_at_most_max_connections_per_tunnel() {
 
 /// Loads an edge config with `tunnels` (TOML) in a directory holding the harness PKI.
 fn load_edge(dir: &std::path::Path, tunnel_listener: &str, tunnels: &str) -> Result<EdgeConfig, String> {
-    let text = format!(
-        "[tunnel_listener]\nlisten = \"127.0.0.1:0\"\ncert = \"certs/edge/server.pem\"\nkey = \"certs/edge/server.key\"\n\
-         client_ca = \"certs/tunnel/ca.pem\"\n{tunnel_listener}\n[public_listener]\nlisten = \"127.0.0.1:0\"\n{tunnels}"
-    );
+    let text = EdgeToml { tunnel_listener: tunnel_listener.into(), tables: tunnels.into(), ..EdgeToml::new("certs") }
+        .render();
     let path = dir.join("edge.toml");
     std::fs::write(&path, text).expect("write edge.toml");
     EdgeConfig::load(&path).map_err(|e| e.to_string())

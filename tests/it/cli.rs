@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::common::config::{EdgeToml, GatewayToml};
 use crate::common::{free_port, poll};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
@@ -65,17 +66,20 @@ fn certs_init_writes_private_keys_0600_and_never_overwrites() {
 }
 
 fn write_configs(dir: &Path, edge_port: u16, public_port: u16) {
-    let edge = format!(
-        "[tunnel_listener]\nlisten = \"127.0.0.1:{edge_port}\"\ncert = \"edge/server.pem\"\nkey = \"edge/server.key\"\nclient_ca = \"tunnel/ca.pem\"\n\
-         [public_listener]\nlisten = \"127.0.0.1:{public_port}\"\n[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n"
-    );
-    let gateway = format!(
-        "tunnel_domain = \"mcp.acme.test\"\nshutdown_timeout = \"5s\"\n[edge]\naddress = \"127.0.0.1:{edge_port}\"\nserver_name = \"localhost\"\n\
-         ca = \"edge/ca.pem\"\ncert = \"tunnel/gateway.pem\"\nkey = \"tunnel/gateway.key\"\n\
-         [inner_tls]\ncert = \"inner/server.pem\"\nkey = \"inner/server.key\"\n[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:9\"\n"
-    );
-    std::fs::write(dir.join("edge.toml"), edge).expect("edge.toml");
-    std::fs::write(dir.join("gateway.toml"), gateway).expect("gateway.toml");
+    let edge = EdgeToml {
+        tunnel_listen: format!("127.0.0.1:{edge_port}"),
+        public_listen: format!("127.0.0.1:{public_port}"),
+        tables: "[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n".into(),
+        ..EdgeToml::new("")
+    };
+    // `check` names line 14 of this file: the route's upstream.
+    let gateway = GatewayToml {
+        tunnel_domain: "mcp.acme.test".into(),
+        tables: "[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:9\"\n".into(),
+        ..GatewayToml::new(format!("127.0.0.1:{edge_port}"), "")
+    };
+    std::fs::write(dir.join("edge.toml"), edge.render()).expect("edge.toml");
+    std::fs::write(dir.join("gateway.toml"), gateway.render()).expect("gateway.toml");
 }
 
 #[test]

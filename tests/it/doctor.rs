@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::common::config::GatewayToml;
 use crate::common::python::PyServer;
 use crate::common::{self, free_port, udp, Stack, DOMAIN, TUNNEL};
 
@@ -194,12 +195,12 @@ async fn upstreams_outside_the_allow_list_or_down_fail() {
 async fn a_broken_config_stops_at_the_first_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::write_pki(dir.path(), "certs", TUNNEL);
-    let base = format!(
-        "tunnel_domain = \"{DOMAIN}\"\nshutdown_timeout = \"5 parsecs\"\n[edge]\naddress = \"127.0.0.1:{}\"\nserver_name = \"localhost\"\n\
-         ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
-         [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n",
-        free_port()
-    );
+    // Line 2 is shutdown_timeout, line 11 `[inner_tls] key`.
+    let base = GatewayToml {
+        shutdown_timeout: Some("5 parsecs".into()),
+        ..GatewayToml::new(format!("127.0.0.1:{}", free_port()), "certs")
+    }
+    .render();
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, &base).expect("write");
     let (ok, out) = doctor(&path, &[]).await;

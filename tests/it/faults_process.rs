@@ -1,6 +1,7 @@
 //! Faults that need real processes: the edge killed (SIGKILL) and restarted under load,
 //! and the gateway stopped with SIGTERM while 50 requests are in flight.
 
+use crate::common::config::{EdgeToml, GatewayToml};
 use crate::common::{self, poll};
 
 use std::io::{BufRead, BufReader};
@@ -39,17 +40,21 @@ fn setup(dir: &Path, upstream_port: u16) -> (u16, u16) {
         .expect("certs init");
     assert!(out.status.success());
     let (tunnel, public) = (common::free_port(), common::free_port());
-    let edge = format!(
-        "[tunnel_listener]\nlisten = \"127.0.0.1:{tunnel}\"\ncert = \"edge/server.pem\"\nkey = \"edge/server.key\"\nclient_ca = \"tunnel/ca.pem\"\n\
-         [public_listener]\nlisten = \"127.0.0.1:{public}\"\n[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n"
-    );
-    let gateway = format!(
-        "tunnel_domain = \"mcp.acme.test\"\nshutdown_timeout = \"20s\"\n[edge]\naddress = \"127.0.0.1:{tunnel}\"\nserver_name = \"localhost\"\n\
-         transport = \"quic\"\nca = \"edge/ca.pem\"\ncert = \"tunnel/gateway.pem\"\nkey = \"tunnel/gateway.key\"\n\
-         [inner_tls]\ncert = \"inner/server.pem\"\nkey = \"inner/server.key\"\n[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\n"
-    );
-    std::fs::write(dir.join("edge.toml"), edge).expect("edge.toml");
-    std::fs::write(dir.join("gateway.toml"), gateway).expect("gateway.toml");
+    let edge = EdgeToml {
+        tunnel_listen: format!("127.0.0.1:{tunnel}"),
+        public_listen: format!("127.0.0.1:{public}"),
+        tables: "[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n".into(),
+        ..EdgeToml::new("")
+    };
+    let gateway = GatewayToml {
+        tunnel_domain: "mcp.acme.test".into(),
+        shutdown_timeout: Some("20s".into()),
+        edge: "transport = \"quic\"".into(),
+        tables: format!("[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\n"),
+        ..GatewayToml::new(format!("127.0.0.1:{tunnel}"), "")
+    };
+    std::fs::write(dir.join("edge.toml"), edge.render()).expect("edge.toml");
+    std::fs::write(dir.join("gateway.toml"), gateway.render()).expect("gateway.toml");
     (tunnel, public)
 }
 

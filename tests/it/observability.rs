@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::config::{EdgeToml, GatewayToml};
 use crate::common::procs::{self, admin_get, json_field, json_line, json_message_is, Proc};
 use crate::common::{free_port, http, poll, write_pki, DOMAIN, TUNNEL};
 
@@ -37,11 +38,11 @@ fn start(edge_args: &[&str], edge_env: &[(&str, &str)], gw_args: &[&str], gw_env
     let up_port = upstream.local_addr().expect("addr").port();
     rt.spawn(mcp_tunnel::demo::server::run(upstream, tokio_util::sync::CancellationToken::new()));
 
-    let edge_toml = format!(
-        "[tunnel_listener]\nlisten = \"127.0.0.1:0\"\ncert = \"certs/edge/server.pem\"\nkey = \"certs/edge/server.key\"\n\
-         client_ca = \"certs/tunnel/ca.pem\"\n[public_listener]\nlisten = \"127.0.0.1:0\"\n\
-         [tunnels.{TUNNEL}]\nhostnames = [\"*.{DOMAIN}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-    );
+    let edge_toml = EdgeToml {
+        tables: format!("[tunnels.{TUNNEL}]\nhostnames = [\"*.{DOMAIN}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+        ..EdgeToml::new("certs")
+    }
+    .render();
     let edge_path = dir.path().join("edge.toml");
     std::fs::write(&edge_path, edge_toml).expect("write edge.toml");
     let edge = spawn("edge", edge_args, &edge_path, edge_env);
@@ -54,15 +55,17 @@ fn start(edge_args: &[&str], edge_env: &[(&str, &str)], gw_args: &[&str], gw_env
     let edge_admin =
         field(&edge.wait_line("admin endpoint", WAIT, |l| json_message_is(l, "admin endpoint listening")), "addr");
 
-    let gateway_toml = format!(
-        "tunnel_domain = \"{DOMAIN}\"\nshutdown_timeout = \"5s\"\n[edge]\naddress = \"{tunnel}\"\nserver_name = \"localhost\"\n\
-         ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
-         [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{up_port}\"\npinning = \"warn\"\n\
-         [[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{}\"\n\
-         [[routes]]\nhost = \"closed\"\nupstream = \"http://127.0.0.1:{up_port}\"\n[routes.policy]\ndeny_methods = [\"initialize\"]\n",
-        free_port()
-    );
+    let gateway_toml = GatewayToml {
+        tables: format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:{up_port}\"\npinning = \"warn\"\n\
+             [[routes]]\nhost = \"down\"\nupstream = \"http://127.0.0.1:{}\"\n\
+             [[routes]]\nhost = \"closed\"\nupstream = \"http://127.0.0.1:{up_port}\"\n[routes.policy]\ndeny_methods = [\"initialize\"]\n",
+            free_port()
+        ),
+        ..GatewayToml::new(tunnel, "certs")
+    }
+    .render();
     let gateway_path = dir.path().join("gateway.toml");
     std::fs::write(&gateway_path, gateway_toml).expect("write gateway.toml");
     let gateway = spawn("gateway", gw_args, &gateway_path, gw_env);
@@ -150,13 +153,13 @@ fn json_logs_are_one_object_per_line_and_rust_log_wins() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_pki(dir.path(), "certs", TUNNEL);
     let config = dir.path().join("gateway.toml");
-    let toml = format!(
-        "tunnel_domain = \"{DOMAIN}\"\n[edge]\naddress = \"127.0.0.1:{}\"\ntransport = \"http2\"\nserver_name = \"localhost\"\n\
-         ca = \"certs/edge/ca.pem\"\ncert = \"certs/tunnel/gateway.pem\"\nkey = \"certs/tunnel/gateway.key\"\n\
-         [inner_tls]\ncert = \"certs/inner/server.pem\"\nkey = \"certs/inner/server.key\"\n\
-         [[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:9\"\n",
-        free_port()
-    );
+    let toml = GatewayToml {
+        shutdown_timeout: None,
+        edge: "transport = \"http2\"".into(),
+        tables: "[[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:9\"\n".into(),
+        ..GatewayToml::new(format!("127.0.0.1:{}", free_port()), "certs")
+    }
+    .render();
     std::fs::write(&config, toml).expect("write");
     let mut gw = spawn("gateway", &["--log-format", "json", "--log-level", "debug"], &config, &[("RUST_LOG", "warn")]);
     gw.wait_line("a WARN", WAIT, |l| l.contains("tunnel connection failed"));

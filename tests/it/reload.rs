@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::config::EdgeToml;
 use crate::common::load::Load;
 use crate::common::{self, poll, demo_upstream, http, Stack, DOMAIN};
 
@@ -82,8 +83,7 @@ async fn routes_and_inner_certificate_reload_under_load_without_failures() {
 async fn edge_reloads_its_tunnel_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::write_pki(dir.path(), "certs", common::TUNNEL);
-    let base = "[tunnel_listener]\nlisten = \"127.0.0.1:0\"\ncert = \"certs/edge/server.pem\"\nkey = \"certs/edge/server.key\"\n\
-                client_ca = \"certs/tunnel/ca.pem\"\n[public_listener]\nlisten = \"127.0.0.1:0\"\n";
+    let base = EdgeToml::new("certs").render();
     let path = dir.path().join("edge.toml");
     std::fs::write(&path, format!("{base}[tunnels.acme]\nhostnames = [\"a.example\"]\n")).expect("write");
     let edge = mcp_tunnel::edge::Edge::bind(&mcp_tunnel::config::edge::EdgeConfig::load(&path).expect("config"))

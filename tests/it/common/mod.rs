@@ -1,6 +1,7 @@
 //! Test harness: a runtime-generated PKI, an edge and a gateway running in-process on
 //! port 0, real Python MCP SDK peers, and a small HTTPS client for status-code checks.
 
+pub mod config;
 pub mod control;
 pub mod http;
 pub mod load;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use config::{EdgeToml, GatewayToml};
 use mcp_tunnel::config::edge::EdgeConfig;
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::edge::{Edge, EdgeShared};
@@ -99,24 +101,15 @@ impl Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         write_pki(dir.path(), "certs", TUNNEL);
         let shutdown = CancellationToken::new();
-        let edge_toml = format!(
-            r#"[tunnel_listener]
-listen = "127.0.0.1:0"
-cert = "certs/edge/server.pem"
-key = "certs/edge/server.key"
-client_ca = "certs/tunnel/ca.pem"
-{tunnel_listener}
-[public_listener]
-listen = "127.0.0.1:0"
-{hello_timeout}
-{public_listener}
-[tunnels.{TUNNEL}]
-hostnames = ["*.{DOMAIN}"]
-[tunnels.other]
-hostnames = ["other.example"]
-{tunnels}
-"#
-        );
+        let edge_toml = EdgeToml {
+            tunnel_listener: tunnel_listener.clone(),
+            public_listener: format!("{hello_timeout}\n{public_listener}"),
+            tables: format!(
+                "[tunnels.{TUNNEL}]\nhostnames = [\"*.{DOMAIN}\"]\n[tunnels.other]\nhostnames = [\"other.example\"]\n{tunnels}"
+            ),
+            ..EdgeToml::new("certs")
+        }
+        .render();
         let edge_path = dir.path().join("edge.toml");
         std::fs::write(&edge_path, edge_toml).expect("write edge.toml");
         let edge = Edge::bind(&EdgeConfig::load(&edge_path).expect("edge config")).await.expect("bind edge");
@@ -177,24 +170,15 @@ hostnames = ["other.example"]
             split += line.len();
         }
         let (top, routes) = routes.split_at(split);
-        format!(
-            r#"tunnel_domain = "{DOMAIN}"
-shutdown_timeout = "5s"
-{top}
-[edge]
-address = "{address}"
-server_name = "localhost"
-ca = "{edge_ca_dir}/edge/ca.pem"
-cert = "{client_dir}/gateway.pem"
-key = "{client_dir}/gateway.key"
-{edge_extra}
-[inner_tls]
-cert = "certs/inner/server.pem"
-key = "certs/inner/server.key"
-{audit}
-{routes}
-"#
-        )
+        GatewayToml {
+            top: top.to_owned(),
+            edge_ca: edge_ca_dir.to_owned(),
+            client: client_dir.to_owned(),
+            edge: edge_extra.to_owned(),
+            tables: format!("{audit}{routes}"),
+            ..GatewayToml::new(address, "certs")
+        }
+        .render()
     }
 
     /// The main gateway's config file.
