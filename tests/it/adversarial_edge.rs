@@ -198,7 +198,7 @@ async fn a_gateway_whose_clients_never_read_costs_the_edge_its_window() {
 
     // Transfers larger than the connection window, both ways, through the real gateway:
     // four concurrent 900 KiB echoes (the demo server takes bodies up to 1 MiB; one stream
-    // beyond the stream window is tests/mcp_sdk.rs's 5 MB transfer, at the defaults).
+    // beyond the stream window is tests/it/mcp_sdk.rs's 5 MB transfer, at the defaults).
     let text = "x".repeat(900 * 1024);
     let call = serde_json::json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": { "name": "echo", "arguments": { "text": text } } })
