@@ -16,7 +16,7 @@ use crate::common::{poll, audit_records, Stack, DOMAIN};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
+use crate::common::procs::BIN;
 const HOST: &str = "local";
 
 /// A stdio route named `host` running tests/py/stdio_server.py, with `extra` route keys.

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
+use crate::common::procs::BIN;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The calls waiting on the gateway, once there are exactly `n` (polled, at most [`WAIT`]).

@@ -1,36 +1,16 @@
 //! The `mcp-tunnel` binary as an operator uses it: certs, check, demo, and edge +
 //! gateway as separate processes stopped with SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use crate::common::config::{EdgeToml, GatewayToml};
 use crate::common::{free_port, poll};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("run mcp-tunnel")
-}
+use crate::common::procs::{acme_configs, admin_get, certs_init, run, start_role};
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn certs_init(dir: &Path) -> Output {
-    run(&[
-        "certs",
-        "init",
-        "--out",
-        dir.to_str().expect("utf8"),
-        "--tunnel-id",
-        "acme",
-        "--tunnel-domain",
-        "mcp.acme.test",
-    ])
 }
 
 #[test]
@@ -65,21 +45,11 @@ fn certs_init_writes_private_keys_0600_and_never_overwrites() {
     assert_eq!(mode, 0o600);
 }
 
+/// The edge and gateway configs on the given ports; the route's upstream (line 14 of
+/// `gateway.toml`, which `check` names) is a closed port.
 fn write_configs(dir: &Path, edge_port: u16, public_port: u16) {
-    let edge = EdgeToml {
-        tunnel_listen: format!("127.0.0.1:{edge_port}"),
-        public_listen: format!("127.0.0.1:{public_port}"),
-        tables: "[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n".into(),
-        ..EdgeToml::new("")
-    };
-    // `check` names line 14 of this file: the route's upstream.
-    let gateway = GatewayToml {
-        tunnel_domain: "mcp.acme.test".into(),
-        tables: "[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:9\"\n".into(),
-        ..GatewayToml::new(format!("127.0.0.1:{edge_port}"), "")
-    };
-    std::fs::write(dir.join("edge.toml"), edge.render()).expect("edge.toml");
-    std::fs::write(dir.join("gateway.toml"), gateway.render()).expect("gateway.toml");
+    let (edge, gateway) = acme_configs(edge_port, public_port, "http://127.0.0.1:9");
+    crate::common::procs::write_configs(dir, &edge, &gateway);
 }
 
 #[test]
@@ -116,54 +86,17 @@ fn demo_runs_a_real_mcp_session_through_the_tunnel() {
     assert!(all.contains("MCP session through the tunnel: OK"), "{all}");
 }
 
-/// Waits (bounded) until a process's stderr shows `needle`.
-fn wait_for_log(child: &mut std::process::Child, needle: &str) {
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let needle = needle.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&needle) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20)).expect("log line did not appear within 20 s");
-}
-
 #[test]
 fn edge_and_gateway_processes_register_and_exit_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(certs_init(dir.path()).status.success());
     write_configs(dir.path(), free_port(), free_port());
-    let spawn = |role: &str| {
-        Command::new(BIN)
-            .args([role, "--config", dir.path().join(format!("{role}.toml")).to_str().expect("utf8")])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
-    let mut edge = spawn("edge");
-    wait_for_log(&mut edge, "edge listening");
-    let mut gateway = spawn("gateway");
-    wait_for_log(&mut gateway, "tunnel registered");
-    for (name, child) in [("gateway", &mut gateway), ("edge", &mut edge)] {
-        let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-        assert!(killed.success());
-        let what = format!("{name} exiting after SIGTERM");
-        let status = poll::eventually_blocking(Duration::from_secs(20), &what, || child.try_wait().expect("wait"));
+    let mut edge = start_role("edge", dir.path(), "edge listening");
+    let mut gateway = start_role("gateway", dir.path(), "tunnel registered");
+    for (name, proc) in [("gateway", &mut gateway), ("edge", &mut edge)] {
+        let status = proc.terminate(Duration::from_secs(20));
         assert!(status.success(), "{name} exited with {status}");
     }
-}
-
-fn get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(addr).expect("connect admin");
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).expect("read");
-    out
 }
 
 /// The admin endpoint and `probe`: not ready before the tunnel registers, ready after;
@@ -179,29 +112,19 @@ fn admin_endpoint_and_probe() {
         let text = std::fs::read_to_string(&path).expect("read");
         std::fs::write(&path, format!("{}\n[admin]\nlisten = \"{addr}\"\n", text)).expect("write");
     }
-    let spawn = |role: &str| {
-        Command::new(BIN)
-            .args([role, "--config", dir.path().join(format!("{role}.toml")).to_str().expect("utf8")])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
     // Gateway first: its edge is not up yet, so it is alive but not ready.
-    let mut gateway = spawn("gateway");
-    wait_for_log(&mut gateway, "admin endpoint listening");
+    let mut gateway = start_role("gateway", dir.path(), "admin endpoint listening");
     assert!(run(&["probe", "--admin", &gw_admin, "live"]).status.success());
     let not_ready = run(&["probe", "--admin", &gw_admin, "ready"]);
     assert!(!not_ready.status.success(), "{}", text(&not_ready));
-    assert!(get(&gw_admin, "/readyz").starts_with("HTTP/1.1 503"));
+    assert_eq!(admin_get(&gw_admin, "/readyz").0, 503);
 
-    let mut edge = spawn("edge");
-    wait_for_log(&mut edge, "edge listening");
+    let mut edge = start_role("edge", dir.path(), "edge listening");
     let ready = || run(&["probe", "--admin", &gw_admin, "ready"]).status.success();
     poll::eventually_blocking(Duration::from_secs(20), "the gateway becoming ready", ready);
-    let ready = get(&gw_admin, "/readyz");
+    let (_, ready) = admin_get(&gw_admin, "/readyz");
     assert!(ready.contains("\"ready\":true") && ready.contains("\"state\":\"registered\""), "{ready}");
-    let metrics = get(&gw_admin, "/metrics");
+    let (_, metrics) = admin_get(&gw_admin, "/metrics");
     assert!(
         metrics.contains("mcp_tunnel_gateway_tunnel_connections{transport=\"quic\",state=\"registered\"} 1"),
         "{metrics}"
@@ -210,11 +133,10 @@ fn admin_endpoint_and_probe() {
         metrics.contains("mcp_tunnel_gateway_certificate_expiry_timestamp_seconds{certificate=\"inner\"}"),
         "{metrics}"
     );
-    let edge_metrics = get(&edge_admin, "/metrics");
+    let (_, edge_metrics) = admin_get(&edge_admin, "/metrics");
     assert!(edge_metrics.contains("mcp_tunnel_edge_tunnel_connections{tunnel=\"acme\"} 1"), "{edge_metrics}");
     assert!(edge_metrics.contains("# TYPE mcp_tunnel_edge_public_connections counter"), "{edge_metrics}");
-    for child in [&mut gateway, &mut edge] {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let _ = child.wait();
+    for proc in [&mut gateway, &mut edge] {
+        proc.terminate(Duration::from_secs(20));
     }
 }

@@ -9,7 +9,7 @@ use crate::common::config::GatewayToml;
 use crate::common::python::PyServer;
 use crate::common::{self, free_port, udp, Stack, DOMAIN, TUNNEL};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
+use crate::common::procs::BIN;
 
 /// Runs `doctor` on `config`; returns (exit success, stdout).
 async fn doctor(config: &Path, extra: &[&str]) -> (bool, String) {

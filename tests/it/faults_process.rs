@@ -1,12 +1,7 @@
 //! Faults that need real processes: the edge killed (SIGKILL) and restarted under load,
 //! and the gateway stopped with SIGTERM while 50 requests are in flight.
 
-use crate::common::config::{EdgeToml, GatewayToml};
-use crate::common::{self, poll};
-
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,70 +14,22 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
+use crate::common::config::GatewayToml;
+use crate::common::procs::{acme_configs, certs_init, start_role, write_configs};
+use crate::common::{self, poll};
+
 const HOST: &str = "tickets.mcp.acme.test";
 
 /// Certificates, an edge config on fixed ports and a gateway config routing `tickets`
 /// to `upstream_port`.
 fn setup(dir: &Path, upstream_port: u16) -> (u16, u16) {
-    let out = Command::new(BIN)
-        .args([
-            "certs",
-            "init",
-            "--out",
-            dir.to_str().expect("utf8"),
-            "--tunnel-id",
-            "acme",
-            "--tunnel-domain",
-            "mcp.acme.test",
-        ])
-        .output()
-        .expect("certs init");
-    assert!(out.status.success());
+    assert!(certs_init(dir).status.success());
     let (tunnel, public) = (common::free_port(), common::free_port());
-    let edge = EdgeToml {
-        tunnel_listen: format!("127.0.0.1:{tunnel}"),
-        public_listen: format!("127.0.0.1:{public}"),
-        tables: "[tunnels.acme]\nhostnames = [\"*.mcp.acme.test\"]\n".into(),
-        ..EdgeToml::new("")
-    };
-    let gateway = GatewayToml {
-        tunnel_domain: "mcp.acme.test".into(),
-        shutdown_timeout: Some("20s".into()),
-        edge: "transport = \"quic\"".into(),
-        tables: format!("[[routes]]\nhost = \"tickets\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\n"),
-        ..GatewayToml::new(format!("127.0.0.1:{tunnel}"), "")
-    };
-    std::fs::write(dir.join("edge.toml"), edge.render()).expect("edge.toml");
-    std::fs::write(dir.join("gateway.toml"), gateway.render()).expect("gateway.toml");
+    let (edge, gateway) = acme_configs(tunnel, public, &format!("http://127.0.0.1:{upstream_port}"));
+    let gateway =
+        GatewayToml { shutdown_timeout: Some("20s".into()), edge: "transport = \"quic\"".into(), ..gateway };
+    write_configs(dir, &edge, &gateway);
     (tunnel, public)
-}
-
-/// Starts `mcp-tunnel <role>` and waits (bounded) for `ready` in its log.
-fn spawn(role: &str, dir: &Path, ready: &str) -> Child {
-    let mut child = Command::new(BIN)
-        .args([role, "--config", dir.join(format!("{role}.toml")).to_str().expect("utf8")])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = ready.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&wanted) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("{role} did not log {ready:?} within 20 s"));
-    child
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
 }
 
 /// One `countdown` call on its own connection; reports its first progress event on
@@ -117,7 +64,7 @@ async fn edge_killed_and_restarted_under_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (up_port, stop_up) = common::demo_upstream().await;
     let (_, public) = setup(dir.path(), up_port);
-    let mut edge = spawn("edge", dir.path(), "edge listening");
+    let mut edge = start_role("edge", dir.path(), "edge listening");
     let gateway =
         Gateway::new(GatewayConfig::load(&dir.path().join("gateway.toml")).expect("config")).expect("gateway");
     let mut status = gateway.status();
@@ -137,8 +84,8 @@ async fn edge_killed_and_restarted_under_load() {
     for _ in 0..IN_FLIGHT {
         tokio::time::timeout(Duration::from_secs(15), rx.recv()).await.expect("call started");
     }
-    signal(&edge, "-KILL");
-    let _ = edge.wait();
+    edge.signal("-KILL");
+    edge.wait_exit(Duration::from_secs(10));
     let mut failed = 0;
     for call in calls {
         if !call.await.expect("join") {
@@ -147,7 +94,7 @@ async fn edge_killed_and_restarted_under_load() {
     }
     assert!(failed <= IN_FLIGHT, "only calls in flight may fail ({failed})");
 
-    edge = spawn("edge", dir.path(), "edge listening");
+    edge = start_role("edge", dir.path(), "edge listening");
     let back = Instant::now();
     let reregistered = async {
         status.wait_for(|s| !registered(s)).await.expect("watch");
@@ -165,8 +112,7 @@ async fn edge_killed_and_restarted_under_load() {
         assert!(countdown(public, ca.clone(), 1, tx.clone()).await, "new calls succeed after the restart");
     }
     stop_gw.cancel();
-    signal(&edge, "-TERM");
-    let _ = edge.wait();
+    edge.terminate(Duration::from_secs(20));
     stop_up.cancel();
 }
 
@@ -180,7 +126,7 @@ async fn gateway_sigterm_lets_50_in_flight_calls_finish() {
     let edge = Edge::bind(&EdgeConfig::load(&dir.path().join("edge.toml")).expect("edge config")).await.expect("bind");
     let stop_edge = CancellationToken::new();
     tokio::spawn(edge.run(stop_edge.clone()));
-    let mut gateway = spawn("gateway", dir.path(), "tunnel registered");
+    let mut gateway = start_role("gateway", dir.path(), "tunnel registered");
     let ca = Arc::new(mcp_tunnel::tls::pem::load_certs(&dir.path().join("inner/ca.pem")).expect("ca"));
 
     const CALLS: usize = 50;
@@ -189,7 +135,7 @@ async fn gateway_sigterm_lets_50_in_flight_calls_finish() {
     for _ in 0..CALLS {
         tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("every call started");
     }
-    signal(&gateway, "-TERM");
+    gateway.signal("-TERM");
     let mut completed = 0;
     for call in calls {
         if call.await.expect("join") {
@@ -197,7 +143,7 @@ async fn gateway_sigterm_lets_50_in_flight_calls_finish() {
         }
     }
     assert_eq!(completed, CALLS, "every in-flight call completed");
-    let exited = || gateway.try_wait().expect("wait");
+    let exited = || gateway.try_exit();
     let status = poll::eventually(Duration::from_secs(30), "the gateway exiting after SIGTERM", exited).await;
     assert!(status.success(), "gateway exited with {status}");
     stop_edge.cancel();

@@ -13,7 +13,7 @@ use mcp_tunnel::gateway::{Gateway, GatewayShared, TunnelState};
 use mcp_tunnel::pinning::PinStatus;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-tunnel");
+use crate::common::procs::BIN;
 const ROUTE: &str = "pin.tunnel.test";
 
 /// Runs `mcp-tunnel tools <args> --state-dir <dir>`; returns (success, stdout + stderr).

@@ -66,7 +66,7 @@ pub fn as_nobody() -> Option<Vec<String>> {
 /// Runs `mcp-tunnel ctl --state-dir STATE ARGS...`, as the given user (`as_user`, a
 /// prefix from [`as_nobody`]) or as this process's user; returns (success, stdout, stderr).
 pub async fn ctl(as_user: &[String], state: &Path, args: &[&str]) -> (bool, String, String) {
-    let bin = env!("CARGO_BIN_EXE_mcp-tunnel");
+    let bin = super::procs::BIN;
     let mut cmd = match as_user.split_first() {
         Some((first, rest)) => {
             let mut c = tokio::process::Command::new(first);

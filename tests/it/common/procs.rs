@@ -1,12 +1,15 @@
 //! The `mcp-tunnel` binary as child processes, the way an operator runs it: stderr is
 //! collected line by line, tests wait for a log line with a deadline (no sleeps), stop a
-//! process with SIGTERM, and anything still running is killed on drop.
+//! process with SIGTERM, and anything still running is killed on drop. Also the PKI and
+//! the configs such processes run from.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::config::{EdgeToml, GatewayToml};
 use super::poll;
 
 /// The binary under test.
@@ -74,18 +77,81 @@ impl Proc {
         self.log.0.lock().expect("log lock").lines.clone()
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit; afterwards `lines` holds the whole log.
-    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
-        assert!(sent.success(), "{}: kill -TERM failed", self.name);
+    /// Sends `sig` (`-TERM`, `-KILL`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let sent = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill");
+        assert!(sent.success(), "{}: kill {sig} failed", self.name);
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits (bounded) for the exit; afterwards `lines` holds the whole log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         // Polling the exit status: std offers no wait with a timeout.
-        let what = format!("{} exiting after SIGTERM", self.name);
-        let status = poll::eventually_blocking(timeout, &what, || self.child.try_wait().expect("try_wait"));
+        let what = format!("{} exiting", self.name);
+        let status = poll::eventually_blocking(timeout, &what, || self.try_exit());
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
         status
     }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; afterwards `lines` holds the whole log.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal("-TERM");
+        self.wait_exit(timeout)
+    }
+}
+
+/// `mcp-tunnel <role> --config <dir>/<role>.toml` at `RUST_LOG=info`, once `ready` is in
+/// its log (bounded: 20 s).
+pub fn start_role(role: &str, dir: &Path, ready: &str) -> Proc {
+    let config = dir.join(format!("{role}.toml"));
+    let proc = Proc::spawn(role, &[role, "--config", config.to_str().expect("utf8")], &[("RUST_LOG", "info")]);
+    proc.wait_line(ready, Duration::from_secs(20), |l| l.contains(ready));
+    proc
+}
+
+/// Runs `mcp-tunnel <args>` to its end, with `RUST_LOG` removed from the environment.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("run mcp-tunnel")
+}
+
+/// Tunnel domain of the PKI [`certs_init`] writes (for tunnel `acme`).
+pub const ACME_DOMAIN: &str = "mcp.acme.test";
+
+/// `mcp-tunnel certs init` into `dir`: tunnel `acme` in [`ACME_DOMAIN`].
+pub fn certs_init(dir: &Path) -> Output {
+    let out = dir.to_str().expect("utf8");
+    run(&["certs", "init", "--out", out, "--tunnel-id", "acme", "--tunnel-domain", ACME_DOMAIN])
+}
+
+/// Configs for edge and gateway processes next to a [`certs_init`] PKI, on fixed ports
+/// (a process does not report what it bound): the edge on `127.0.0.1:<tunnel>` and
+/// `127.0.0.1:<public>` serving `*.mcp.acme.test` for `acme`; the gateway dialing it and
+/// routing `tickets` to `upstream`. The route's `upstream` is line 14 of the gateway's.
+pub fn acme_configs(tunnel: u16, public: u16, upstream: &str) -> (EdgeToml, GatewayToml) {
+    let edge = EdgeToml {
+        tunnel_listen: format!("127.0.0.1:{tunnel}"),
+        public_listen: format!("127.0.0.1:{public}"),
+        tables: format!("[tunnels.acme]\nhostnames = [\"*.{ACME_DOMAIN}\"]\n"),
+        ..EdgeToml::new("")
+    };
+    let gateway = GatewayToml {
+        tunnel_domain: ACME_DOMAIN.into(),
+        tables: format!("[[routes]]\nhost = \"tickets\"\nupstream = \"{upstream}\"\n"),
+        ..GatewayToml::new(format!("127.0.0.1:{tunnel}"), "")
+    };
+    (edge, gateway)
+}
+
+/// Writes `edge.toml` and `gateway.toml` into `dir`.
+pub fn write_configs(dir: &Path, edge: &EdgeToml, gateway: &GatewayToml) {
+    std::fs::write(dir.join("edge.toml"), edge.render()).expect("write edge.toml");
+    std::fs::write(dir.join("gateway.toml"), gateway.render()).expect("write gateway.toml");
 }
 
 impl Drop for Proc {

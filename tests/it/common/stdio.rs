@@ -17,9 +17,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use super::python::root;
 
 /// The SDK's Python, or None (test skipped) when `MCPT_PYTHON` is unset and the default
 /// venv is absent. A set but broken `MCPT_PYTHON` fails the test instead.
