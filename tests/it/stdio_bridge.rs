@@ -15,14 +15,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::{own_process, poll};
 use crate::common::stdio::{
-    alive, body_json, client, client_cmd, http_log, peak_rss_kib, python, request, root, serve, spec,
+    alive, body_json, client, client_cmd, http_log, served_bridge, peak_rss_kib, python, request, root, serve, spec,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sessions_get_their_own_process_and_delete_kills_it() {
     let Some(py) = python() else { return };
-    let bridge = StdioBridge::new("stdio-test".into(), spec(&py));
-    let url = serve(Arc::clone(&bridge)).await;
+    let (bridge, url) = served_bridge(&py).await;
     let out = client(&py, &url, &["sessions", "--n", "2"]).await;
     assert_eq!(out["ok"], true, "{out}");
     let pids: Vec<u64> = out["pids"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
@@ -42,8 +41,7 @@ async fn concurrent_sessions_get_their_own_process_and_delete_kills_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_notifications_stream_before_the_result() {
     let Some(py) = python() else { return };
-    let bridge = StdioBridge::new("stdio-test".into(), spec(&py));
-    let url = serve(Arc::clone(&bridge)).await;
+    let (bridge, url) = served_bridge(&py).await;
     let out = client(&py, &url, &["progress", "--steps", "3", "--delay", "0.5"]).await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["result"], "done", "{out}");
@@ -59,8 +57,7 @@ async fn progress_notifications_stream_before_the_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mode_client_falls_back_to_the_handshake() {
     let Some(py) = python() else { return };
-    let bridge = StdioBridge::new("stdio-test".into(), spec(&py));
-    let url = serve(Arc::clone(&bridge)).await;
+    let (bridge, url) = served_bridge(&py).await;
     let out = client(&py, &url, &["modern"]).await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["result"], "via-auto", "{out}");
@@ -109,8 +106,7 @@ async fn idle_session_is_reaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_child_fails_the_request_and_ends_the_session() {
     let Some(py) = python() else { return };
-    let bridge = StdioBridge::new("stdio-test".into(), spec(&py));
-    let url = serve(Arc::clone(&bridge)).await;
+    let (bridge, url) = served_bridge(&py).await;
     let out = client(&py, &url, &["crash"]).await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["crash"]["error_code"], -32603, "{out}");
@@ -138,8 +134,7 @@ async fn request_timeout_becomes_a_jsonrpc_error() {
 async fn child_environment_is_cleared() {
     let Some(py) = python() else { return };
     let secret = std::env::vars().map(|(k, _)| k).find(|k| k != "PATH" && k != "HOME").expect("some env var");
-    let bridge = StdioBridge::new("stdio-test".into(), spec(&py));
-    let url = serve(Arc::clone(&bridge)).await;
+    let (bridge, url) = served_bridge(&py).await;
     let names = serde_json::json!({"names": ["PATH", "STDIO_TEST_MARKER", secret]}).to_string();
     let out = client(&py, &url, &["call", "--tool", "env", "--arguments", &names]).await;
     assert_eq!(out["ok"], true, "{out}");
@@ -152,8 +147,7 @@ async fn child_environment_is_cleared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_every_child() {
     let Some(py) = python() else { return };
-    let bridge = StdioBridge::new("stdio-test".into(), spec(&py));
-    let url = serve(Arc::clone(&bridge)).await;
+    let (bridge, url) = served_bridge(&py).await;
     let mut child =
         client_cmd(&py, &url, &["hold"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn client");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -65,6 +65,13 @@ pub async fn serve(bridge: Arc<StdioBridge>) -> String {
     format!("http://{addr}/mcp")
 }
 
+/// A bridge to tests/py/stdio_server.py (see [`spec`]) served on loopback; its MCP URL.
+pub async fn served_bridge(py: &Path) -> (Arc<StdioBridge>, String) {
+    let bridge = StdioBridge::new("stdio-test".into(), spec(py));
+    let url = serve(Arc::clone(&bridge)).await;
+    (bridge, url)
+}
+
 pub fn client_cmd(py: &Path, url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(py);
     cmd.arg(root().join("tests/py/stdio_client.py")).args(["--url", url, "--timeout", "60"]).args(args);
