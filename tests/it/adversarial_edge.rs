@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::config::EdgeToml;
 use crate::common::raw::{connect_from, expect_closed, quic_client, wait_count};
-use crate::common::{self, poll, demo_upstream, http, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
+use crate::common::{self, demo_upstream, http, poll, wait_settled, EdgeKeys, Stack, DOMAIN, TUNNEL};
 use http_body_util::BodyExt;
 use mcp_tunnel::config::edge::EdgeConfig;
 use mcp_tunnel::gateway::TunnelState;
@@ -306,8 +306,8 @@ async fn a_tunnel_holds_at_most_max_connections_per_tunnel() {
 
 /// Loads an edge config with `tunnels` (TOML) in a directory holding the harness PKI.
 fn load_edge(dir: &std::path::Path, tunnel_listener: &str, tunnels: &str) -> Result<EdgeConfig, String> {
-    let text = EdgeToml { tunnel_listener: tunnel_listener.into(), tables: tunnels.into(), ..EdgeToml::new("certs") }
-        .render();
+    let text =
+        EdgeToml { tunnel_listener: tunnel_listener.into(), tables: tunnels.into(), ..EdgeToml::new("certs") }.render();
     let path = dir.join("edge.toml");
     std::fs::write(&path, text).expect("write edge.toml");
     EdgeConfig::load(&path).map_err(|e| e.to_string())

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crate::common::recorder::Recorder;
 use crate::common::{self, audit_records, http, Stack, DOMAIN};
+use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

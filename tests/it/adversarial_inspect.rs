@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crate::common::python::{client, PyServer};
 use crate::common::recorder::{canned, ran, Recorder, Seen};
-use crate::common::{poll, audit_records, http, Stack, DOMAIN};
+use crate::common::{audit_records, http, poll, Stack, DOMAIN};
+use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::{json, Value};
 

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::common::control::{ctl, is_root};
 use crate::common::http::{mcp_post, send};
 use crate::common::python::{client, python, root};
-use crate::common::{poll, audit_records, Stack, DOMAIN};
+use crate::common::{audit_records, poll, Stack, DOMAIN};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -8,9 +8,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::common::python::{python, root, PyServer};
-use crate::common::{self, poll, audit_records, Stack, DOMAIN};
+use crate::common::{self, audit_records, poll, Stack, DOMAIN};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::common::{free_port, poll};
 use crate::common::procs::{acme_configs, admin_get, certs_init, run, start_role};
+use crate::common::{free_port, poll};
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))

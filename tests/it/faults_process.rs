@@ -26,8 +26,7 @@ fn setup(dir: &Path, upstream_port: u16) -> (u16, u16) {
     assert!(certs_init(dir).status.success());
     let (tunnel, public) = (common::free_port(), common::free_port());
     let (edge, gateway) = acme_configs(tunnel, public, &format!("http://127.0.0.1:{upstream_port}"));
-    let gateway =
-        GatewayToml { shutdown_timeout: Some("20s".into()), edge: "transport = \"quic\"".into(), ..gateway };
+    let gateway = GatewayToml { shutdown_timeout: Some("20s".into()), edge: "transport = \"quic\"".into(), ..gateway };
     write_configs(dir, &edge, &gateway);
     (tunnel, public)
 }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
-use crate::common::{poll, audit_records, demo_upstream, http, Stack, DOMAIN};
+use crate::common::{audit_records, demo_upstream, http, poll, Stack, DOMAIN};
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

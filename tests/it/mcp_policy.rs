@@ -42,7 +42,12 @@ impl Write for Shared {
 async fn denied_tool_is_hidden_refused_and_audited_and_secrets_stay_out_of_logs() {
     // The capture is the process's global subscriber: installed where no other suite runs,
     // so it sees this test's gateway alone and no other test logs at TRACE into it.
-    if own_process::ran_elsewhere(module_path!(), "denied_tool_is_hidden_refused_and_audited_and_secrets_stay_out_of_logs").await {
+    if own_process::ran_elsewhere(
+        module_path!(),
+        "denied_tool_is_hidden_refused_and_audited_and_secrets_stay_out_of_logs",
+    )
+    .await
+    {
         return;
     }
     let logs = capture_logs();

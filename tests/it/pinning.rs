@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::python::{client, PyServer};
-use crate::common::{self, poll, audit_records, Stack};
+use crate::common::{self, audit_records, poll, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::gateway::{Gateway, GatewayShared, TunnelState};
 use mcp_tunnel::pinning::PinStatus;

@@ -1,6 +1,6 @@
 //! Each refusal gives a clear error and leaves the rest of the tunnel's traffic working.
 
-use crate::common::{self, poll, http, wait_settled, Stack, DOMAIN};
+use crate::common::{self, http, poll, wait_settled, Stack, DOMAIN};
 use mcp_tunnel::gateway::TunnelState;
 
 const ROUTES: &str = "[[routes]]\nhost = \"echo\"\nupstream = \"http://127.0.0.1:9\"\n";

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::config::EdgeToml;
 use crate::common::load::Load;
-use crate::common::{self, poll, demo_upstream, http, Stack, DOMAIN};
+use crate::common::{self, demo_upstream, http, poll, Stack, DOMAIN};
 
 async fn ping(stack: &Stack, route: &str) -> Result<u16, http::Error> {
     let host = format!("{route}.{DOMAIN}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::load::Load;
-use crate::common::{poll, demo_upstream, http, wait_settled, Stack, DOMAIN, TUNNEL};
+use crate::common::{demo_upstream, http, poll, wait_settled, Stack, DOMAIN, TUNNEL};
 use mcp_tunnel::gateway::{Gateway, TunnelState};
 use tokio_util::sync::CancellationToken;
 

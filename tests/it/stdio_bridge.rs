@@ -2,7 +2,6 @@
 //! Python MCP SDK client (tests/py/stdio_client.py) against a real stdio MCP server built
 //! with the same SDK (tests/py/stdio_server.py), one process per session.
 
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +12,10 @@ use mcp_tunnel::stdio::{StdioBridge, StdioSpec};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::common::{own_process, poll};
 use crate::common::stdio::{
-    alive, body_json, client, client_cmd, http_log, served_bridge, peak_rss_kib, python, request, root, serve, spec,
+    alive, body_json, client, client_cmd, http_log, peak_rss_kib, python, request, root, serve, served_bridge, spec,
 };
+use crate::common::{own_process, poll};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sessions_get_their_own_process_and_delete_kills_it() {

@@ -20,7 +20,11 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client's side of inner TLS over `tcp` (a connection to the edge's public port):
 /// SNI `sni`, trusting `ca`, offering HTTP/1.1.
-pub async fn tls_over(tcp: TcpStream, sni: &str, ca: &[CertificateDer<'static>]) -> Result<TlsStream<TcpStream>, Error> {
+pub async fn tls_over(
+    tcp: TcpStream,
+    sni: &str,
+    ca: &[CertificateDer<'static>],
+) -> Result<TlsStream<TcpStream>, Error> {
     let config = mcp_tunnel::tls::configs::client_trusting(ca, &[b"http/1.1"])?;
     Ok(TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(sni.to_owned())?, tcp).await?)
 }
@@ -32,9 +36,7 @@ pub async fn tls(edge: SocketAddr, sni: &str, ca: &[CertificateDer<'static>]) ->
 
 /// HTTP/1.1 over `tls`: the request sender, and the task driving the connection (abort it
 /// to drop the socket).
-pub async fn h1(
-    tls: TlsStream<TcpStream>,
-) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<hyper::Result<()>>), Error> {
+pub async fn h1(tls: TlsStream<TcpStream>) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<hyper::Result<()>>), Error> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     Ok((sender, tokio::spawn(conn)))
 }

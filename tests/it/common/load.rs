@@ -48,8 +48,7 @@ impl Load {
     /// used up its request budget.
     pub async fn wait_ok(&self, n: u64) {
         let target = self.ok.load(Ordering::Relaxed) + n;
-        let reached =
-            || self.ok.load(Ordering::Relaxed) >= target || self.tasks.iter().all(JoinHandle::is_finished);
+        let reached = || self.ok.load(Ordering::Relaxed) >= target || self.tasks.iter().all(JoinHandle::is_finished);
         poll::eventually(Duration::from_secs(30), &format!("load: {n} more requests succeeding"), reached).await;
     }
 
