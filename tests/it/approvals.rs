@@ -262,8 +262,8 @@ async fn expired_cancelled_and_over_the_cap() {
 /// One HTTP/1.1 connection through the edge to `pay`, for requests whose bodies are read
 /// frame by frame.
 async fn raw_connection(stack: &Stack) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let tls = http::tls(stack.public, &format!("pay.{DOMAIN}"), &stack.inner_ca()).await.expect("tls");
-    http::h1(tls).await.expect("h1").0
+    let tls = crate::common::http::tls(stack.public, &format!("pay.{DOMAIN}"), &stack.inner_ca()).await.expect("tls");
+    crate::common::http::h1(tls).await.expect("h1").0
 }
 
 fn post(body: Value, session: Option<&str>, accept: &str) -> hyper::Request<Full<Bytes>> {

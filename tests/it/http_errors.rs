@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{demo_upstream, http, Stack, DOMAIN};
+use crate::common::{demo_upstream, free_port, http, Stack, DOMAIN};
 use serde_json::Value;
 use tokio::net::TcpListener;
 

@@ -40,7 +40,7 @@ async fn concurrent_sessions_get_their_own_process_and_delete_kills_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_notifications_stream_before_the_result() {
     let Some(py) = python() else { return };
-    let (bridge, url) = served_bridge(&py).await;
+    let (_bridge, url) = served_bridge(&py).await;
     let out = client(&py, &url, &["progress", "--steps", "3", "--delay", "0.5"]).await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["result"], "done", "{out}");
@@ -133,7 +133,7 @@ async fn request_timeout_becomes_a_jsonrpc_error() {
 async fn child_environment_is_cleared() {
     let Some(py) = python() else { return };
     let secret = std::env::vars().map(|(k, _)| k).find(|k| k != "PATH" && k != "HOME").expect("some env var");
-    let (bridge, url) = served_bridge(&py).await;
+    let (_bridge, url) = served_bridge(&py).await;
     let names = serde_json::json!({"names": ["PATH", "STDIO_TEST_MARKER", secret]}).to_string();
     let out = client(&py, &url, &["call", "--tool", "env", "--arguments", &names]).await;
     assert_eq!(out["ok"], true, "{out}");
