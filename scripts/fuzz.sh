@@ -11,7 +11,7 @@
 # fuzzes it for SECONDS_PER_TARGET; exits non-zero if any input crashes, hangs or breaks
 # an invariant (the input is left in fuzz/artifacts/<t>/). Needs nightly: without
 # `cargo +nightly` it prints a SKIP line and exits 0. Not part of the test command; the
-# stable test tests/fuzz_regressions.rs replays the same corpora on every `cargo test`.
+# stable test tests/it/fuzz_regressions.rs replays the same corpora on every `cargo test`.
 #
 # New inputs found while fuzzing go to fuzz/target/fuzz-corpus/<t> (kept between runs,
 # never committed). To keep a crash as a regression test, copy it to fuzz/regressions/<t>/.

@@ -1,6 +1,6 @@
 //! Invariants of the parsers that read bytes from untrusted peers, shared by the
 //! cargo-fuzz targets (`fuzz_targets/*.rs`, nightly) and by the stable regression test
-//! `tests/fuzz_regressions.rs`, which includes this file with `#[path]`. Keep it to std,
+//! `tests/it/fuzz_regressions.rs`, which includes this file with `#[path]`. Keep it to std,
 //! serde, serde_json, http, tokio and `mcp_tunnel` (dependencies both builds have), and
 //! every public item used by that test (it is compiled with `-D warnings`).
 //!

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Real MCP client (official Python SDK) for the stdio bridge tests (tests/stdio_bridge.rs).
+"""Real MCP client (official Python SDK) for the stdio bridge tests (tests/it/stdio_bridge.rs).
 
 Plain HTTP to a loopback URL; the server behind it is tests/py/stdio_server.py run by the bridge.
 Prints one JSON object per line; the last line is the result {"ok": true, ...} (exit 0) or

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Minimal stdio JSON-RPC peer that floods stdout (tests/stdio_bridge.rs, memory bound test).
+"""Minimal stdio JSON-RPC peer that floods stdout (tests/it/stdio_bridge.rs, memory bound test).
 
 Plain Python, no SDK: answers `initialize`; for a request with method "flood" and params
 {"count": N, "size": S} writes N `notifications/message` of S padding bytes each as fast as the

@@ -1,0 +1,142 @@
+//! The `mcp-tunnel` binary as an operator uses it: certs, check, demo, and edge +
+//! gateway as separate processes stopped with SIGTERM.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::common::procs::{acme_configs, admin_get, certs_init, run, start_role};
+use crate::common::{free_port, poll};
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn certs_init_writes_private_keys_0600_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = certs_init(dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    for key in
+        ["edge/ca.key", "edge/server.key", "tunnel/ca.key", "tunnel/gateway.key", "inner/ca.key", "inner/server.key"]
+    {
+        let mode = std::fs::metadata(dir.path().join(key)).expect(key).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let before = std::fs::read(dir.path().join("inner/server.key")).expect("key");
+    let again = certs_init(dir.path());
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists; refusing to overwrite"), "{}", text(&again));
+    assert_eq!(std::fs::read(dir.path().join("inner/server.key")).expect("key"), before, "key untouched");
+
+    let issued = run(&[
+        "certs",
+        "issue-gateway",
+        "--ca-dir",
+        dir.path().join("tunnel").to_str().expect("utf8"),
+        "--tunnel-id",
+        "globex",
+        "--out",
+        dir.path().join("globex").to_str().expect("utf8"),
+    ]);
+    assert!(issued.status.success(), "{}", text(&issued));
+    let mode = std::fs::metadata(dir.path().join("globex/gateway.key")).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// The edge and gateway configs on the given ports; the route's upstream (line 14 of
+/// `gateway.toml`, which `check` names) is a closed port.
+fn write_configs(dir: &Path, edge_port: u16, public_port: u16) {
+    let (edge, gateway) = acme_configs(edge_port, public_port, "http://127.0.0.1:9");
+    crate::common::procs::write_configs(dir, &edge, &gateway);
+}
+
+#[test]
+fn check_accepts_valid_configs_and_names_the_problem_in_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    write_configs(dir.path(), 7844, 8443);
+    for (file, what) in [("edge.toml", "valid edge config"), ("gateway.toml", "valid gateway config")] {
+        let out = run(&["check", "--config", dir.path().join(file).to_str().expect("utf8")]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(what), "{}", text(&out));
+    }
+    let bad = dir.path().join("gateway.toml");
+    let fixed = std::fs::read_to_string(&bad).expect("read");
+    std::fs::write(&bad, fixed.replace("http://127.0.0.1:9", "127.0.0.1:9")).expect("write");
+    let out = run(&["check", "--config", bad.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("gateway.toml:14: `routes[0].upstream`: scheme must be http:// or https://"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn demo_runs_a_real_mcp_session_through_the_tunnel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["demo", "--once", "--dir", dir.path().join("demo").to_str().expect("utf8")]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("tools/list -> echo, add, countdown"), "{all}");
+    assert!(all.contains("tools/call echo -> hello through the tunnel"), "{all}");
+    assert!(all.contains("3 progress events streamed"), "{all}");
+    assert!(all.contains("MCP session through the tunnel: OK"), "{all}");
+}
+
+#[test]
+fn edge_and_gateway_processes_register_and_exit_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    write_configs(dir.path(), free_port(), free_port());
+    let mut edge = start_role("edge", dir.path(), "edge listening");
+    let mut gateway = start_role("gateway", dir.path(), "tunnel registered");
+    for (name, proc) in [("gateway", &mut gateway), ("edge", &mut edge)] {
+        let status = proc.terminate(Duration::from_secs(20));
+        assert!(status.success(), "{name} exited with {status}");
+    }
+}
+
+/// The admin endpoint and `probe`: not ready before the tunnel registers, ready after;
+/// `/metrics` in Prometheus text with the tunnel's connection and the request counted.
+#[test]
+fn admin_endpoint_and_probe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    let (gw_admin, edge_admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    write_configs(dir.path(), free_port(), free_port());
+    for (file, addr) in [("gateway.toml", &gw_admin), ("edge.toml", &edge_admin)] {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, format!("{}\n[admin]\nlisten = \"{addr}\"\n", text)).expect("write");
+    }
+    // Gateway first: its edge is not up yet, so it is alive but not ready.
+    let mut gateway = start_role("gateway", dir.path(), "admin endpoint listening");
+    assert!(run(&["probe", "--admin", &gw_admin, "live"]).status.success());
+    let not_ready = run(&["probe", "--admin", &gw_admin, "ready"]);
+    assert!(!not_ready.status.success(), "{}", text(&not_ready));
+    assert_eq!(admin_get(&gw_admin, "/readyz").0, 503);
+
+    let mut edge = start_role("edge", dir.path(), "edge listening");
+    let ready = || run(&["probe", "--admin", &gw_admin, "ready"]).status.success();
+    poll::eventually_blocking(Duration::from_secs(20), "the gateway becoming ready", ready);
+    let (_, ready) = admin_get(&gw_admin, "/readyz");
+    assert!(ready.contains("\"ready\":true") && ready.contains("\"state\":\"registered\""), "{ready}");
+    let (_, metrics) = admin_get(&gw_admin, "/metrics");
+    assert!(
+        metrics.contains("mcp_tunnel_gateway_tunnel_connections{transport=\"quic\",state=\"registered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_tunnel_gateway_certificate_expiry_timestamp_seconds{certificate=\"inner\"}"),
+        "{metrics}"
+    );
+    let (_, edge_metrics) = admin_get(&edge_admin, "/metrics");
+    assert!(edge_metrics.contains("mcp_tunnel_edge_tunnel_connections{tunnel=\"acme\"} 1"), "{edge_metrics}");
+    assert!(edge_metrics.contains("# TYPE mcp_tunnel_edge_public_connections counter"), "{edge_metrics}");
+    for proc in [&mut gateway, &mut edge] {
+        proc.terminate(Duration::from_secs(20));
+    }
+}

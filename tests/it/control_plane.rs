@@ -1,0 +1,182 @@
+//! The control plane as a target: the control socket is 0600 in a 0700 state directory,
+//! answers its owner (library client and `mcp-tunnel ctl`), refuses other users; a bad
+//! `state_dir` is refused with its line; the admin API's control operations need the
+//! admin token (401 and a `control` audit record otherwise) while read-only endpoints
+//! stay open.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::control::{admin, as_nobody, ctl, is_root, wait_admin};
+use crate::common::python::PyServer;
+use crate::common::{self, audit_records, free_port, Stack};
+use mcp_tunnel::config::gateway::GatewayConfig;
+use mcp_tunnel::control::client;
+use serde_json::{json, Value};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
+/// Connects to a Unix socket, sends a `status` request and prints `CONNECTED` or
+/// `ERROR <errno name>`.
+const PROBE: &str = r#"
+import errno, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+    s.sendall(b'{"op":"status","args":{}}\n')
+    print("CONNECTED", s.recv(65536).decode(errors="replace").strip())
+except OSError as e:
+    print("ERROR", errno.errorcode.get(e.errno, str(e.errno)))
+"#;
+
+fn python() -> PathBuf {
+    let system = PathBuf::from("/usr/bin/python3");
+    if system.exists() {
+        system
+    } else {
+        common::python::python()
+    }
+}
+
+/// Runs [`PROBE`] against `socket` as uid 65534; its one output line.
+fn probe_as_nobody(prefix: &[String], socket: &Path) -> String {
+    let out = Command::new(&prefix[0])
+        .args(&prefix[1..])
+        .arg(python())
+        .args(["-c", PROBE])
+        .arg(socket)
+        .output()
+        .expect("run the probe as nobody");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!text.is_empty(), "probe printed nothing: {}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_socket_is_private_and_answers_its_owner() {
+    let server = PyServer::start().await;
+    let routes = format!("state_dir = \"state\"\n[[routes]]\nhost = \"echo\"\nupstream = \"{}\"\n", server.upstream());
+    let stack = Stack::start(&routes).await;
+    let state = stack.dir.path().join("state");
+    let socket = client::socket_path(&state);
+    assert_eq!(mode(&state), 0o700, "state_dir mode");
+    assert_eq!(mode(&socket), 0o600, "control.sock mode");
+
+    let status = client::call(&state, "status", json!({})).await.expect("status over the socket");
+    assert_eq!(status["routes"], json!(["echo.tunnel.test"]), "{status}");
+    assert!(status["kill"]["all"].is_null(), "{status}");
+    let err = client::call(&state, "no.such.op", json!({})).await.expect_err("unknown op refused");
+    assert!(err.to_string().contains("unknown_op"), "{err}");
+
+    // The CLI, as the owner.
+    let (ok, text, stderr) = ctl(&[], &state, &["status"]).await;
+    assert!(ok, "ctl status failed: {text} {stderr}");
+    assert!(text.contains("gateway: running") && text.contains("route echo.tunnel.test: running"), "{text}");
+    let (_, text, _) = ctl(&[], &state, &["--json", "status"]).await;
+    let parsed: Value = serde_json::from_str(&text).expect("ctl --json prints JSON");
+    assert_eq!(parsed["routes"], json!(["echo.tunnel.test"]));
+
+    // Another user.
+    if !is_root() {
+        println!("SKIP non-root check: the test does not run as root, so it cannot switch to another user");
+        return;
+    }
+    let Some(prefix) = as_nobody() else {
+        println!("SKIP non-root check: neither setpriv nor runuser exists here");
+        return;
+    };
+    // The mechanism works: nobody can use a socket that allows it.
+    let open_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(open_dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let open_socket = open_dir.path().join("open.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&open_socket).expect("bind open socket");
+    std::fs::set_permissions(&open_socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let accept = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut line).expect("request line");
+        std::io::Write::write_all(&mut &s, b"{\"ok\":true}\n").expect("reply");
+    });
+    let probe = probe_as_nobody(&prefix, &open_socket);
+    assert!(probe.starts_with("CONNECTED"), "the probe as nobody could not use an open socket: {probe}");
+    accept.join().expect("accept thread");
+
+    // The parents are opened up so only the state directory and the socket decide.
+    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(probe_as_nobody(&prefix, &socket), "ERROR EACCES", "nobody reached the socket in its 0700 dir");
+    // Even with the directory opened by mistake, the socket's own mode refuses.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(probe_as_nobody(&prefix, &socket), "ERROR EACCES", "nobody reached the 0600 socket");
+    let (ok, _, stderr) = ctl(&prefix, &state, &["status"]).await;
+    assert!(!ok && stderr.contains("Permission denied"), "ctl as nobody: {stderr}");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_state_dir_is_refused_with_its_line() {
+    let stack = Stack::start("").await;
+    for bad in ["\"\"", "\"   \""] {
+        let text = stack.gateway_toml("certs", "certs/tunnel", &format!("state_dir = {bad}\n"));
+        let path = stack.dir.path().join("bad.toml");
+        std::fs::write(&path, &text).expect("write");
+        let err = GatewayConfig::load(&path).expect_err("empty state_dir refused").to_string();
+        assert!(err.contains("bad.toml:3") && err.contains("`state_dir`"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_control_needs_the_token_and_refusals_are_audited() {
+    let token = "mcpt_test-admin-token-0123456789";
+    let port = free_port();
+    let audit = tempfile::tempdir().expect("tempdir");
+    let audit_path = audit.path().join("audit.jsonl");
+    let routes = format!(
+        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken_sha256 = \"{}\"\n\
+         [audit]\nsink = \"file\"\npath = \"{}\"\n",
+        mcp_tunnel::auth::hash_token(token),
+        audit_path.display()
+    );
+    let stack = Stack::start(&routes).await;
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_admin(addr).await;
+
+    let (status, challenge, body) = admin(addr, "POST", "/control/status", None, "").await;
+    assert_eq!((status, challenge), (401, true), "{body}");
+    let (status, _, body) = admin(addr, "POST", "/control/kill", Some("wrong"), r#"{"reason":"x"}"#).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(stack.gateway.as_ref().expect("gateway").kill.state().all.is_none(), "a refused kill changed nothing");
+
+    let (status, _, body) = admin(addr, "POST", "/control/status", Some(token), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ok"], true);
+    let (status, _, body) = admin(addr, "POST", "/control/resume", Some(token), "{}").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    let (status, _, body) = admin(addr, "POST", "/control/status", Some(token), "[1]").await;
+    assert_eq!(status, 400, "{body}");
+    // The approval operations are on the same API.
+    let (status, _, body) = admin(addr, "POST", "/control/approvals.list", Some(token), "").await;
+    assert_eq!((status, body["result"]["approvals"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let id = r#"{"id":"0123456789abcdef"}"#;
+    let (status, _, body) = admin(addr, "POST", "/control/approvals.approve", Some(token), id).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // Read-only endpoints stay open; other methods stay refused.
+    let (status, _, body) = admin(addr, "GET", "/readyz", None, "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = admin(addr, "POST", "/readyz", Some(token), "").await;
+    assert_eq!(status, 405);
+
+    let records = audit_records(&audit_path, |r| r.iter().filter(|r| r["event"] == "control").count() >= 2).await;
+    let control: Vec<&Value> = records.iter().filter(|r| r["event"] == "control").collect();
+    let missing = control.iter().find(|r| r["reason"] == "admin_token_missing").expect("missing-token record");
+    assert_eq!(missing["action"], "status");
+    assert_eq!(missing["http_status"], 401);
+    assert!(missing["actor"].as_str().is_some_and(|a| a.contains("unauthenticated via http")), "{missing}");
+    let wrong = control.iter().find(|r| r["reason"] == "admin_token_invalid").expect("wrong-token record");
+    assert_eq!(wrong["action"], "kill");
+    let text = std::fs::read_to_string(&audit_path).expect("audit");
+    assert!(!text.contains(token) && !text.contains("wrong"), "no token in the audit trail");
+}
