@@ -36,10 +36,7 @@ use crate::mcp::{error_body, jsonrpc, redact, RequestInfo};
 /// The route's gate, when the request calls a tool it gates.
 pub fn gate_for(route: &Route, info: &RequestInfo) -> Option<Arc<ApprovalGate>> {
     let gate = route.controls.approval.as_ref()?;
-    let gated = info
-        .messages
-        .iter()
-        .any(|m| m.method.as_deref() == Some("tools/call") && m.tool.as_deref().is_some_and(|t| gate.gates(t)));
+    let gated = info.messages.iter().any(|m| m.called_tool().is_some_and(|t| gate.gates(t)));
     gated.then(|| gate.clone())
 }
 

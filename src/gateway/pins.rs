@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::route::Route;
 use super::trail::Trail;
 use super::GatewayShared;
-use crate::mcp::{MessageKind, RequestInfo, ToolSink};
+use crate::mcp::{MessageInfo, RequestInfo, ToolSink};
 use crate::pinning::fetch::{list_tools, FetchError, Upstream};
 use crate::pinning::learn::Reporter;
 use crate::pinning::{PinMode, PinStatus};
@@ -39,11 +39,7 @@ pub async fn check(shared: &GatewayShared, route: &Route, info: &RequestInfo, tr
     if mode == PinMode::Off {
         return None;
     }
-    let calls = info
-        .messages
-        .iter()
-        .filter(|m| m.kind == MessageKind::Request && m.method.as_deref() == Some("tools/call"))
-        .filter_map(|m| m.tool.as_deref());
+    let calls = info.messages.iter().filter_map(MessageInfo::called_tool);
     let mut refusal = None;
     let stale = || {
         let connections = route.client.connections_opened();

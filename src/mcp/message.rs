@@ -125,7 +125,17 @@ pub struct MessageInfo {
     pub arguments: Option<Value>,
 }
 
+/// The method whose calls policy, pinning and approval gates judge by tool name.
+pub const TOOLS_CALL: &str = "tools/call";
+
 impl MessageInfo {
+    /// The tool a `tools/call` message calls (`None` for every other message). A
+    /// `tools/call` sent as a notification counts too: a lax server might still run it.
+    pub fn called_tool(&self) -> Option<&str> {
+        let call = self.kind != MessageKind::Response && self.method.as_deref() == Some(TOOLS_CALL);
+        self.tool.as_deref().filter(|_| call)
+    }
+
     /// A message of `kind` with `id` and nothing else known yet.
     fn bare(kind: MessageKind, id: Option<Value>) -> MessageInfo {
         MessageInfo { kind, method: None, id, tool: None, resource_uri: None, prompt: None, arguments: None }
@@ -352,7 +362,7 @@ fn classify_target(
     hdr: &MirroredHeaders,
 ) -> Result<(MessageInfo, MetaFacts), InspectError> {
     let (field, name_bearing) = match method.as_str() {
-        "tools/call" | "prompts/get" => ("name", true),
+        TOOLS_CALL | "prompts/get" => ("name", true),
         "resources/read" => ("uri", true),
         "resources/subscribe" | "resources/unsubscribe" => ("uri", false),
         _ => {
@@ -376,7 +386,7 @@ fn classify_target(
         return Err(InspectError::HeaderMismatch { header: "Mcp-Name", id: msg.id });
     }
     match method.as_str() {
-        "tools/call" => msg.tool = Some(name),
+        TOOLS_CALL => msg.tool = Some(name),
         "prompts/get" => msg.prompt = Some(name),
         _ => msg.resource_uri = Some(name),
     }

@@ -185,8 +185,8 @@ impl ToolPolicy {
             if !self.method_allowed(method) {
                 return Some(("method_denied", format!("method {method} is not allowed on this route")));
             }
-            match &m.tool {
-                Some(tool) if method == "tools/call" && !self.tool_allowed(tool) => {
+            match m.called_tool() {
+                Some(tool) if !self.tool_allowed(tool) => {
                     Some(("tool_denied", format!("tool {tool} is not allowed on this route")))
                 }
                 _ => None,

@@ -284,3 +284,18 @@ fn duplicate_keys_cannot_smuggle_a_second_tool_name() {
     let b = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}"#;
     assert!(inspect_request(&HeaderMap::new(), b).is_err());
 }
+
+#[test]
+fn called_tool_names_the_tool_of_a_call_sent_as_request_or_notification() {
+    let h = headers(&[]);
+    let request = inspect_request(&h, &body(tools_call("get_weather"))).unwrap();
+    assert_eq!(request.messages[0].called_tool(), Some("get_weather"));
+    // No id: a notification no conforming server runs, but a lax one might, so the
+    // policy, pinning and approval gates must still see the tool.
+    let note = json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "drop_tables"}});
+    let notification = inspect_request(&h, &body(note)).unwrap();
+    assert_eq!(notification.messages[0].kind, MessageKind::Notification);
+    assert_eq!(notification.messages[0].called_tool(), Some("drop_tables"));
+    let other = json!({"jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": {"name": "p"}});
+    assert_eq!(inspect_request(&h, &body(other)).unwrap().messages[0].called_tool(), None);
+}

@@ -146,3 +146,22 @@ fn policy_deny_wins_and_empty_allow_allows_all() {
     assert!(deny_only.tool_allowed("fs_read"));
     assert!(!deny_only.tool_allowed("shell"));
 }
+
+#[test]
+fn a_denied_tool_is_refused_in_a_request_a_notification_and_a_batch() {
+    use crate::mcp::inspect_request;
+    let policy = ToolPolicy { deny: vec![g("shell")], ..Default::default() };
+    let bodies = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell"}}"#,
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"shell"}}"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok"}},
+            {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"shell"}}]"#,
+    ];
+    for body in bodies {
+        let info = inspect_request(&http::HeaderMap::new(), body.as_bytes()).expect(body);
+        let (reason, _) = policy.first_denied(&info).expect(body);
+        assert_eq!(reason, "tool_denied", "{body}");
+    }
+    let fine = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok"}}"#;
+    assert_eq!(policy.first_denied(&inspect_request(&http::HeaderMap::new(), fine.as_bytes()).unwrap()), None);
+}
