@@ -9,7 +9,8 @@
 //! In request order:
 //! - [`message`]: [`inspect_request`] reads headers + body into a [`RequestInfo`] (methods,
 //!   ids, tool / resource / prompt names, raw arguments, session, protocol version, trace id)
-//!   and refuses bodies that are not JSON-RPC 2.0 or whose mirrored headers disagree with them;
+//!   and refuses bodies that are not JSON-RPC 2.0 or whose mirrored headers disagree with them
+//!   (the types it fills are [`info`]'s; `MessageInfo::called_tool` names a `tools/call`'s tool);
 //!   [`json`] parses them, refusing duplicate keys (no parser-differential smuggling).
 //! - [`policy`]: [`ToolPolicy`] of [`Glob`] patterns decides which methods and tools pass.
 //! - [`redact`](mod@redact): [`redact()`] turns tool arguments into something safe to log.
@@ -28,6 +29,7 @@
 //! `Content-Length` when `will_modify()`), logging `redact(arguments, …)` and the summary.
 
 pub mod guard;
+pub mod info;
 pub mod json;
 pub mod jsonrpc;
 pub mod message;
