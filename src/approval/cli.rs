@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::control::client::{self, ClientError, DEFAULT_STATE_DIR};
+use crate::control::ControlOp;
 
 /// Arguments of `mcp-tunnel approvals`.
 #[derive(Debug, clap::Args)]
@@ -45,13 +46,17 @@ pub enum ApprovalsCommand {
 
 /// Runs the command; returns what to print.
 pub async fn run(args: ApprovalsArgs) -> Result<String, ClientError> {
-    let (op, call_args) = match &args.command {
-        ApprovalsCommand::List => ("approvals.list", json!({})),
-        ApprovalsCommand::Show { id } => ("approvals.show", json!({ "id": id })),
-        ApprovalsCommand::Approve { id, reason } => ("approvals.approve", json!({ "id": id, "reason": reason })),
-        ApprovalsCommand::Deny { id, reason } => ("approvals.deny", json!({ "id": id, "reason": reason })),
+    let op = match &args.command {
+        ApprovalsCommand::List => ControlOp::ApprovalsList,
+        ApprovalsCommand::Show { id } => ControlOp::ApprovalsShow { id: id.clone() },
+        ApprovalsCommand::Approve { id, reason } => {
+            ControlOp::ApprovalsApprove { id: id.clone(), reason: reason.clone() }
+        }
+        ApprovalsCommand::Deny { id, reason } => {
+            ControlOp::ApprovalsDeny { id: id.clone(), reason: Some(reason.clone()) }
+        }
     };
-    let result = client::call(&args.state_dir, op, call_args).await?;
+    let result = client::send(&args.state_dir, &op).await?;
     if args.json {
         return Ok(format!("{result}\n"));
     }

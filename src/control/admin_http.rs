@@ -11,8 +11,8 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::audit::{self, ControlAudit};
-use super::{Caller, ControlError, Operator, Via};
+use super::audit::ControlAudit;
+use super::{Caller, ControlError, ControlOp, Operator, Via};
 use crate::admin::{AdminControl, ControlCall, ControlReply};
 use crate::auth::BearerTokens;
 
@@ -39,7 +39,7 @@ impl ControlApi {
     }
 
     async fn run(&self, call: ControlCall) -> ControlReply {
-        let action = audit::action(&call.op);
+        let action = ControlOp::action_of(&call.op);
         let Some(tokens) = &self.token else {
             self.refused(action, &call, "admin_control_off", 403);
             let msg = "control operations over HTTP are off: set [admin] token_sha256 (or use `mcp-tunnel ctl`)";
@@ -62,8 +62,12 @@ impl ControlApi {
                 _ => return error(&ControlError::BadArgs("the body must be a JSON object of arguments".into())),
             }
         };
+        let op = match ControlOp::parse(&call.op, args) {
+            Ok(op) => op,
+            Err(e) => return error(&e),
+        };
         let caller = Caller { via: Via::AdminHttp, uid: None };
-        match self.ops.run(&caller, &call.op, &args).await {
+        match self.ops.run(&caller, &op).await {
             Ok(result) => {
                 ControlReply { status: StatusCode::OK, body: json!({ "ok": true, "result": result }), challenge: false }
             }

@@ -4,29 +4,9 @@
 use crate::audit::record::event;
 use crate::audit::{AuditRecord, Auditor};
 
-/// Operation names as `&'static str` for the record's `action` (an unknown name from
-/// an unauthenticated caller must not reach the trail verbatim).
-const OPS: &[&str] = &[
-    "status",
-    "kill",
-    "resume",
-    "approvals.list",
-    "approvals.show",
-    "approvals.approve",
-    "approvals.deny",
-    "tools.list",
-    "tools.diff",
-    "tools.pin",
-];
-
 /// The `action` of a record about a control-socket connection refused before any
 /// operation was read (see `socket.rs`).
 pub const CONNECT: &str = "connect";
-
-/// The `action` value for the operation `op`: itself when known, else `unknown`.
-pub fn action(op: &str) -> &'static str {
-    OPS.iter().copied().find(|known| *known == op).unwrap_or("unknown")
-}
 
 /// Where one gateway's `control` records go.
 #[derive(Debug, Clone)]

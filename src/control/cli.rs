@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{call, ClientError, DEFAULT_STATE_DIR};
+use super::client::{send, ClientError, DEFAULT_STATE_DIR};
+use super::ControlOp;
 
 /// `ctl` arguments.
 #[derive(Debug, clap::Args)]
@@ -44,12 +45,12 @@ pub enum CtlCommand {
 
 /// Runs a `ctl` command; returns what to print.
 pub async fn run(args: &CtlArgs) -> Result<String, ClientError> {
-    let (op, params) = match &args.command {
-        CtlCommand::Status => ("status", json!({})),
-        CtlCommand::Kill { route, reason } => ("kill", json!({ "route": route, "reason": reason })),
-        CtlCommand::Resume { route } => ("resume", json!({ "route": route })),
+    let op = match &args.command {
+        CtlCommand::Status => ControlOp::Status,
+        CtlCommand::Kill { route, reason } => ControlOp::Kill { route: route.clone(), reason: reason.clone() },
+        CtlCommand::Resume { route } => ControlOp::Resume { route: route.clone() },
     };
-    let result = call(&args.state_dir, op, params).await?;
+    let result = send(&args.state_dir, &op).await?;
     if args.json {
         return Ok(result.to_string());
     }

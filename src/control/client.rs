@@ -9,6 +9,7 @@ use tokio::net::UnixStream;
 
 use super::socket::SOCKET_NAME;
 use super::wire::{WireReply, WireRequest, MAX_LINE};
+use super::ControlOp;
 
 /// The state directory the CLI assumes when none is given.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/mcp-tunnel";
@@ -32,16 +33,25 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
-/// Sends `op` with `args` to the gateway whose state directory is `state_dir`, and
-/// returns its result. Waits as long as the operation takes (a kill returns when the
-/// cut is complete).
+/// Sends `op` to the gateway whose state directory is `state_dir`, and returns its
+/// result. Waits as long as the operation takes (a kill returns when the cut is complete).
+pub async fn send(state_dir: &Path, op: &ControlOp) -> Result<Value, ClientError> {
+    exchange(state_dir, serde_json::to_vec(op).unwrap_or_default()).await
+}
+
+/// As [`send`], for an operation named by its wire name with raw JSON arguments (the
+/// gateway checks both: a way to exercise its refusals).
 pub async fn call(state_dir: &Path, op: &str, args: Value) -> Result<Value, ClientError> {
+    exchange(state_dir, serde_json::to_vec(&WireRequest { op: op.to_owned(), args }).unwrap_or_default()).await
+}
+
+/// Sends one request line, reads the reply line.
+async fn exchange(state_dir: &Path, mut line: Vec<u8>) -> Result<Value, ClientError> {
     let path = socket_path(state_dir);
     let io_err = |source| ClientError::Io { path: path.clone(), source };
     let stream =
         UnixStream::connect(&path).await.map_err(|source| ClientError::Connect { path: path.clone(), source })?;
     let (rd, mut wr) = stream.into_split();
-    let mut line = serde_json::to_vec(&WireRequest { op: op.to_owned(), args }).unwrap_or_default();
     line.push(b'\n');
     wr.write_all(&line).await.map_err(io_err)?;
     let mut reply = Vec::new();

@@ -8,8 +8,8 @@
 //!   (mode 0600; the caller's uid comes from the peer credentials), which the CLI uses;
 //! - the admin HTTP API, whose mutating operations need the configured admin token.
 //!
-//! Every operation is named by a dotted `op` string and takes a JSON object of arguments;
-//! it answers a JSON value or a [`ControlError`]. Each mutating action writes a `control`
+//! Every operation is a [`ControlOp`] (named on the wire by a dotted `op` string, with a
+//! JSON object of arguments); it answers a JSON value or a [`ControlError`]. Each mutating action writes a `control`
 //! audit record naming the [`Caller`].
 
 pub mod admin_http;
@@ -20,6 +20,7 @@ pub mod kill;
 pub mod kill_body;
 pub mod kill_store;
 pub mod metrics;
+pub mod op;
 pub mod socket;
 pub mod state_file;
 pub mod wire;
@@ -27,18 +28,15 @@ pub mod wire;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use op::ControlOp;
+
 /// What an operation answers.
 pub type OpResult = Result<serde_json::Value, ControlError>;
 
 /// The operations the control socket and the admin API serve.
 pub trait Operator: Send + Sync + 'static {
-    /// Runs `op` with `args` (a JSON object) for `caller`.
-    fn run<'a>(
-        &'a self,
-        caller: &'a Caller,
-        op: &'a str,
-        args: &'a serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = OpResult> + Send + 'a>>;
+    /// Runs `op` for `caller`.
+    fn run<'a>(&'a self, caller: &'a Caller, op: &'a ControlOp) -> Pin<Box<dyn Future<Output = OpResult> + Send + 'a>>;
 }
 
 /// How an operator reached the control plane.
@@ -116,21 +114,5 @@ impl ControlError {
             Self::Failed(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
             Self::Forbidden(_) => http::StatusCode::FORBIDDEN,
         }
-    }
-}
-
-/// Reads a required string argument.
-pub fn arg_str<'a>(args: &'a serde_json::Value, key: &str) -> Result<&'a str, ControlError> {
-    args.get(key)
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| ControlError::BadArgs(format!("{key} (a string) is required")))
-}
-
-/// Reads an optional string argument.
-pub fn opt_str<'a>(args: &'a serde_json::Value, key: &str) -> Result<Option<&'a str>, ControlError> {
-    match args.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ControlError::BadArgs(format!("{key} must be a string"))),
     }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::audit::ControlAudit;
 use super::wire::{WireReply, WireRequest, MAX_LINE};
-use super::{Caller, ControlError, Operator, Via};
+use super::{Caller, ControlError, ControlOp, Operator, Via};
 use crate::stdio::lineage::{self, Verdict};
 
 /// The socket's file name inside the state directory.
@@ -108,11 +108,12 @@ async fn handle(stream: UnixStream, ops: Arc<dyn Operator>, audit: ControlAudit)
         Ok(Ok(_)) if line.len() > MAX_LINE => {
             Err(ControlError::BadArgs(format!("request longer than {MAX_LINE} bytes")))
         }
-        Ok(Ok(_)) => match serde_json::from_slice::<WireRequest>(&line) {
-            Ok(req) => {
-                debug!(op = %req.op, caller = %caller.label(), "control request");
-                ops.run(&caller, &req.op, &req.args).await
+        Ok(Ok(_)) => match serde_json::from_slice::<WireRequest>(&line).map(ControlOp::try_from) {
+            Ok(Ok(op)) => {
+                debug!(op = op.action(), caller = %caller.label(), "control request");
+                ops.run(&caller, &op).await
             }
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(ControlError::BadArgs(format!("not a control request: {e}"))),
         },
         Ok(Err(e)) => {

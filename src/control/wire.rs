@@ -11,12 +11,13 @@ use super::ControlError;
 /// Longest request line the gateway reads (arguments are small: ids, names, reasons).
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// One operation request.
+/// One operation request as read, before [`super::ControlOp::parse`] checks its name and
+/// arguments.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireRequest {
-    /// The operation name (see [`super::dispatch`]).
+    /// The operation name.
     pub op: String,
-    /// Its arguments, a JSON object.
+    /// Its arguments, a JSON object (`null` when absent).
     #[serde(default)]
     pub args: Value,
 }

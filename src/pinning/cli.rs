@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::control::client::{call, ClientError, DEFAULT_STATE_DIR};
+use crate::control::client::{send, ClientError, DEFAULT_STATE_DIR};
+use crate::control::ControlOp;
 
 /// The `tools` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -57,27 +58,27 @@ pub struct Common {
 
 /// Runs a `tools` subcommand; returns what to print.
 pub async fn run(command: ToolsCommand) -> Result<String, ClientError> {
-    let (common, op, args) = match command {
+    let (common, op) = match command {
         ToolsCommand::List { common, fetch } => {
-            let args = json!({"route": common.route, "fetch": fetch});
-            (common, "tools.list", args)
+            let route = common.route.clone();
+            (common, ControlOp::ToolsList { route, fetch: Some(fetch) })
         }
         ToolsCommand::Diff { common, fetch } => {
-            let args = json!({"route": common.route, "fetch": fetch});
-            (common, "tools.diff", args)
+            let route = common.route.clone();
+            (common, ControlOp::ToolsDiff { route, fetch: Some(fetch) })
         }
         ToolsCommand::Pin { common, tool, note } => {
-            let args = json!({"route": common.route, "tool": tool, "note": note});
-            (common, "tools.pin", args)
+            let route = common.route.clone();
+            (common, ControlOp::ToolsPin { route, tool, note })
         }
     };
-    let result = call(&common.state_dir, op, args).await?;
+    let result = send(&common.state_dir, &op).await?;
     if common.json {
         return Ok(format!("{result}\n"));
     }
     Ok(match op {
-        "tools.list" => list_text(&result),
-        "tools.diff" => diff_text(&result),
+        ControlOp::ToolsList { .. } => list_text(&result),
+        ControlOp::ToolsDiff { .. } => diff_text(&result),
         _ => pin_text(&result),
     })
 }

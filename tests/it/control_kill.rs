@@ -259,7 +259,13 @@ async fn a_call_cut_before_its_answer_gets_503_and_its_own_record() {
     let caller = mcp_tunnel::control::Caller { via: mcp_tunnel::control::Via::Socket, uid: Some(0) };
     let args = serde_json::json!({ "route": ROUTE, "reason": "cut test" });
     let ops = mcp_tunnel::gateway::ops::GatewayOps(shared);
-    mcp_tunnel::control::Operator::run(&ops, &caller, "kill", &args).await.expect("kill");
+    mcp_tunnel::control::Operator::run(
+        &ops,
+        &caller,
+        &mcp_tunnel::control::ControlOp::parse("kill", args).expect("a kill"),
+    )
+    .await
+    .expect("kill");
     let resp = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("answered within 10 s of the kill")

@@ -6,17 +6,20 @@ use serde_json::{json, Value};
 use tracing::warn;
 
 use super::control_audit;
-use crate::control::{arg_str, opt_str, Caller, ControlError};
+use crate::control::{Caller, ControlError};
 use crate::gateway::GatewayShared;
 
 /// Longest kill reason accepted (it goes into every refusal and the audit trail).
 const MAX_REASON: usize = 500;
 
-/// `kill` (args `route`?, `reason`): stops the route or everything; returns when the cut
-/// is complete.
-pub async fn kill(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) -> Result<Value, ControlError> {
-    let route = opt_str(args, "route")?;
-    let reason = arg_str(args, "reason")?.trim();
+/// `kill`: stops `route` or everything; returns when the cut is complete.
+pub async fn kill(
+    shared: &Arc<GatewayShared>,
+    caller: &Caller,
+    route: Option<&str>,
+    reason: &str,
+) -> Result<Value, ControlError> {
+    let reason = reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON {
         return Err(ControlError::BadArgs(format!("reason must be 1 to {MAX_REASON} bytes")));
     }
@@ -44,9 +47,8 @@ pub async fn kill(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) ->
     }))
 }
 
-/// `resume` (args `route`?): lifts the route's stop, or the whole-gateway stop.
-pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, args: &Value) -> Result<Value, ControlError> {
-    let route = opt_str(args, "route")?;
+/// `resume`: lifts the stop of `route`, or the whole-gateway stop.
+pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, route: Option<&str>) -> Result<Value, ControlError> {
     let (lifted, persist_error) = shared.kill.resume(route);
     let Some(lifted) = lifted else {
         let what = route.map_or_else(|| "the gateway".to_owned(), |r| format!("route {r}"));

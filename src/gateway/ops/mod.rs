@@ -3,10 +3,11 @@
 //! this module only finds what an operation needs (routes, the audit trail) and calls it.
 //!
 //! - `status`: kill state and the route names ([`kill`]).
-//! - `kill`, `resume` (args `route`?, `reason`): the kill switch ([`kill`]).
-//! - `approvals.list`, `approvals.show`, `approvals.approve`, `approvals.deny` (args `id`,
-//!   `reason`?): `crate::approval::control`.
-//! - `tools.list`, `tools.diff`, `tools.pin` (args `route`): tool-definition pinning ([`tools`]).
+//! - `kill`, `resume`: the kill switch ([`kill`]).
+//! - `approvals.*`: `crate::approval::control`.
+//! - `tools.*`: tool-definition pinning ([`tools`]).
+//!
+//! The arguments of each are the fields of its [`ControlOp`] variant.
 
 pub mod kill;
 pub mod tools;
@@ -15,23 +16,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::GatewayShared;
 use crate::control::audit::ControlAudit;
-use crate::control::{Caller, ControlError, OpResult, Operator};
+use crate::control::{Caller, ControlOp, OpResult, Operator};
 
 /// The gateway as the control plane sees it.
 pub struct GatewayOps(pub Arc<GatewayShared>);
 
 impl Operator for GatewayOps {
-    fn run<'a>(
-        &'a self,
-        caller: &'a Caller,
-        op: &'a str,
-        args: &'a Value,
-    ) -> Pin<Box<dyn Future<Output = OpResult> + Send + 'a>> {
-        Box::pin(dispatch(&self.0, caller, op, args))
+    fn run<'a>(&'a self, caller: &'a Caller, op: &'a ControlOp) -> Pin<Box<dyn Future<Output = OpResult> + Send + 'a>> {
+        Box::pin(dispatch(&self.0, caller, op))
     }
 }
 
@@ -40,17 +34,25 @@ pub fn control_audit(shared: &GatewayShared) -> ControlAudit {
     ControlAudit::new(shared.auditor.clone(), shared.tunnel.clone())
 }
 
-/// Runs `op` with `args` for `caller`.
-async fn dispatch(shared: &Arc<GatewayShared>, caller: &Caller, op: &str, args: &Value) -> OpResult {
+/// Runs `op` for `caller`.
+async fn dispatch(shared: &Arc<GatewayShared>, caller: &Caller, op: &ControlOp) -> OpResult {
+    use crate::approval::control as approvals;
+    let audited = |approved, id: &str, reason: &Option<String>| {
+        let decision = approvals::Decide { approved, id, reason: reason.as_deref() };
+        approvals::decide(&shared.approvals, &shared.auditor, &shared.tunnel, caller, decision)
+    };
     match op {
-        _ if op.starts_with("approvals.") => {
-            let op = op.trim_start_matches("approvals.");
-            crate::approval::control::handle(&shared.approvals, &shared.auditor, &shared.tunnel, caller, op, args)
+        ControlOp::Status => Ok(kill::status(shared)),
+        ControlOp::Kill { route, reason } => kill::kill(shared, caller, route.as_deref(), reason).await,
+        ControlOp::Resume { route } => kill::resume(shared, caller, route.as_deref()),
+        ControlOp::ApprovalsList => Ok(approvals::list(&shared.approvals)),
+        ControlOp::ApprovalsShow { id } => approvals::show(&shared.approvals, id),
+        ControlOp::ApprovalsApprove { id, reason } => audited(true, id, reason),
+        ControlOp::ApprovalsDeny { id, reason } => audited(false, id, reason),
+        ControlOp::ToolsList { route, fetch } => tools::report(shared, route, *fetch, false).await,
+        ControlOp::ToolsDiff { route, fetch } => tools::report(shared, route, *fetch, true).await,
+        ControlOp::ToolsPin { route, tool, note } => {
+            tools::pin(shared, caller, route, tool.as_deref(), note.as_deref()).await
         }
-        "status" => Ok(kill::status(shared)),
-        "kill" => kill::kill(shared, caller, args).await,
-        "resume" => kill::resume(shared, caller, args),
-        "tools.list" | "tools.diff" | "tools.pin" => tools::handle(shared, caller, op, args).await,
-        _ => Err(ControlError::UnknownOp(op.to_owned())),
     }
 }

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use crate::audit::record::{event, format_time, AuditRecord};
-use crate::control::{arg_str, opt_str, Caller, ControlError};
+use crate::control::{Caller, ControlError};
 use crate::gateway::pins::{refresh, reporter};
 use crate::gateway::route::Route;
 use crate::gateway::GatewayShared;
@@ -19,32 +19,27 @@ use crate::pinning::diff::diff;
 use crate::pinning::store::{RouteTools, StoreError};
 use crate::pinning::PinStatus;
 
-/// Runs one `tools.*` operation.
-pub async fn handle(
+/// `tools.list` (or `tools.diff` when `changes`): the tools of route `name`, after
+/// listing the upstream's when `fetch`.
+pub async fn report(
     shared: &Arc<GatewayShared>,
-    caller: &Caller,
-    op: &str,
-    args: &Value,
+    name: &str,
+    fetch: Option<bool>,
+    changes: bool,
 ) -> Result<Value, ControlError> {
-    let route = find_route(shared, arg_str(args, "route")?)?;
-    match op {
-        "tools.list" | "tools.diff" => {
-            let fetched = match args.get("fetch").and_then(Value::as_bool) {
-                Some(true) => Some(fetch(shared, &route).await),
-                _ => None,
-            };
-            let mut out = report(shared, &route, op == "tools.diff");
-            if let (Some(f), Some(obj)) = (fetched, out.as_object_mut()) {
-                obj.insert(
-                    "fetch".into(),
-                    f.map_or_else(|e| json!({"ok": false, "error": e}), |n| json!({"ok": true, "tools": n})),
-                );
-            }
-            Ok(out)
-        }
-        "tools.pin" => pin(shared, caller, &route, opt_str(args, "tool")?, opt_str(args, "note")?).await,
-        _ => Err(ControlError::UnknownOp(op.to_owned())),
+    let route = find_route(shared, name)?;
+    let fetched = match fetch {
+        Some(true) => Some(self::fetch(shared, &route).await),
+        _ => None,
+    };
+    let mut out = tools_report(shared, &route, changes);
+    if let (Some(f), Some(obj)) = (fetched, out.as_object_mut()) {
+        obj.insert(
+            "fetch".into(),
+            f.map_or_else(|e| json!({"ok": false, "error": e}), |n| json!({"ok": true, "tools": n})),
+        );
     }
+    Ok(out)
 }
 
 /// The route named `name`, or the only route whose name is `name.<domain…>`.
@@ -68,7 +63,7 @@ async fn fetch(shared: &GatewayShared, route: &Route) -> Result<usize, String> {
 }
 
 /// Every tool pinned or seen on `route`, with changes when `changes`.
-fn report(shared: &GatewayShared, route: &Route, changes: bool) -> Value {
+fn tools_report(shared: &GatewayShared, route: &Route, changes: bool) -> Value {
     let state = shared.pins.snapshot(&route.name);
     let mut names: Vec<&String> = state.pinned.keys().chain(state.seen.keys()).collect();
     names.sort();
@@ -105,13 +100,16 @@ fn tool_entry(state: &RouteTools, name: &str, changes: bool) -> Value {
     v
 }
 
-async fn pin(
+/// `tools.pin`: pins `tool` (default: every tool) of route `name`.
+pub async fn pin(
     shared: &GatewayShared,
     caller: &Caller,
-    route: &Route,
+    name: &str,
     tool: Option<&str>,
     note: Option<&str>,
 ) -> Result<Value, ControlError> {
+    let route = find_route(shared, name)?;
+    let route = route.as_ref();
     // Pin what the upstream serves now, not what a client happened to list earlier.
     let complete = match route.stdio {
         Some(_) => false,
