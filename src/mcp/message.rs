@@ -20,8 +20,8 @@ use base64::prelude::{Engine, BASE64_STANDARD};
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::json::{parse_strict, DUPLICATE_KEY};
 pub use super::info::{MessageInfo, RequestInfo, TOOLS_CALL};
+use super::json::{parse_strict, DUPLICATE_KEY};
 pub use super::jsonrpc::MessageKind;
 use super::jsonrpc::{self, valid_id};
 
