@@ -5,7 +5,7 @@
 //! route, its guard: `super::guard`), which writes the audit records when the response ends.
 //!
 //! Every request bound for an upstream or a stdio child passes here: an [`Onward`] is built
-//! only at the end of [`admitted`], and `Onward::deliver` (`super::onward`) is the only
+//! only at the end of `admitted`, and `Onward::deliver` (`super::onward`) is the only
 //! caller of `forward::send` and `StdioBridge::handle` for a client's request. (The
 //! response guard, `super::guard`, also writes to both, but only the gateway's own
 //! JSON-RPC error answering a refused server→client request.)

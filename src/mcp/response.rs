@@ -27,7 +27,7 @@
 //! exactly once with a [`ResponseSummary`]. It runs inside `poll_frame`/`drop`: keep it short.
 //!
 //! This module reads the upstream body (content type, caps, polling, size hint); what goes out
-//! for each complete message, and what is recorded of it, is [`super::sink`]'s.
+//! for each complete message, and what is recorded of it, is `super::sink`'s.
 
 use std::pin::Pin;
 use std::sync::Mutex;
