@@ -174,7 +174,7 @@ async fn approve_and_deny_through_the_cli_while_ungated_calls_pass_and_the_webho
     assert!(ok, "{show}");
     let shown: Value = serde_json::from_str(show.trim()).expect("show --json");
     assert_eq!(shown["arguments"], json!({"amount": 42, "card": "[redacted]"}));
-    assert!(!show.contains("4111"), "a redacted argument reached the approver");
+    assert!(!show.contains("1111-secret"), "a redacted argument reached the approver");
 
     let (ok, out) = approvals_cli(state, &["approve", &call.id, "--reason", "ticket OPS-7"]).await;
     assert!(ok && out.contains("approved"), "{out}");
@@ -228,7 +228,7 @@ async fn approve_and_deny_through_the_cli_while_ungated_calls_pass_and_the_webho
     assert_eq!(control[0]["note"], "ticket OPS-7");
     assert_eq!(control[1]["action"], "deny");
     assert_eq!((control[1]["actor"].as_str(), control[1]["note"].as_str()), (Some(&*approver), Some("over budget")));
-    assert!(!std::fs::read_to_string(&s.audit).unwrap_or_default().contains("4111"), "secret reached the audit");
+    assert!(!std::fs::read_to_string(&s.audit).unwrap_or_default().contains("1111-secret"), "secret reached the audit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
