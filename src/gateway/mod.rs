@@ -24,6 +24,7 @@ pub mod outcome;
 pub mod path;
 pub mod pins;
 pub mod proxy;
+pub mod register;
 pub mod respond;
 pub mod retire;
 pub mod route;
@@ -255,7 +256,8 @@ impl Gateway {
         for (index, state) in (0u32..).zip(&self.states) {
             let mut target = edge.clone();
             target.address = addresses[index as usize % addresses.len()].clone();
-            let dialer = tunnel::Dialer { index, edge: target, quic: self.client.clone(), h2_tls: self.h2_tls.clone() };
+            let dialer =
+                register::Dialer { index, edge: target, quic: self.client.clone(), h2_tls: self.h2_tls.clone() };
             let run =
                 tunnel::run(self.shared.clone(), dialer, state.clone(), shutdown.clone(), self.config.shutdown_timeout);
             connections.spawn(run);

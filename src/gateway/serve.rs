@@ -57,20 +57,9 @@ pub async fn serve_stream(
 ) {
     let open = match open {
         Some(open) => open,
-        None => match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read::<Open, _>(&mut stream, MAX_FRAME_LEN)).await
-        {
-            Ok(Ok(Some(open))) => open,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                info!("bad stream preamble, dropping stream: {e}");
-                stream.abort();
-                return;
-            }
-            Err(_) => {
-                info!("no stream preamble within {HANDSHAKE_TIMEOUT:?}, dropping stream");
-                stream.abort();
-                return;
-            }
+        None => match read_preamble(&mut stream).await {
+            Some(open) => open,
+            None => return,
         },
     };
     let stream_id = open.stream_id;
@@ -102,6 +91,38 @@ pub async fn serve_stream(
     let Ok(_slot) = shared.stream_slots.clone().try_acquire_owned() else {
         return super::busy::serve(tls, shared, conn).await;
     };
+    serve_http(tls, conn, shared, activity, shutdown).await;
+}
+
+/// The stream's `Open` preamble (QUIC carries it in-band), within the handshake time.
+/// `None`: the stream ended, or is dropped for a bad or missing preamble.
+async fn read_preamble(stream: &mut TunnelStream) -> Option<Open> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, frame::read::<Open, _>(stream, MAX_FRAME_LEN)).await {
+        Ok(Ok(open)) => open,
+        Ok(Err(e)) => {
+            info!("bad stream preamble, dropping stream: {e}");
+            stream.abort();
+            None
+        }
+        Err(_) => {
+            info!("no stream preamble within {HANDSHAKE_TIMEOUT:?}, dropping stream");
+            stream.abort();
+            None
+        }
+    }
+}
+
+/// HTTP on the client's inner TLS session until it ends, goes idle, or a drain closes it.
+async fn serve_http<S>(
+    tls: S,
+    conn: Arc<ConnInfo>,
+    shared: Arc<GatewayShared>,
+    activity: Activity,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let stream_id = conn.stream_id;
     let routing = shared.clone();
     // Set once the first request has arrived (see the shutdown branch below).
     let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);

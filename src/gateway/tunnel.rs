@@ -12,17 +12,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::dial::{self, Incoming, Session};
-use super::dial_error::{describe_close, DialError};
+use super::dial_error::DialError;
+use super::register::{establish, register, Dialer, Registered, QUIC_PROBE_TIMEOUT};
 use super::serve::serve_stream;
 use super::GatewayShared;
-use crate::config::gateway::{EdgeTarget, TransportMode};
-use crate::protocol::{frame, Control, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use crate::config::gateway::TransportMode;
+use crate::protocol::{frame, Control, FrameError, MAX_FRAME_LEN};
 use crate::transport::Transport;
 
-/// Time allowed for a handshake and for the edge's answer to `Hello`.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// In `auto` mode, how long QUIC gets before UDP is presumed blocked.
-const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -39,23 +36,6 @@ pub enum TunnelState {
     Disconnected { reason: String },
     /// Shut down.
     Stopped,
-}
-
-/// How the gateway reaches the edge.
-pub(super) struct Dialer {
-    /// Which of the gateway's parallel connections this dialer keeps (0-based).
-    pub index: u32,
-    pub edge: EdgeTarget,
-    pub quic: quinn::ClientConfig,
-    pub h2_tls: Arc<rustls::ClientConfig>,
-}
-
-/// A registered connection.
-pub(super) struct Registered {
-    session: Session,
-    tunnel_id: String,
-    connection_id: u64,
-    hostnames: Vec<String>,
 }
 
 /// How a registered connection ended.
@@ -123,48 +103,12 @@ pub(super) async fn run(
             },
         };
         match registered {
-            Ok(reg) => match serve(&ctx, reg).await {
-                Ended::Shutdown => {
-                    shared.metrics.disconnect("shutdown");
-                    break;
-                }
-                Ended::Killed => {
-                    shared.metrics.disconnect("killed");
-                    continue;
-                }
-                Ended::Upgraded(reg) => {
-                    shared.metrics.disconnect("moved_to_quic");
-                    info!("QUIC reaches the edge again; moved the tunnel back from HTTP/2");
-                    udp_blocked = false;
-                    ready = Some(*reg);
-                    continue;
-                }
-                // Make-before-break: replace a drained connection at once, unless the
-                // edge drains every connection right away (then back off).
-                Ended::Drained(_) if started.elapsed() > Duration::from_secs(1) => {
-                    shared.metrics.disconnect("drained");
-                    attempt = 0;
-                    continue;
-                }
-                Ended::Drained(_) => shared.metrics.disconnect("drained"),
-                Ended::Lost(reason) => {
-                    shared.metrics.disconnect("lost");
-                    warn!(edge = %dialer.edge.address, "tunnel connection lost: {reason}");
-                    state.send_replace(TunnelState::Disconnected { reason });
-                }
+            Ok(reg) => match ended(&ctx, serve(&ctx, reg).await, started, &mut attempt, &mut udp_blocked, &mut ready) {
+                Next::Stop => break,
+                Next::Now => continue,
+                Next::Backoff => {}
             },
-            Err(DialError::Rejected(reason)) => {
-                shared.metrics.disconnect("rejected");
-                shared.metrics.dial_error("rejected");
-                error!(edge = %dialer.edge.address, "edge rejected the tunnel: {reason}");
-                state.send_replace(TunnelState::Rejected { reason });
-            }
-            Err(e) => {
-                shared.metrics.disconnect("dial_failed");
-                shared.metrics.dial_error(e.kind());
-                warn!(edge = %dialer.edge.address, "tunnel connection failed: {e}");
-                state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
-            }
+            Err(e) => failed(&ctx, e),
         }
         attempt = if started.elapsed() >= STABLE_AFTER { 0 } else { attempt.saturating_add(1) };
         let delay = backoff(attempt, dialer.edge.backoff_base, dialer.edge.backoff_max);
@@ -179,67 +123,85 @@ pub(super) async fn run(
     state.send_replace(TunnelState::Stopped);
 }
 
-/// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let cap = base.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(max);
-    cap.mul_f64(fastrand::f64())
+/// What the dial loop does once a connection ended.
+enum Next {
+    /// Shut down.
+    Stop,
+    /// Dial again at once (or use the connection in `ready`).
+    Now,
+    /// Dial again after the backoff.
+    Backoff,
 }
 
-/// Dials with the configured transport policy and registers.
-async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
-    let edge = &dialer.edge;
-    match edge.transport {
-        TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
-        TransportMode::Http2 => register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await,
-        TransportMode::Auto => {
-            if !*udp_blocked {
-                match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
-                    Ok(session) => return register(session, dialer.index).await,
-                    Err(e) if e.udp_looks_blocked() => {
-                        // Only when HTTP/2 then works is UDP the problem, not a down edge.
-                        let reg = register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await?;
-                        warn!(
-                            edge = %edge.address,
-                            "QUIC to the edge failed ({e}) but HTTP/2 over TCP works: UDP looks blocked; \
-                             using HTTP/2 and retrying QUIC every {:?}",
-                            edge.quic_retry_interval
-                        );
-                        *udp_blocked = true;
-                        return Ok(reg);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await
+/// Counts and logs how a registered connection ended, and says what comes next.
+fn ended(
+    ctx: &Ctx<'_>,
+    end: Ended,
+    started: Instant,
+    attempt: &mut u32,
+    udp_blocked: &mut bool,
+    ready: &mut Option<Registered>,
+) -> Next {
+    let metrics = &ctx.shared.metrics;
+    match end {
+        Ended::Shutdown => {
+            metrics.disconnect("shutdown");
+            Next::Stop
+        }
+        Ended::Killed => {
+            metrics.disconnect("killed");
+            Next::Now
+        }
+        Ended::Upgraded(reg) => {
+            metrics.disconnect("moved_to_quic");
+            info!("QUIC reaches the edge again; moved the tunnel back from HTTP/2");
+            *udp_blocked = false;
+            *ready = Some(*reg);
+            Next::Now
+        }
+        // Make-before-break: replace a drained connection at once, unless the edge drains
+        // every connection right away (then back off).
+        Ended::Drained(_) if started.elapsed() > Duration::from_secs(1) => {
+            metrics.disconnect("drained");
+            *attempt = 0;
+            Next::Now
+        }
+        Ended::Drained(_) => {
+            metrics.disconnect("drained");
+            Next::Backoff
+        }
+        Ended::Lost(reason) => {
+            metrics.disconnect("lost");
+            warn!(edge = %ctx.dialer.edge.address, "tunnel connection lost: {reason}");
+            ctx.state.send_replace(TunnelState::Disconnected { reason });
+            Next::Backoff
         }
     }
 }
 
-/// Says `Hello` on a new session and waits for `Welcome`.
-async fn register(mut session: Session, connection_index: u32) -> Result<Registered, DialError> {
-    let hello = Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index };
-    let exchange = async {
-        frame::write(&mut session.control, &hello, MAX_FRAME_LEN).await?;
-        tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut session.control, MAX_FRAME_LEN))
-            .await
-            .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))?
-            .map_err(DialError::from)
-    };
-    let err = match exchange.await {
-        Ok(Some(Control::Welcome { tunnel_id, hostnames, connection_id })) => {
-            return Ok(Registered { session, tunnel_id, connection_id, hostnames });
+/// Counts and logs a failed attempt, and publishes why.
+fn failed(ctx: &Ctx<'_>, e: DialError) {
+    let (metrics, edge) = (&ctx.shared.metrics, &ctx.dialer.edge.address);
+    match e {
+        DialError::Rejected(reason) => {
+            metrics.disconnect("rejected");
+            metrics.dial_error("rejected");
+            error!(%edge, "edge rejected the tunnel: {reason}");
+            ctx.state.send_replace(TunnelState::Rejected { reason });
         }
-        Ok(Some(Control::Reject { code, reason })) => DialError::Rejected(format!("{code:?}: {reason}")),
-        Ok(other) => DialError::Unexpected(format!("{other:?}")),
-        // With TLS 1.3 client auth the edge judges our certificate only after our side
-        // considers the handshake done; its verdict arrives as the close reason.
-        Err(e) => match session.closer.peer_close_reason() {
-            Some(reason) => DialError::Closed(describe_close(&reason)),
-            None => e,
-        },
-    };
-    session.closer.close_now();
-    Err(err)
+        e => {
+            metrics.disconnect("dial_failed");
+            metrics.dial_error(e.kind());
+            warn!(%edge, "tunnel connection failed: {e}");
+            ctx.state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)].
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let cap = base.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(max);
+    cap.mul_f64(fastrand::f64())
 }
 
 /// Serves a registered connection until it ends.
@@ -250,34 +212,9 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     ctx.shared.metrics.registered(&transport.to_string());
     ctx.state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames, transport });
 
-    // Frame reads are not cancel-safe, so the control stream is read by its own task.
-    let (mut control_rd, mut control_wr) = tokio::io::split(control);
-    let (control_tx, mut control) = mpsc::channel(4);
-    let reader = tokio::spawn(async move {
-        loop {
-            let msg = frame::read::<Control, _>(&mut control_rd, MAX_FRAME_LEN).await;
-            let more = matches!(msg, Ok(Some(_)));
-            if control_tx.send(msg).await.is_err() || !more {
-                break;
-            }
-        }
-    });
-    // On HTTP/2 in auto mode, keep checking whether QUIC works again.
-    let reprobe = async {
-        if transport != Transport::Http2 || ctx.dialer.edge.transport != TransportMode::Auto {
-            return std::future::pending().await;
-        }
-        loop {
-            tokio::time::sleep(ctx.dialer.edge.quic_retry_interval).await;
-            match dial::quic(&ctx.dialer.edge, &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
-                Ok(session) => match register(session, ctx.dialer.index).await {
-                    Ok(reg) => return reg,
-                    Err(e) => debug!("QUIC re-probe registered no connection: {e}"),
-                },
-                Err(e) => debug!("QUIC re-probe failed: {e}"),
-            }
-        }
-    };
+    let (control_rd, mut control_wr) = tokio::io::split(control);
+    let (reader, mut control) = read_control(control_rd);
+    let reprobe = reprobe(ctx, transport);
     tokio::pin!(reprobe);
     let streams = TaskTracker::new();
     let drain = CancellationToken::new();
@@ -335,6 +272,43 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
         closer.close(b"drained").await;
     });
     ended
+}
+
+/// Reads the control stream in its own task (frame reads are not cancel-safe), handing
+/// each message (and the end or error that stops it) to the returned channel.
+fn read_control<R>(mut control: R) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Result<Option<Control>, FrameError>>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = frame::read::<Control, _>(&mut control, MAX_FRAME_LEN).await;
+            let more = matches!(msg, Ok(Some(_)));
+            if tx.send(msg).await.is_err() || !more {
+                break;
+            }
+        }
+    });
+    (reader, rx)
+}
+
+/// On HTTP/2 in `auto` mode, keeps checking whether QUIC works again, and completes with a
+/// registered QUIC connection when it does; otherwise never completes.
+async fn reprobe(ctx: &Ctx<'_>, transport: Transport) -> Registered {
+    if transport != Transport::Http2 || ctx.dialer.edge.transport != TransportMode::Auto {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(ctx.dialer.edge.quic_retry_interval).await;
+        match dial::quic(&ctx.dialer.edge, &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
+            Ok(session) => match register(session, ctx.dialer.index).await {
+                Ok(reg) => return reg,
+                Err(e) => debug!("QUIC re-probe registered no connection: {e}"),
+            },
+            Err(e) => debug!("QUIC re-probe failed: {e}"),
+        }
+    }
 }
 
 async fn send_drain<W: AsyncWrite + Unpin>(control: &mut W, grace: Duration) {

@@ -1,0 +1,90 @@
+//! Dialing and registering one tunnel connection: the transport policy (QUIC; HTTP/2 over
+//! TCP when UDP looks blocked, in `auto` mode), then `Hello` and the edge's `Welcome`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::dial::{self, Session};
+use super::dial_error::{describe_close, DialError};
+use crate::config::gateway::{EdgeTarget, TransportMode};
+use crate::protocol::{frame, Control, MAX_FRAME_LEN, PROTOCOL_VERSION};
+
+/// Time allowed for a handshake and for the edge's answer to `Hello`.
+pub(super) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// In `auto` mode, how long QUIC gets before UDP is presumed blocked.
+pub(super) const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How the gateway reaches the edge.
+pub(super) struct Dialer {
+    /// Which of the gateway's parallel connections this dialer keeps (0-based).
+    pub index: u32,
+    pub edge: EdgeTarget,
+    pub quic: quinn::ClientConfig,
+    pub h2_tls: Arc<rustls::ClientConfig>,
+}
+
+/// A registered connection.
+pub(super) struct Registered {
+    pub session: Session,
+    pub tunnel_id: String,
+    pub connection_id: u64,
+    pub hostnames: Vec<String>,
+}
+
+/// Dials with the configured transport policy and registers.
+pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
+    let edge = &dialer.edge;
+    match edge.transport {
+        TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
+        TransportMode::Http2 => register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await,
+        TransportMode::Auto => {
+            if !*udp_blocked {
+                match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
+                    Ok(session) => return register(session, dialer.index).await,
+                    Err(e) if e.udp_looks_blocked() => {
+                        // Only when HTTP/2 then works is UDP the problem, not a down edge.
+                        let reg = register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await?;
+                        warn!(
+                            edge = %edge.address,
+                            "QUIC to the edge failed ({e}) but HTTP/2 over TCP works: UDP looks blocked; \
+                             using HTTP/2 and retrying QUIC every {:?}",
+                            edge.quic_retry_interval
+                        );
+                        *udp_blocked = true;
+                        return Ok(reg);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await
+        }
+    }
+}
+
+/// Says `Hello` on a new session and waits for `Welcome`.
+pub(super) async fn register(mut session: Session, connection_index: u32) -> Result<Registered, DialError> {
+    let hello = Control::Hello { protocol: PROTOCOL_VERSION, gateway_version: crate::VERSION.into(), connection_index };
+    let exchange = async {
+        frame::write(&mut session.control, &hello, MAX_FRAME_LEN).await?;
+        tokio::time::timeout(DIAL_TIMEOUT, frame::read::<Control, _>(&mut session.control, MAX_FRAME_LEN))
+            .await
+            .map_err(|_| DialError::Timeout(DIAL_TIMEOUT))?
+            .map_err(DialError::from)
+    };
+    let err = match exchange.await {
+        Ok(Some(Control::Welcome { tunnel_id, hostnames, connection_id })) => {
+            return Ok(Registered { session, tunnel_id, connection_id, hostnames });
+        }
+        Ok(Some(Control::Reject { code, reason })) => DialError::Rejected(format!("{code:?}: {reason}")),
+        Ok(other) => DialError::Unexpected(format!("{other:?}")),
+        // With TLS 1.3 client auth the edge judges our certificate only after our side
+        // considers the handshake done; its verdict arrives as the close reason.
+        Err(e) => match session.closer.peer_close_reason() {
+            Some(reason) => DialError::Closed(describe_close(&reason)),
+            None => e,
+        },
+    };
+    session.closer.close_now();
+    Err(err)
+}
