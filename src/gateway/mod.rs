@@ -374,3 +374,7 @@ impl admin::AdminSource for GatewayAdmin {
         self.shared.metrics.render(&states)
     }
 }
+
+#[cfg(test)]
+#[path = "tests/pipeline.rs"]
+mod pipeline_tests;
