@@ -19,6 +19,8 @@
 //! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
 //! - [`admin`], [`logging`], [`stats`], [`idle`], [`reload`]: the admin endpoint, logs,
 //!   metric helpers, idle timers and config reloads, shared by both roles.
+//! - [`cli`]: on top of all the others, the command line: every subcommand's arguments,
+//!   what it runs and prints (`main.rs` parses and calls [`cli::run`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -26,7 +28,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod body;
-pub mod certs_cli;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
