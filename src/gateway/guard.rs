@@ -16,7 +16,7 @@ use super::conn::ConnInfo;
 use super::forward;
 use super::route::Route;
 use super::GatewayShared;
-use crate::audit::record::{decision, event, AuditRecord};
+use crate::audit::record::{AuditRecord, Decision, Direction, Event};
 use crate::audit::Auditor;
 use crate::mcp::{error_body, jsonrpc, Guard, MessageKind, RequestInfo, ServerMessage, ToolHide};
 use crate::pinning::{PinMode, PinStatus};
@@ -118,17 +118,17 @@ impl Answer {
                 client_addr: Some(self.conn.client_addr.to_string()),
                 route: Some(self.route.name.clone()),
                 upstream: Some(self.route.upstream_label()),
-                direction: Some("server_to_client"),
+                direction: Some(Direction::ServerToClient),
                 // The server chose both: a bounded copy, so it cannot bloat the trail.
                 jsonrpc_method: Some(method.clone()),
                 jsonrpc_id: m
                     .id
                     .clone()
                     .filter(|id| id.is_number() || id.as_str().is_some_and(|s| s.len() <= MAX_AUDITED)),
-                decision: Some(decision::DENY),
+                decision: Some(Decision::Deny),
                 reason: Some("method_denied"),
                 jsonrpc_error: Some(jsonrpc::POLICY_DENIED),
-                ..AuditRecord::new(event::MCP)
+                ..AuditRecord::new(Event::Mcp)
             });
         }
         let (Some(id), Ok(runtime)) = (m.id, tokio::runtime::Handle::try_current()) else { return };

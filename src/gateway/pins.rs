@@ -61,7 +61,7 @@ pub async fn check(shared: &GatewayShared, route: &Route, info: &RequestInfo, tr
             }
             (status, fp) = shared.pins.status(&route.name, tool);
         }
-        trail.pin(tool, fp.clone(), status.as_str());
+        trail.pin(tool, fp.clone(), status);
         if mode != PinMode::Enforce || refusal.is_some() {
             continue;
         }
