@@ -1,7 +1,9 @@
 //! Every answer the gateway gives a request itself, as one type. A [`Refusal`] knows its
 //! HTTP status, its JSON-RPC code (when the client gets a JSON-RPC error), its audit
 //! `reason` and its `policy_denials_total` label; [`refuse`] turns it into the response,
-//! the audit record and the metric at once, so the three cannot drift apart.
+//! the audit record and the metric at once, so the three cannot drift apart. The routing
+//! refusals (wrong host, bad path, no route) come before any route is known: the proxy
+//! answers them with [`Refusal::response`] alone, unaudited, as before.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -16,6 +18,14 @@ use crate::mcp::{error_body, jsonrpc, InspectError, RequestInfo};
 
 /// Why the gateway answered a request itself; the upstream never saw it.
 pub enum Refusal {
+    /// The request's host is not the TLS server name the edge picked the tunnel by.
+    Misdirected { host: String, sni: String },
+    /// The path has no canonical form (the message says why).
+    BadPath(String),
+    /// No route serves the request's host and path.
+    NoRoute { host: String },
+    /// The stream is over the gateway's `max_streams` (`busy.rs`).
+    TooManyStreams,
     /// The kill switch stops the route (or the whole gateway).
     Killed(kill::Refusal),
     /// The `Origin` header is not allowed.
@@ -59,14 +69,16 @@ impl Refusal {
     /// The HTTP status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Killed(_) | Self::TooManyRequests { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::Killed(_) | Self::TooManyRequests { .. } | Self::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             Self::Origin(e) => e.status(),
             Self::Shape(s) => s.status,
             Self::Auth { error, .. } => error.status(),
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyUnreadable | Self::InvalidMcp(_) => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::BodyUnreadable | Self::InvalidMcp(_) => StatusCode::BAD_REQUEST,
             // JSON-RPC errors travel in a 200, as the MCP transports expect.
             Self::Policy { .. }
             | Self::NotPinned { .. }
@@ -78,6 +90,10 @@ impl Refusal {
     /// The audit record's `reason` (and the error code of a plain JSON answer).
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::Misdirected { .. } => "misdirected_request",
+            Self::BadPath(_) => "bad_path",
+            Self::NoRoute { .. } => "no_route",
+            Self::TooManyStreams => "too_many_streams",
             Self::Killed(_) => kill_body::REASON,
             Self::Origin(e) => e.reason(),
             Self::Shape(s) => s.reason,
@@ -130,12 +146,19 @@ impl Refusal {
             full(StatusCode::OK, "application/json", body)
         };
         let mut resp = match self {
+            Self::Misdirected { host, sni } => plain(&format!("host {host} does not match the TLS server name {sni}")),
+            Self::NoRoute { host } => {
+                json_error(status, self.reason(), &format!("no route for host {host}"), Some(("host", host)))
+            }
+            Self::TooManyStreams => {
+                plain("the gateway is serving its maximum number of client connections; retry shortly")
+            }
             Self::Killed(k) => return k.response(),
             Self::Origin(e) => plain(&e.to_string()),
             Self::Shape(s) => plain(s.message),
             Self::Auth { error, .. } => plain(&error.to_string()),
             Self::HeadersTooLarge { limit } => plain(&format!("request headers exceed {limit} bytes")),
-            Self::BodyTooLarge(message) | Self::BodyTimeout(message) => plain(message),
+            Self::BadPath(message) | Self::BodyTooLarge(message) | Self::BodyTimeout(message) => plain(message),
             Self::BodyUnreadable => plain("the request body could not be read"),
             Self::TooManyRequests { route } => {
                 json_error(status, self.reason(), "the route has too many requests in flight", Some(("route", route)))
@@ -166,7 +189,7 @@ impl Refusal {
             Self::BodyTimeout(_) => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Self::TooManyRequests { .. } => {
+            Self::TooManyRequests { .. } | Self::TooManyStreams => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -190,4 +213,60 @@ pub fn refuse(
     let resp = refusal.response(info);
     trail.refuse(refusal.status().as_u16(), refusal.reason(), refusal.jsonrpc_code());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn parts(resp: Response<ClientBody>) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+        let (head, body) = resp.into_parts();
+        (head.status, head.headers, body.collect().await.unwrap().to_bytes())
+    }
+
+    /// The routing answers, once written with `json_error` at their call sites, are the
+    /// same bytes (status, headers, body) as variants.
+    #[tokio::test]
+    async fn routing_refusals_answer_as_before() {
+        let host = "other.example.com".to_owned();
+        let cases = [
+            (
+                Refusal::Misdirected { host: host.clone(), sni: "mcp.example.com".into() },
+                json_error(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected_request",
+                    "host other.example.com does not match the TLS server name mcp.example.com",
+                    None,
+                ),
+            ),
+            (
+                Refusal::BadPath("the path cannot be normalised".into()),
+                json_error(StatusCode::BAD_REQUEST, "bad_path", "the path cannot be normalised", None),
+            ),
+            (
+                Refusal::NoRoute { host: host.clone() },
+                json_error(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    "no route for host other.example.com",
+                    Some(("host", &host)),
+                ),
+            ),
+            (Refusal::TooManyStreams, {
+                let mut resp = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_streams",
+                    "the gateway is serving its maximum number of client connections; retry shortly",
+                    None,
+                );
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }),
+        ];
+        for (refusal, before) in cases {
+            assert_eq!((refusal.jsonrpc_code(), refusal.denial_label()), (None, None), "{}", refusal.reason());
+            assert_eq!(parts(refusal.response(None)).await, parts(before).await);
+        }
+    }
 }
