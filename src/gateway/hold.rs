@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::onward::Onward;
-use super::outcome::{refuse, Refusal};
+use super::outcome::{refuse, ApprovalEnd, Refusal, Unwaitable};
 use super::respond::{full, ClientBody};
 use super::route::Route;
 use super::trail::Trail;
@@ -54,12 +54,12 @@ pub async fn hold(
         [m] if !info.batch => m,
         _ => {
             let message = "a tools/call that needs approval must be sent on its own, not in a batch";
-            return unavailable(shared, trail, &onward, "approval_batch", message);
+            return unavailable(shared, trail, &onward, Unwaitable::Batch, message);
         }
     };
     let id = match approvals.new_id() {
         Ok(id) => id,
-        Err(e) => return unavailable(shared, trail, &onward, "approval_unavailable", &e.to_string()),
+        Err(e) => return unavailable(shared, trail, &onward, Unwaitable::NoId, &e.to_string()),
     };
     let route = &onward.route;
     let now = SystemTime::now();
@@ -78,7 +78,7 @@ pub async fn hold(
     };
     let ticket = match approvals.register(call, gate.max_pending) {
         Ok(t) => t,
-        Err(e) => return unavailable(shared, trail, &onward, "approval_queue_full", &e.to_string()),
+        Err(e) => return unavailable(shared, trail, &onward, Unwaitable::QueueFull, &e.to_string()),
     };
     info!(approval = %id, route = %route.name, tool = %ticket.call().tool, "tool call waiting for approval");
     if let Some(hook) = &gate.webhook {
@@ -165,8 +165,7 @@ async fn decide(mut waiting: Waiting, onward: Onward, timeout: Duration) -> Resp
             let reason = d.reason.unwrap_or_else(|| "no reason given".to_owned());
             let message = format!("tool call {} denied by an approver (approval {}): {reason}", call.tool, call.id);
             let data = json!({ "approval_id": call.id, "reason": reason });
-            let refusal =
-                Refusal::ApprovalDecided { reason: "approval_denied", code: jsonrpc::APPROVAL_DENIED, message, data };
+            let refusal = Refusal::ApprovalDecided { end: ApprovalEnd::Denied, message, data };
             refuse(&onward.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
         }
         None => {
@@ -176,8 +175,7 @@ async fn decide(mut waiting: Waiting, onward: Onward, timeout: Duration) -> Resp
             let reason = format!("no decision within {}s", timeout.as_secs());
             let message = format!("tool call {} expired waiting for approval {}: {reason}", call.tool, call.id);
             let data = json!({ "approval_id": call.id, "reason": reason });
-            let refusal =
-                Refusal::ApprovalDecided { reason: "approval_expired", code: jsonrpc::APPROVAL_EXPIRED, message, data };
+            let refusal = Refusal::ApprovalDecided { end: ApprovalEnd::Expired, message, data };
             refuse(&onward.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
         }
     }
@@ -188,11 +186,11 @@ fn unavailable(
     shared: &GatewayShared,
     mut trail: Trail,
     onward: &Onward,
-    reason: &'static str,
+    why: Unwaitable,
     message: &str,
 ) -> Response<ClientBody> {
     shared.approvals.metrics().decided(WaitOutcome::Refused);
     trail.approval_state(Approval::Denied);
-    let refusal = Refusal::ApprovalUnavailable { reason, message: message.to_owned() };
+    let refusal = Refusal::ApprovalUnavailable { why, message: message.to_owned() };
     refuse(&shared.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
 }

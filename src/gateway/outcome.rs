@@ -10,11 +10,12 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::metrics::GatewayMetrics;
+use super::pins::PinDenial;
 use super::respond::{full, json_error, refusal_body, ClientBody};
 use super::trail::Trail;
 use crate::auth::{AuthError, OriginError};
 use crate::control::{kill, kill_body};
-use crate::mcp::{error_body, jsonrpc, InspectError, RequestInfo};
+use crate::mcp::{error_body, jsonrpc, Denied, InspectError, RequestInfo};
 
 /// Why the gateway answered a request itself; the upstream never saw it.
 pub enum Refusal {
@@ -46,14 +47,53 @@ pub enum Refusal {
     TooManyRequests { route: String },
     /// The body is not an MCP message the gateway accepts.
     InvalidMcp(InspectError),
-    /// The route's tool or method policy denies a message (`reason`: `mcp::policy`'s).
-    Policy { reason: &'static str, message: String },
-    /// Pinning (`enforce`) refuses a tool call (`reason`: `tool_changed`, …).
-    NotPinned { reason: &'static str, message: String },
+    /// The route's tool or method policy denies a message.
+    Policy { denied: Denied, message: String },
+    /// Pinning (`enforce`) refuses a tool call.
+    NotPinned { denial: PinDenial, message: String },
     /// A gated call that cannot wait for approval (a batch, a full queue).
-    ApprovalUnavailable { reason: &'static str, message: String },
-    /// An approver denied the call, or nobody decided in time (`code` says which).
-    ApprovalDecided { reason: &'static str, code: i64, message: String, data: Value },
+    ApprovalUnavailable { why: Unwaitable, message: String },
+    /// An approver denied the call, or nobody decided in time.
+    ApprovalDecided { end: ApprovalEnd, message: String, data: Value },
+}
+
+/// Why a gated call could not wait for approval (the audit `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwaitable {
+    /// It came in a batch: one decision cannot cover several calls.
+    Batch,
+    /// No approval id could be made.
+    NoId,
+    /// The route's `max_pending` calls already wait.
+    QueueFull,
+}
+
+/// How a wait for approval ended in a refusal: it fixes the `reason` and the JSON-RPC code
+/// together, so they cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalEnd {
+    /// An approver denied the call.
+    Denied,
+    /// Nobody decided within the wait timeout.
+    Expired,
+}
+
+impl ApprovalEnd {
+    /// The audit `reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Denied => "approval_denied",
+            Self::Expired => "approval_expired",
+        }
+    }
+
+    /// The JSON-RPC error code.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Denied => jsonrpc::APPROVAL_DENIED,
+            Self::Expired => jsonrpc::APPROVAL_EXPIRED,
+        }
+    }
 }
 
 /// A refusal for the request's method or shape.
@@ -104,10 +144,12 @@ impl Refusal {
             Self::BodyUnreadable => "body_unreadable",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::InvalidMcp(_) => "invalid_mcp_request",
-            Self::Policy { reason, .. }
-            | Self::NotPinned { reason, .. }
-            | Self::ApprovalUnavailable { reason, .. }
-            | Self::ApprovalDecided { reason, .. } => reason,
+            Self::Policy { denied, .. } => denied.as_str(),
+            Self::NotPinned { denial, .. } => denial.as_str(),
+            Self::ApprovalUnavailable { why: Unwaitable::Batch, .. } => "approval_batch",
+            Self::ApprovalUnavailable { why: Unwaitable::NoId, .. } => "approval_unavailable",
+            Self::ApprovalUnavailable { why: Unwaitable::QueueFull, .. } => "approval_queue_full",
+            Self::ApprovalDecided { end, .. } => end.reason(),
         }
     }
 
@@ -119,7 +161,7 @@ impl Refusal {
             Self::Policy { .. } => Some(jsonrpc::POLICY_DENIED),
             Self::NotPinned { .. } => Some(jsonrpc::TOOL_NOT_PINNED),
             Self::ApprovalUnavailable { .. } => Some(jsonrpc::APPROVAL_UNAVAILABLE),
-            Self::ApprovalDecided { code, .. } => Some(*code),
+            Self::ApprovalDecided { end, .. } => Some(end.code()),
             _ => None,
         }
     }
@@ -172,9 +214,9 @@ impl Refusal {
             | Self::ApprovalUnavailable { message, .. } => {
                 per_request(self.jsonrpc_code().unwrap_or(jsonrpc::INTERNAL_ERROR), message)
             }
-            Self::ApprovalDecided { code, message, data, .. } => {
+            Self::ApprovalDecided { end, message, data } => {
                 let id = info.and_then(|i| i.messages.first()).and_then(|m| m.id.as_ref());
-                full(StatusCode::OK, "application/json", error_body(id, *code, message, Some(data.clone())))
+                full(StatusCode::OK, "application/json", error_body(id, end.code(), message, Some(data.clone())))
             }
         };
         let headers = resp.headers_mut();
@@ -223,6 +265,36 @@ mod tests {
     async fn parts(resp: Response<ClientBody>) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
         let (head, body) = resp.into_parts();
         (head.status, head.headers, body.collect().await.unwrap().to_bytes())
+    }
+
+    /// The typed reasons keep the words (and codes) the call sites used to pass as strings.
+    #[test]
+    fn typed_reasons_keep_their_words() {
+        let m = String::new;
+        let decided = |end| Refusal::ApprovalDecided { end, message: m(), data: Value::Null };
+        let cases = [
+            (Refusal::Policy { denied: Denied::Method, message: m() }, "method_denied", Some(-32010)),
+            (Refusal::Policy { denied: Denied::Tool, message: m() }, "tool_denied", Some(-32010)),
+            (Refusal::NotPinned { denial: PinDenial::Changed, message: m() }, "tool_changed", Some(-32014)),
+            (Refusal::NotPinned { denial: PinDenial::NotPinned, message: m() }, "tool_not_pinned", Some(-32014)),
+            (Refusal::NotPinned { denial: PinDenial::Unknown, message: m() }, "tool_unknown", Some(-32014)),
+            (Refusal::ApprovalUnavailable { why: Unwaitable::Batch, message: m() }, "approval_batch", Some(-32013)),
+            (
+                Refusal::ApprovalUnavailable { why: Unwaitable::NoId, message: m() },
+                "approval_unavailable",
+                Some(-32013),
+            ),
+            (
+                Refusal::ApprovalUnavailable { why: Unwaitable::QueueFull, message: m() },
+                "approval_queue_full",
+                Some(-32013),
+            ),
+            (decided(ApprovalEnd::Denied), "approval_denied", Some(-32011)),
+            (decided(ApprovalEnd::Expired), "approval_expired", Some(-32012)),
+        ];
+        for (refusal, reason, code) in cases {
+            assert_eq!((refusal.reason(), refusal.jsonrpc_code()), (reason, code));
+        }
     }
 
     /// The routing answers, once written with `json_error` at their call sites, are the

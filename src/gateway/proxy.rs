@@ -31,8 +31,8 @@ pub async fn handle(shared: Arc<GatewayShared>, conn: Arc<ConnInfo>, req: Reques
     let mut resp = dispatch(&shared, &conn, parts, &mut body).await;
     // Label values come from the config (route names), never from the client.
     let route = resp.extensions_mut().remove::<RouteName>().map_or_else(|| "-".to_owned(), |r| r.0);
-    if let Some(Failure(kind)) = resp.extensions_mut().remove::<Failure>() {
-        shared.metrics.upstream_error(&route, kind);
+    if let Some(failure) = resp.extensions_mut().remove::<Failure>() {
+        shared.metrics.upstream_error(&route, failure);
     }
     shared.metrics.request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     // An answer given before the body was read must still reach the client.
