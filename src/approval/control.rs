@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::registry::{Approvals, DecideError, Decision};
-use crate::audit::record::{event, AuditRecord};
+use crate::audit::record::{Action, AuditRecord, Event};
 use crate::audit::Auditor;
 use crate::control::{Caller, ControlError};
 
@@ -48,7 +48,7 @@ pub fn decide(
     }
     let decision = Decision { approved, approver: caller.label(), reason: reason.map(str::to_owned) };
     let call = approvals.decide(id, decision).map_err(|DecideError::NotFound(id)| not_found(&id))?;
-    let action = if approved { "approve" } else { "deny" };
+    let action = if approved { Action::Approve } else { Action::Deny };
     auditor.record(AuditRecord {
         tunnel: Some(tunnel.to_owned()),
         route: Some(call.route.clone()),
@@ -57,7 +57,7 @@ pub fn decide(
         action: Some(action),
         actor: Some(caller.label()),
         note: reason.map(str::to_owned),
-        ..AuditRecord::new(event::CONTROL)
+        ..AuditRecord::new(Event::Control)
     });
     let decision = if approved { "approved" } else { "denied" };
     Ok(json!({ "call": call.to_json(), "decision": decision, "approver": caller.label(), "reason": reason }))

@@ -9,8 +9,36 @@ use prometheus_client::registry::Registry;
 
 use crate::stats::{labels, Labels};
 
-/// `outcome` values of `approval_decisions_total`.
-pub const OUTCOMES: [&str; 5] = ["approved", "denied", "expired", "cancelled", "refused"];
+/// How a wait for approval ended: the `outcome` label of `approval_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// An approver let the call through.
+    Approved,
+    /// An approver refused the call.
+    Denied,
+    /// Nobody decided within the wait timeout.
+    Expired,
+    /// The client went away while the call waited.
+    Cancelled,
+    /// The call could not wait at all (a batch, a full queue).
+    Refused,
+}
+
+impl WaitOutcome {
+    /// Every outcome, each exported from the start.
+    pub const ALL: [WaitOutcome; 5] = [Self::Approved, Self::Denied, Self::Expired, Self::Cancelled, Self::Refused];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+            Self::Refused => "refused",
+        }
+    }
+}
 
 /// The approval metric families (cheap to clone: they share their values).
 #[derive(Debug, Clone, Default)]
@@ -22,8 +50,8 @@ pub struct ApprovalMetrics {
 impl ApprovalMetrics {
     /// Registers both families; every outcome starts at 0.
     pub fn register(&self, registry: &mut Registry) {
-        for outcome in OUTCOMES {
-            let _ = self.decisions.get_or_create(&labels(&[("outcome", outcome)]));
+        for outcome in WaitOutcome::ALL {
+            let _ = self.decisions.get_or_create(&labels(&[("outcome", outcome.as_str())]));
         }
         registry.register("approvals_pending", "Tool calls waiting for approval", self.pending.clone());
         registry.register("approval_decisions", "Approval waits ended, by outcome", self.decisions.clone());
@@ -34,8 +62,8 @@ impl ApprovalMetrics {
         self.pending.inc_by(delta);
     }
 
-    /// Counts a wait that ended with `outcome` (one of [`OUTCOMES`]).
-    pub fn decided(&self, outcome: &'static str) {
-        self.decisions.get_or_create(&labels(&[("outcome", outcome)])).inc();
+    /// Counts a wait that ended with `outcome`.
+    pub fn decided(&self, outcome: WaitOutcome) {
+        self.decisions.get_or_create(&labels(&[("outcome", outcome.as_str())])).inc();
     }
 }

@@ -6,11 +6,13 @@
 //! dropped and counted ([`AuditMetrics::dropped`]): auditing never stalls a request.
 //!
 //! - [`record`]: the record's fields.
+//! - [`values`]: the closed sets of words some fields hold (`event`, `decision`, …).
 //! - [`sink`]: stdout or a size-rotated file, and the errors naming it.
 //! - [`writer`]: the queue, the writer task and its shutdown.
 
 pub mod record;
 pub mod sink;
+pub mod values;
 pub mod writer;
 
 pub use record::AuditRecord;

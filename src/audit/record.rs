@@ -9,62 +9,7 @@ use serde::{Serialize, Serializer};
 use time::format_description::well_known::iso8601::{Config, EncodedConfig, Iso8601, TimePrecision};
 use time::OffsetDateTime;
 
-/// Values of [`AuditRecord::event`].
-pub mod event {
-    /// An MCP request/response pair (a JSON-RPC POST, an SSE GET or a session DELETE).
-    pub const MCP: &str = "mcp";
-    /// A request on a route that is not inspected as MCP.
-    pub const HTTP: &str = "http";
-    /// A configuration change applied by the running process (reload accepted or rejected).
-    pub const CONFIG: &str = "config";
-    /// An operator action on the control plane (kill, resume, approve, deny, pin, …).
-    pub const CONTROL: &str = "control";
-    /// A tool definition the gateway saw that differs from its pin (`pinning` warn/enforce).
-    pub const TOOL: &str = "tool";
-}
-
-/// Values of [`AuditRecord::approval`].
-pub mod approval {
-    /// The call matched no approval gate.
-    pub const NOT_REQUIRED: &str = "not_required";
-    /// An approver let the call through.
-    pub const APPROVED: &str = "approved";
-    /// An approver refused the call.
-    pub const DENIED: &str = "denied";
-    /// Nobody decided within the wait timeout.
-    pub const EXPIRED: &str = "expired";
-    /// The client went away while the call waited.
-    pub const CANCELLED: &str = "cancelled";
-}
-
-/// Values of [`AuditRecord::auth`].
-pub mod auth {
-    /// The route does not authenticate callers.
-    pub const NONE: &str = "none";
-    /// An opaque bearer token checked against a configured list.
-    pub const BEARER: &str = "bearer";
-    /// A JWT verified against configured keys.
-    pub const JWT: &str = "jwt";
-}
-
-/// Values of [`AuditRecord::decision`].
-pub mod decision {
-    /// The request was forwarded upstream.
-    pub const ALLOW: &str = "allow";
-    /// The gateway answered the request itself with a refusal.
-    pub const DENY: &str = "deny";
-}
-
-/// Values of [`AuditRecord::outcome`].
-pub mod outcome {
-    /// The response was delivered to the client in full.
-    pub const COMPLETE: &str = "complete";
-    /// The client or the gateway ended the exchange before the response was complete.
-    pub const ABORTED: &str = "aborted";
-    /// The upstream failed (unreachable, timeout, protocol error) or the gateway answered
-    /// with an error of its own.
-    pub const ERROR: &str = "error";
-}
+pub use super::values::{Action, Approval, Auth, Decision, Direction, Event, Outcome, Pin};
 
 /// One line of the audit trail. Build it with `..Default::default()` and set what is known.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -74,8 +19,8 @@ pub struct AuditRecord {
     /// [`Auditor::record`](super::Auditor::record) was called.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
-    /// What kind of record this is: see [`event`]. Always present.
-    pub event: &'static str,
+    /// What kind of record this is: see [`Event`]. Always present.
+    pub event: Event,
     /// The gateway's tunnel id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
@@ -104,9 +49,9 @@ pub struct AuditRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
     /// `server_to_client` for a message the server sent toward the client (a refused
-    /// `sampling/createMessage`); absent for the client's own requests.
+    /// `sampling/createMessage`); absent for the client's own requests: see [`Direction`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub direction: Option<&'static str>,
+    pub direction: Option<Direction>,
     /// The JSON-RPC method (`tools/call`, `initialize`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jsonrpc_method: Option<String>,
@@ -135,14 +80,17 @@ pub struct AuditRecord {
     /// Who called, when the route authenticates: the token's configured name or the JWT subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// How the caller was authenticated: see [`auth`].
+    /// How the caller was authenticated: see [`Auth`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<&'static str>,
-    /// Whether the gateway let the request through: see [`decision`].
+    pub auth: Option<Auth>,
+    /// Whether the gateway let the request through: see [`Decision`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision: Option<&'static str>,
+    pub decision: Option<Decision>,
     /// Why the gateway refused or failed the request, as a fixed machine code
     /// (`tool_denied`, `auth_failed`, `body_too_large`, `upstream_timeout`, …).
+    // A string, not an enum here: each stage's own typed error owns its codes
+    // (`AuthError::reason`, `InspectError`, `mcp::policy`, `Refusal::reason`, upstream kinds),
+    // and one list of them all here would tie this sink to every stage above it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// The JSON-RPC error code of the response, when it was an error.
@@ -162,12 +110,12 @@ pub struct AuditRecord {
     /// writes this value as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<serde_json::Value>,
-    /// How the exchange ended: see [`outcome`].
+    /// How the exchange ended: see [`Outcome`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'static str>,
-    /// The approval state of a `tools/call`: see [`approval`].
+    pub outcome: Option<Outcome>,
+    /// The approval state of a `tools/call`: see [`Approval`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<&'static str>,
+    pub approval: Option<Approval>,
     /// The id of the approval request the call waited on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
@@ -180,13 +128,13 @@ pub struct AuditRecord {
     /// The fingerprint of the called tool's definition (the tool schema version).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_fingerprint: Option<String>,
-    /// How the called tool's definition compares with its pin (`pinned`, `changed`,
-    /// `unpinned`, `unknown`).
+    /// How the called tool's definition compares with its pin: see [`Pin`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pin: Option<&'static str>,
-    /// For `control` records: the operation (`kill`, `resume`, `approve`, `deny`, `pin`, …).
+    pub pin: Option<Pin>,
+    /// For `control` records: the operation (`kill`, `resume`, `approve`, `deny`, `pin`, …):
+    /// see [`Action`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<&'static str>,
+    pub action: Option<Action>,
     /// For `control` records: who acted (`uid:0 via socket`, `admin token via http`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
@@ -197,7 +145,7 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// A record of kind `event` with every other field unset.
-    pub fn new(event: &'static str) -> Self {
+    pub fn new(event: Event) -> Self {
         Self { event, ..Self::default() }
     }
 }
@@ -253,8 +201,8 @@ mod tests {
         let rec = AuditRecord {
             tunnel: Some("acme".into()),
             http_status: Some(200),
-            decision: Some(decision::ALLOW),
-            ..AuditRecord::new(event::MCP)
+            decision: Some(Decision::Allow),
+            ..AuditRecord::new(Event::Mcp)
         };
         let v: Value = serde_json::to_value(&rec).unwrap();
         assert_eq!(v, json!({"event": "mcp", "tunnel": "acme", "http_status": 200, "decision": "allow"}));
@@ -264,7 +212,7 @@ mod tests {
     fn every_field_serializes_under_its_documented_name() {
         let rec = AuditRecord {
             time: Some("2025-06-01T12:00:00.123Z".into()),
-            event: event::MCP,
+            event: Event::Mcp,
             tunnel: Some("t".into()),
             connection: Some(1),
             stream: Some(2),
@@ -274,7 +222,7 @@ mod tests {
             upstream: Some("http://10.0.0.5:8080/mcp".into()),
             http_method: Some("POST".into()),
             http_status: Some(200),
-            direction: Some("server_to_client"),
+            direction: Some(Direction::ServerToClient),
             jsonrpc_method: Some("tools/call".into()),
             jsonrpc_id: Some(json!(7)),
             tool: Some("search".into()),
@@ -284,22 +232,22 @@ mod tests {
             protocol_version: Some("2025-11-25".into()),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             identity: Some("alice".into()),
-            auth: Some(auth::JWT),
-            decision: Some(decision::DENY),
+            auth: Some(Auth::Jwt),
+            decision: Some(Decision::Deny),
             reason: Some("tool_denied"),
             jsonrpc_error: Some(-32600),
             latency_ms: Some(1.5),
             bytes_in: Some(10),
             bytes_out: Some(20),
             arguments: Some(json!({"q": "[redacted]"})),
-            outcome: Some(outcome::COMPLETE),
-            approval: Some(approval::APPROVED),
+            outcome: Some(Outcome::Complete),
+            approval: Some(Approval::Approved),
             approval_id: Some("a1".into()),
             approver: Some("uid:0 via socket".into()),
             approval_wait_ms: Some(2.0),
             tool_fingerprint: Some("sha256:00".into()),
-            pin: Some("pinned"),
-            action: Some("approve"),
+            pin: Some(Pin::Pinned),
+            action: Some(Action::Approve),
             actor: Some("uid:0 via socket".into()),
             note: Some("ok".into()),
         };
@@ -354,11 +302,34 @@ mod tests {
         assert_eq!(v["arguments"], json!({"q": "[redacted]"}));
     }
 
+    /// The enum fields write the very bytes the string constants they replaced wrote.
+    #[test]
+    fn enum_fields_write_the_old_words() {
+        let rec = AuditRecord {
+            direction: Some(Direction::ServerToClient),
+            auth: Some(Auth::Bearer),
+            decision: Some(Decision::Deny),
+            reason: Some("method_denied"),
+            outcome: Some(Outcome::Aborted),
+            approval: Some(Approval::NotRequired),
+            pin: Some(Pin::Unpinned),
+            action: Some(Action::ApprovalsDeny),
+            ..AuditRecord::new(Event::Control)
+        };
+        let want = concat!(
+            r#"{"event":"control","direction":"server_to_client","auth":"bearer","decision":"deny","#,
+            r#""reason":"method_denied","outcome":"aborted","approval":"not_required","pin":"unpinned","#,
+            r#""action":"approvals.deny"}"#
+        );
+        assert_eq!(serde_json::to_string(&rec).unwrap(), want);
+    }
+
     #[test]
     fn latency_has_three_decimals() {
-        let rec = AuditRecord { latency_ms: Some(12.345_000_000_000_1), ..AuditRecord::new(event::HTTP) };
+        let rec = AuditRecord { latency_ms: Some(12.345_000_000_000_1), ..AuditRecord::new(Event::Http) };
         assert_eq!(serde_json::to_string(&rec).unwrap(), r#"{"event":"http","latency_ms":12.345}"#);
-        let rec = AuditRecord { latency_ms: Some(millis(Duration::from_nanos(1_234_567))), ..AuditRecord::new("x") };
+        let rec =
+            AuditRecord { latency_ms: Some(millis(Duration::from_nanos(1_234_567))), ..AuditRecord::new(Event::Http) };
         assert_eq!(serde_json::to_value(&rec).unwrap()["latency_ms"], json!(1.235));
     }
 
@@ -371,7 +342,7 @@ mod tests {
 
     #[test]
     fn hostile_strings_stay_on_one_line() {
-        let rec = AuditRecord { tool: Some("a\nb\r\"c\u{2028}".into()), ..AuditRecord::new(event::MCP) };
+        let rec = AuditRecord { tool: Some("a\nb\r\"c\u{2028}".into()), ..AuditRecord::new(Event::Mcp) };
         let line = serde_json::to_string(&rec).unwrap();
         assert!(!line.contains('\n') && !line.contains('\r'));
         let back: Value = serde_json::from_str(&line).unwrap();

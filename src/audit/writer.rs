@@ -186,7 +186,7 @@ impl WriterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::event;
+    use crate::audit::record::Event;
     use crate::audit::sink::numbered;
     use serde_json::Value;
     use std::path::Path;
@@ -196,7 +196,7 @@ mod tests {
     }
 
     fn rec(n: u64) -> AuditRecord {
-        AuditRecord { stream: Some(n), tool: Some("search".into()), ..AuditRecord::new(event::MCP) }
+        AuditRecord { stream: Some(n), tool: Some("search".into()), ..AuditRecord::new(Event::Mcp) }
     }
 
     /// Every line of `path` as JSON (panics on an invalid line).
@@ -351,7 +351,7 @@ mod tests {
     async fn stdout_sink_writes() {
         let metrics = AuditMetrics::default();
         let (auditor, task) = Auditor::start(&SinkConfig::Stdout, 10, metrics.clone()).unwrap();
-        auditor.record(AuditRecord::new(event::CONFIG));
+        auditor.record(AuditRecord::new(Event::Config));
         task.shutdown().await;
         assert_eq!(metrics.written.get(), 1);
     }

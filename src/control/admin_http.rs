@@ -14,6 +14,7 @@ use tracing::warn;
 use super::audit::ControlAudit;
 use super::{Caller, ControlError, ControlOp, Operator, Via};
 use crate::admin::{AdminControl, ControlCall, ControlReply};
+use crate::audit::record::{Action, Decision};
 use crate::auth::BearerTokens;
 
 /// The gateway's `AdminControl`.
@@ -76,13 +77,13 @@ impl ControlApi {
     }
 
     /// Audits a refused call: who tried (their address), what, and why it was refused.
-    fn refused(&self, action: &'static str, call: &ControlCall, reason: &'static str, status: u16) {
-        warn!(peer = %call.peer, action, reason, "admin control call refused");
+    fn refused(&self, action: Action, call: &ControlCall, reason: &'static str, status: u16) {
+        warn!(peer = %call.peer, action = action.as_str(), reason, "admin control call refused");
         let mut rec = self.audit.record(action, format!("unauthenticated via http from {}", call.peer));
         rec.client_addr = Some(call.peer.to_string());
         rec.reason = Some(reason);
         rec.http_status = Some(status);
-        rec.decision = Some(crate::audit::record::decision::DENY);
+        rec.decision = Some(Decision::Deny);
         self.audit.write(rec);
     }
 }

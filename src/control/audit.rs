@@ -1,12 +1,8 @@
 //! `control` audit records: one per operator action (and per refused admin call), naming
 //! the action, who acted and their note.
 
-use crate::audit::record::event;
+use crate::audit::record::{Action, Event};
 use crate::audit::{AuditRecord, Auditor};
-
-/// The `action` of a record about a control-socket connection refused before any
-/// operation was read (see `socket.rs`).
-pub const CONNECT: &str = "connect";
 
 /// Where one gateway's `control` records go.
 #[derive(Debug, Clone)]
@@ -22,8 +18,8 @@ impl ControlAudit {
     }
 
     /// A `control` record of `action` by `actor`, with the gateway's tunnel id.
-    pub fn record(&self, action: &'static str, actor: String) -> AuditRecord {
-        let mut rec = AuditRecord::new(event::CONTROL);
+    pub fn record(&self, action: Action, actor: String) -> AuditRecord {
+        let mut rec = AuditRecord::new(Event::Control);
         rec.tunnel = Some(self.tunnel.clone());
         rec.action = Some(action);
         rec.actor = Some(actor);

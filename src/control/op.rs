@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::wire::WireRequest;
 use super::ControlError;
+use crate::audit::record::Action;
 
 /// One control operation and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,20 +97,6 @@ pub enum ControlOp {
     },
 }
 
-/// Every operation name, as on the wire (kept equal to the variants' names by a test).
-const NAMES: [&str; 10] = [
-    "status",
-    "kill",
-    "resume",
-    "approvals.list",
-    "approvals.show",
-    "approvals.approve",
-    "approvals.deny",
-    "tools.list",
-    "tools.diff",
-    "tools.pin",
-];
-
 impl ControlOp {
     /// The operation `op` with the arguments `args` (a JSON object; `null` when absent).
     /// Arguments the operation does not take are ignored.
@@ -132,27 +119,28 @@ impl ControlOp {
         })
     }
 
-    /// The operation's name: the `op` on the wire and the `action` of its audit record.
-    pub fn action(&self) -> &'static str {
+    /// The operation's name: the `op` on the wire (`as_str`) and the `action` of its audit
+    /// record. [`Action::OPERATIONS`] lists them all (kept equal to the variants by a test).
+    pub fn action(&self) -> Action {
         match self {
-            Self::Status => "status",
-            Self::Kill { .. } => "kill",
-            Self::Resume { .. } => "resume",
-            Self::ApprovalsList => "approvals.list",
-            Self::ApprovalsShow { .. } => "approvals.show",
-            Self::ApprovalsApprove { .. } => "approvals.approve",
-            Self::ApprovalsDeny { .. } => "approvals.deny",
-            Self::ToolsList { .. } => "tools.list",
-            Self::ToolsDiff { .. } => "tools.diff",
-            Self::ToolsPin { .. } => "tools.pin",
+            Self::Status => Action::Status,
+            Self::Kill { .. } => Action::Kill,
+            Self::Resume { .. } => Action::Resume,
+            Self::ApprovalsList => Action::ApprovalsList,
+            Self::ApprovalsShow { .. } => Action::ApprovalsShow,
+            Self::ApprovalsApprove { .. } => Action::ApprovalsApprove,
+            Self::ApprovalsDeny { .. } => Action::ApprovalsDeny,
+            Self::ToolsList { .. } => Action::ToolsList,
+            Self::ToolsDiff { .. } => Action::ToolsDiff,
+            Self::ToolsPin { .. } => Action::ToolsPin,
         }
     }
 
     /// The `action` for a request named `op` whose arguments were not read (a refused
-    /// admin call): the name when it is an operation, else `unknown`, so a name sent by
+    /// admin call): the operation when it is one, else `unknown`, so a name sent by
     /// an unauthenticated caller never reaches the audit trail verbatim.
-    pub fn action_of(op: &str) -> &'static str {
-        NAMES.iter().copied().find(|known| *known == op).unwrap_or("unknown")
+    pub fn action_of(op: &str) -> Action {
+        Action::operation(op)
     }
 }
 
@@ -247,7 +235,7 @@ mod tests {
     fn every_op_round_trips_through_the_wire_format() {
         for op in samples() {
             let wire = serde_json::to_value(&op).expect("serialize");
-            assert_eq!(wire["op"], op.action(), "{wire}");
+            assert_eq!(wire["op"], op.action().as_str(), "{wire}");
             let line = serde_json::to_vec(&wire).expect("line");
             let req: WireRequest = serde_json::from_slice(&line).expect("a wire request");
             assert_eq!(ControlOp::try_from(req).expect("parse"), op, "{wire}");
@@ -257,11 +245,11 @@ mod tests {
 
     #[test]
     fn names_are_the_variants_names() {
-        let mut actions: Vec<&str> = samples().iter().map(ControlOp::action).collect();
+        let mut actions: Vec<Action> = samples().iter().map(ControlOp::action).collect();
         actions.dedup();
-        assert_eq!(actions, NAMES);
-        for name in NAMES {
-            assert_eq!(ControlOp::action_of(name), name);
+        assert_eq!(actions, Action::OPERATIONS);
+        for action in Action::OPERATIONS {
+            assert_eq!(ControlOp::action_of(action.as_str()), action);
         }
     }
 
@@ -319,7 +307,7 @@ mod tests {
     #[test]
     fn an_unknown_name_never_reaches_the_audit_action() {
         for name in ["no.such.op", "kill\n{\"forged\":1}", "", "STATUS", "approvals."] {
-            assert_eq!(ControlOp::action_of(name), "unknown", "{name:?}");
+            assert_eq!(ControlOp::action_of(name), Action::Unknown, "{name:?}");
         }
     }
 }

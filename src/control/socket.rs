@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::audit::ControlAudit;
 use super::wire::{WireReply, WireRequest, MAX_LINE};
 use super::{Caller, ControlError, ControlOp, Operator, Via};
+use crate::audit::record::{Action, Decision};
 use crate::stdio::lineage::{self, Verdict};
 
 /// The socket's file name inside the state directory.
@@ -110,7 +111,7 @@ async fn handle(stream: UnixStream, ops: Arc<dyn Operator>, audit: ControlAudit)
         }
         Ok(Ok(_)) => match serde_json::from_slice::<WireRequest>(&line).map(ControlOp::try_from) {
             Ok(Ok(op)) => {
-                debug!(op = op.action(), caller = %caller.label(), "control request");
+                debug!(op = op.action().as_str(), caller = %caller.label(), "control request");
                 ops.run(&caller, &op).await
             }
             Ok(Err(e)) => Err(e),
@@ -135,8 +136,8 @@ async fn reply(wr: &mut OwnedWriteHalf, result: Result<serde_json::Value, Contro
 /// Logs and audits a refused peer.
 fn refuse(audit: &ControlAudit, caller: &Caller, pid: Option<i32>, verdict: Verdict) {
     warn!(pid, caller = %caller.label(), reason = verdict.reason(), "control socket: peer refused");
-    let mut rec = audit.record(super::audit::CONNECT, caller.label());
-    rec.decision = Some(crate::audit::record::decision::DENY);
+    let mut rec = audit.record(Action::Connect, caller.label());
+    rec.decision = Some(Decision::Deny);
     rec.reason = Some(verdict.reason());
     rec.note = Some(pid.map_or_else(|| "peer pid unknown".to_owned(), |p| format!("peer pid {p}")));
     audit.write(rec);

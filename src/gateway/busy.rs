@@ -7,9 +7,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,13 +19,12 @@ use tracing::{debug, info};
 
 use super::conn::ConnInfo;
 use super::linger::{self, RequestBody};
+use super::outcome::{refuse, Refusal};
 use super::proxy::request_host;
-use super::respond::{json_error, ClientBody};
+use super::respond::ClientBody;
 use super::trail::{self, Trail};
 use super::GatewayShared;
 
-/// The audit reason and error code of the refusal.
-pub const REASON: &str = "too_many_streams";
 /// How long a refused client may take to send its request before the stream closes.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,16 +69,16 @@ where
 fn refusal(shared: &GatewayShared, conn: &ConnInfo, req: &Parts) -> Response<ClientBody> {
     let host = request_host(req).unwrap_or_else(|| conn.sni.clone());
     let routes = shared.routes();
+    let refusal = Refusal::TooManyStreams;
     match routes.lookup(&host, req.uri.path()) {
-        Some(route) => Trail::new(&shared.auditor, &shared.tunnel, route, conn, &req.method).refuse(503, REASON, None),
-        None => trail::refuse_unrouted(&shared.auditor, &shared.tunnel, conn, &req.method, 503, REASON),
+        Some(route) => {
+            let trail = Trail::new(&shared.auditor, &shared.tunnel, route, conn, &req.method);
+            refuse(&shared.metrics, &route.name, trail, &refusal, None)
+        }
+        None => {
+            let (status, reason) = (refusal.status().as_u16(), refusal.reason());
+            trail::refuse_unrouted(&shared.auditor, &shared.tunnel, conn, &req.method, status, reason);
+            refusal.response(None)
+        }
     }
-    let mut resp = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        REASON,
-        "the gateway is serving its maximum number of client connections; retry shortly",
-        None,
-    );
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
 }

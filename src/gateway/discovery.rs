@@ -10,7 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
-use super::respond::{full, json_error, ClientBody};
+use super::outcome::{Refusal, Shape};
+use super::respond::{full, ClientBody};
 use super::route::{Route, RouteTable};
 use crate::auth::{protected_resource_metadata, resource_url};
 
@@ -35,12 +36,14 @@ pub fn route_for(routes: &RouteTable, host: &str, path: &str) -> Option<Discover
     if route.controls.auth.is_some() {
         if doc != PROTECTED_RESOURCE {
             // The gateway checks tokens; it does not issue them.
-            return Some(Discovery::Serve(json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "this route's tokens come from the authorization servers in its protected-resource metadata",
-                None,
-            )));
+            // Unaudited, as every discovery answer: no exchange (and no trail) exists yet.
+            let refusal = Refusal::Shape(Shape {
+                status: StatusCode::NOT_FOUND,
+                reason: "not_found",
+                message: "this route's tokens come from the authorization servers in its protected-resource metadata",
+                allow: None,
+            });
+            return Some(Discovery::Serve(refusal.response(None)));
         }
         let resource = resource_url(host, (!rest.is_empty()).then_some(rest).or(route.path_prefix.as_deref()));
         let c = &route.controls;

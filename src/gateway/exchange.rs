@@ -172,11 +172,11 @@ async fn inspect(
 ) -> Result<RequestInfo, (Refusal, Option<RequestInfo>)> {
     let info = inspect_request(&parts.headers, body).map_err(|e| (Refusal::InvalidMcp(e), None))?;
     trail.request(&info, body.len());
-    if let Some((reason, message)) = route.controls.policy.first_denied(&info) {
-        return Err((Refusal::Policy { reason, message }, Some(info)));
+    if let Some((denied, message)) = route.controls.policy.first_denied(&info) {
+        return Err((Refusal::Policy { denied, message }, Some(info)));
     }
-    if let Some((reason, message)) = super::pins::check(shared, route, &info, trail).await {
-        return Err((Refusal::NotPinned { reason, message }, Some(info)));
+    if let Some((denial, message)) = super::pins::check(shared, route, &info, trail).await {
+        return Err((Refusal::NotPinned { denial, message }, Some(info)));
     }
     Ok(info)
 }

@@ -61,14 +61,7 @@ pub async fn send(
         Ok(Err(err)) => Err(upstream_failure(route, conn, &err)),
         Err(_) => {
             warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), timeout = ?route.timeout, "upstream timed out");
-            let mut resp = json_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "upstream did not answer in time",
-                Some(("route", &route.name)),
-            );
-            resp.extensions_mut().insert(Failure("timeout"));
-            Err(resp)
+            Err(Failure::Timeout.response(&route.name, "upstream did not answer in time"))
         }
     }
 }
@@ -171,22 +164,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
-    // `kind` is the metric label (docs/metrics.md); `code` goes to the client.
-    let (status, code, kind) = match find_upstream_error(err) {
-        Some(UpstreamError::ConnectTimeout { .. }) => {
-            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "connect_timeout")
-        }
-        Some(UpstreamError::Forbidden { .. }) => (StatusCode::BAD_GATEWAY, "upstream_forbidden", "forbidden"),
-        _ => (StatusCode::BAD_GATEWAY, "upstream_unreachable", "unreachable"),
+    let failure = match find_upstream_error(err) {
+        Some(UpstreamError::ConnectTimeout { .. }) => Failure::ConnectTimeout,
+        Some(UpstreamError::Forbidden { .. }) => Failure::Forbidden,
+        _ => Failure::Unreachable,
     };
     let detail = match find_upstream_error(err) {
         Some(e) => e.to_string(),
         None => error_chain(err),
     };
     warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
-    let mut resp = json_error(status, code, "upstream request failed", Some(("route", &route.name)));
-    resp.extensions_mut().insert(Failure(kind));
-    resp
+    failure.response(&route.name, "upstream request failed")
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -16,9 +16,9 @@ use super::conn::ConnInfo;
 use super::forward;
 use super::route::Route;
 use super::GatewayShared;
-use crate::audit::record::{decision, event, AuditRecord};
+use crate::audit::record::{AuditRecord, Decision, Direction, Event};
 use crate::audit::Auditor;
-use crate::mcp::{error_body, jsonrpc, Guard, MessageKind, RequestInfo, ServerMessage, ToolHide};
+use crate::mcp::{error_body, jsonrpc, Denied, Guard, MessageKind, RequestInfo, ServerMessage, ToolHide};
 use crate::pinning::{PinMode, PinStatus};
 use crate::stdio::SESSION_HEADER;
 
@@ -108,7 +108,7 @@ impl Answer {
 
     /// Runs inside the response body's `poll_frame`: records, then answers in a task.
     fn refused(self: &Arc<Self>, m: ServerMessage) {
-        self.metrics.policy_denial(&self.route.name, "method_denied");
+        self.metrics.policy_denial(&self.route.name, Denied::Method.as_str());
         let method: String = m.method.chars().take(MAX_AUDITED).collect();
         warn!(route = %self.route.name, %method, "refused a server-to-client message");
         if self.auditor.is_enabled() {
@@ -118,17 +118,17 @@ impl Answer {
                 client_addr: Some(self.conn.client_addr.to_string()),
                 route: Some(self.route.name.clone()),
                 upstream: Some(self.route.upstream_label()),
-                direction: Some("server_to_client"),
+                direction: Some(Direction::ServerToClient),
                 // The server chose both: a bounded copy, so it cannot bloat the trail.
                 jsonrpc_method: Some(method.clone()),
                 jsonrpc_id: m
                     .id
                     .clone()
                     .filter(|id| id.is_number() || id.as_str().is_some_and(|s| s.len() <= MAX_AUDITED)),
-                decision: Some(decision::DENY),
-                reason: Some("method_denied"),
+                decision: Some(Decision::Deny),
+                reason: Some(Denied::Method.as_str()),
                 jsonrpc_error: Some(jsonrpc::POLICY_DENIED),
-                ..AuditRecord::new(event::MCP)
+                ..AuditRecord::new(Event::Mcp)
             });
         }
         let (Some(id), Ok(runtime)) = (m.id, tokio::runtime::Handle::try_current()) else { return };

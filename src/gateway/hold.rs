@@ -21,16 +21,16 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::onward::Onward;
-use super::outcome::{refuse, Refusal};
+use super::outcome::{refuse, ApprovalEnd, Refusal, Unwaitable};
 use super::respond::{full, ClientBody};
 use super::route::Route;
 use super::trail::Trail;
 use super::GatewayShared;
 use crate::approval::body::held_response;
-use crate::approval::metrics::ApprovalMetrics;
+use crate::approval::metrics::{ApprovalMetrics, WaitOutcome};
 use crate::approval::registry::{PendingCall, Ticket};
 use crate::approval::{ApprovalGate, Approvals};
-use crate::audit::record::approval;
+use crate::audit::record::Approval;
 use crate::mcp::{error_body, jsonrpc, redact, RequestInfo};
 
 /// The route's gate, when the request calls a tool it gates.
@@ -54,12 +54,12 @@ pub async fn hold(
         [m] if !info.batch => m,
         _ => {
             let message = "a tools/call that needs approval must be sent on its own, not in a batch";
-            return unavailable(shared, trail, &onward, "approval_batch", message);
+            return unavailable(shared, trail, &onward, Unwaitable::Batch, message);
         }
     };
     let id = match approvals.new_id() {
         Ok(id) => id,
-        Err(e) => return unavailable(shared, trail, &onward, "approval_unavailable", &e.to_string()),
+        Err(e) => return unavailable(shared, trail, &onward, Unwaitable::NoId, &e.to_string()),
     };
     let route = &onward.route;
     let now = SystemTime::now();
@@ -78,7 +78,7 @@ pub async fn hold(
     };
     let ticket = match approvals.register(call, gate.max_pending) {
         Ok(t) => t,
-        Err(e) => return unavailable(shared, trail, &onward, "approval_queue_full", &e.to_string()),
+        Err(e) => return unavailable(shared, trail, &onward, Unwaitable::QueueFull, &e.to_string()),
     };
     info!(approval = %id, route = %route.name, tool = %ticket.call().tool, "tool call waiting for approval");
     if let Some(hook) = &gate.webhook {
@@ -124,9 +124,9 @@ impl Drop for Waiting {
         let Some((ticket, mut trail)) = self.finish() else { return };
         let id = ticket.call().id.clone();
         drop(ticket);
-        self.metrics.decided("cancelled");
+        self.metrics.decided(WaitOutcome::Cancelled);
         info!(approval = %id, "client went away while its tool call waited for approval");
-        trail.approval(approval::CANCELLED, &id, None, self.since.elapsed());
+        trail.approval(Approval::Cancelled, &id, None, self.since.elapsed());
         // 499 (as nginx): the client closed the request before an answer; an SSE client
         // had already received 200.
         trail.abort(if self.sse { 200 } else { 499 }, "approval_cancelled");
@@ -153,31 +153,29 @@ async fn decide(mut waiting: Waiting, onward: Onward, timeout: Duration) -> Resp
     drop(ticket);
     match decision {
         Some(d) if d.approved => {
-            metrics.decided("approved");
+            metrics.decided(WaitOutcome::Approved);
             info!(approval = %call.id, approver = %d.approver, "tool call approved");
-            trail.approval(approval::APPROVED, &call.id, Some(&d.approver), waited);
+            trail.approval(Approval::Approved, &call.id, Some(&d.approver), waited);
             onward.deliver(trail, Instant::now()).await
         }
         Some(d) => {
-            metrics.decided("denied");
+            metrics.decided(WaitOutcome::Denied);
             info!(approval = %call.id, approver = %d.approver, "tool call denied");
-            trail.approval(approval::DENIED, &call.id, Some(&d.approver), waited);
+            trail.approval(Approval::Denied, &call.id, Some(&d.approver), waited);
             let reason = d.reason.unwrap_or_else(|| "no reason given".to_owned());
             let message = format!("tool call {} denied by an approver (approval {}): {reason}", call.tool, call.id);
             let data = json!({ "approval_id": call.id, "reason": reason });
-            let refusal =
-                Refusal::ApprovalDecided { reason: "approval_denied", code: jsonrpc::APPROVAL_DENIED, message, data };
+            let refusal = Refusal::ApprovalDecided { end: ApprovalEnd::Denied, message, data };
             refuse(&onward.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
         }
         None => {
-            metrics.decided("expired");
+            metrics.decided(WaitOutcome::Expired);
             info!(approval = %call.id, "tool call approval expired");
-            trail.approval(approval::EXPIRED, &call.id, None, waited);
+            trail.approval(Approval::Expired, &call.id, None, waited);
             let reason = format!("no decision within {}s", timeout.as_secs());
             let message = format!("tool call {} expired waiting for approval {}: {reason}", call.tool, call.id);
             let data = json!({ "approval_id": call.id, "reason": reason });
-            let refusal =
-                Refusal::ApprovalDecided { reason: "approval_expired", code: jsonrpc::APPROVAL_EXPIRED, message, data };
+            let refusal = Refusal::ApprovalDecided { end: ApprovalEnd::Expired, message, data };
             refuse(&onward.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
         }
     }
@@ -188,11 +186,11 @@ fn unavailable(
     shared: &GatewayShared,
     mut trail: Trail,
     onward: &Onward,
-    reason: &'static str,
+    why: Unwaitable,
     message: &str,
 ) -> Response<ClientBody> {
-    shared.approvals.metrics().decided("refused");
-    trail.approval_state(approval::DENIED);
-    let refusal = Refusal::ApprovalUnavailable { reason, message: message.to_owned() };
+    shared.approvals.metrics().decided(WaitOutcome::Refused);
+    trail.approval_state(Approval::Denied);
+    let refusal = Refusal::ApprovalUnavailable { why, message: message.to_owned() };
     refuse(&shared.metrics, &onward.route.name, trail, &refusal, Some(&onward.info))
 }

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::respond::Failure;
 use crate::audit::AuditMetrics;
 use crate::mcp::RequestInfo;
 use crate::stats::{self, labels, CertExpiry, Labels};
@@ -183,8 +184,8 @@ impl GatewayMetrics {
     }
 
     /// Records an upstream failure.
-    pub fn upstream_error(&self, route: &str, kind: &str) {
-        self.upstream_errors.get_or_create(&labels(&[("route", route), ("kind", kind)])).inc();
+    pub fn upstream_error(&self, route: &str, failure: Failure) {
+        self.upstream_errors.get_or_create(&labels(&[("route", route), ("kind", failure.kind())])).inc();
     }
 
     /// Records a registered tunnel connection.

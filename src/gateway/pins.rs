@@ -29,9 +29,31 @@ use crate::pinning::fetch::{list_tools, FetchError, Upstream};
 use crate::pinning::learn::Reporter;
 use crate::pinning::{PinMode, PinStatus};
 
-/// Why `enforce` refused a call: `(reason, message)`; `reason` is the audit `reason` and
-/// the `policy_denials_total` label.
-pub type PinRefusal = (&'static str, String);
+/// Why `enforce` refused a call: `(why, message)`.
+pub type PinRefusal = (PinDenial, String);
+
+/// What `enforce` found wrong with a called tool: the audit `reason` and the
+/// `policy_denials_total` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinDenial {
+    /// Its definition is not the pinned one.
+    Changed,
+    /// It was seen, never pinned.
+    NotPinned,
+    /// The gateway has not seen it in the route's tool list.
+    Unknown,
+}
+
+impl PinDenial {
+    /// The reason word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Changed => "tool_changed",
+            Self::NotPinned => "tool_not_pinned",
+            Self::Unknown => "tool_unknown",
+        }
+    }
+}
 
 /// Checks the `tools/call` messages of one request (see the module docs).
 pub async fn check(shared: &GatewayShared, route: &Route, info: &RequestInfo, trail: &mut Trail) -> Option<PinRefusal> {
@@ -61,22 +83,24 @@ pub async fn check(shared: &GatewayShared, route: &Route, info: &RequestInfo, tr
             }
             (status, fp) = shared.pins.status(&route.name, tool);
         }
-        trail.pin(tool, fp.clone(), status.as_str());
+        trail.pin(tool, fp.clone(), status);
         if mode != PinMode::Enforce || refusal.is_some() {
             continue;
         }
         refusal = match status {
             PinStatus::Pinned => None,
             PinStatus::Changed => Some((
-                "tool_changed",
+                PinDenial::Changed,
                 format!(
                     "tool {tool} changed since it was pinned (now {}); an operator must review and re-pin it",
                     fp.as_deref().unwrap_or("?")
                 ),
             )),
-            PinStatus::Unpinned => Some(("tool_not_pinned", format!("tool {tool} has not been pinned on this route"))),
+            PinStatus::Unpinned => {
+                Some((PinDenial::NotPinned, format!("tool {tool} has not been pinned on this route")))
+            }
             PinStatus::Unknown => Some((
-                "tool_unknown",
+                PinDenial::Unknown,
                 format!("tool {tool} is not in the tool list the gateway has seen from this route's server"),
             )),
         };

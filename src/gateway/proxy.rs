@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use http::header;
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use tracing::debug;
 
@@ -15,9 +15,10 @@ use super::conn::ConnInfo;
 use super::discovery::{self, Discovery};
 use super::exchange::{self, Kind};
 use super::linger::{self, RequestBody};
+use super::outcome::Refusal;
 use super::path;
 pub use super::respond::ClientBody;
-use super::respond::{json_error, Failure, RouteName};
+use super::respond::{Failure, RouteName};
 use super::route::strip_port;
 use super::GatewayShared;
 
@@ -30,8 +31,8 @@ pub async fn handle(shared: Arc<GatewayShared>, conn: Arc<ConnInfo>, req: Reques
     let mut resp = dispatch(&shared, &conn, parts, &mut body).await;
     // Label values come from the config (route names), never from the client.
     let route = resp.extensions_mut().remove::<RouteName>().map_or_else(|| "-".to_owned(), |r| r.0);
-    if let Some(Failure(kind)) = resp.extensions_mut().remove::<Failure>() {
-        shared.metrics.upstream_error(&route, kind);
+    if let Some(failure) = resp.extensions_mut().remove::<Failure>() {
+        shared.metrics.upstream_error(&route, failure);
     }
     shared.metrics.request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     // An answer given before the body was read must still reach the client.
@@ -49,17 +50,16 @@ async fn dispatch(
     // never published under that name (RFC 9110 §15.5.20).
     if !strip_port(&host).trim_end_matches('.').eq_ignore_ascii_case(&conn.sni) {
         debug!(stream = conn.stream_id, %host, sni = %conn.sni, "Host does not match SNI");
-        let message = format!("host {host} does not match the TLS server name {}", conn.sni);
-        return json_error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request", &message, None);
+        return Refusal::Misdirected { host, sni: conn.sni.clone() }.response(None);
     }
     // One canonical path, judged by the router and sent upstream as is.
     let path = match path::normalize(parts.uri.path()) {
         Ok(path) => path,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_path", &e.to_string(), None),
+        Err(e) => return Refusal::BadPath(e.to_string()).response(None),
     };
     if path != parts.uri.path() {
         let Ok(uri) = with_path(&parts.uri, &path) else {
-            return json_error(StatusCode::BAD_REQUEST, "bad_path", "the path cannot be normalised", None);
+            return Refusal::BadPath("the path cannot be normalised".to_owned()).response(None);
         };
         parts.uri = uri;
     }
@@ -71,12 +71,7 @@ async fn dispatch(
             Some(route) => (route.clone(), Kind::Mcp),
             None => {
                 debug!(stream = conn.stream_id, %host, "no route");
-                return json_error(
-                    StatusCode::NOT_FOUND,
-                    "no_route",
-                    &format!("no route for host {host}"),
-                    Some(("host", &host)),
-                );
+                return Refusal::NoRoute { host }.response(None);
             }
         },
     };

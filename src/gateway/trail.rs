@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::conn::ConnInfo;
 use super::limits::EndReason;
 use super::route::Route;
-use crate::audit::record::{approval, auth, decision, event, millis, outcome};
+use crate::audit::record::{millis, Approval, Auth, Decision, Event, Outcome, Pin};
 use crate::audit::{AuditRecord, Auditor};
 use crate::auth::Identity;
 use crate::mcp::{redact, MessageInfo, OnDone, RequestInfo, ResponseSummary};
@@ -22,7 +22,7 @@ pub struct Trail {
     messages: Vec<MessageInfo>,
     started: Instant,
     /// `(tool, fingerprint, pin)` of each called tool, when the route pins tools.
-    pins: Vec<(String, Option<String>, &'static str)>,
+    pins: Vec<(String, Option<String>, Pin)>,
 }
 
 impl Trail {
@@ -32,7 +32,7 @@ impl Trail {
         if auditor.is_enabled() {
             base.route = Some(route.name.clone());
             base.upstream = Some(route.upstream_label());
-            base.auth = Some(auth::NONE);
+            base.auth = Some(Auth::None);
         }
         let (route, started) = (route.clone(), Instant::now());
         Self { auditor: auditor.clone(), route, base, messages: Vec::new(), started, pins: Vec::new() }
@@ -54,7 +54,7 @@ impl Trail {
 
     /// The authentication method tried, for a refusal before any identity is known.
     pub fn auth_kind(&mut self, kind: &'static str) {
-        self.base.auth = Some(if kind == "jwt" { auth::JWT } else { auth::BEARER });
+        self.base.auth = Some(if kind == "jwt" { Auth::Jwt } else { Auth::Bearer });
     }
 
     /// What the request body and MCP headers said.
@@ -78,9 +78,9 @@ impl Trail {
         self.base.identity.as_deref()
     }
 
-    /// The approval state of the exchange (see `record::approval`), its id, who decided
+    /// The approval state of the exchange (see [`Approval`]), its id, who decided
     /// and how long the call waited. Records without one say `not_required`.
-    pub fn approval(&mut self, state: &'static str, id: &str, approver: Option<&str>, waited: std::time::Duration) {
+    pub fn approval(&mut self, state: Approval, id: &str, approver: Option<&str>, waited: std::time::Duration) {
         self.base.approval = Some(state);
         self.base.approval_id = Some(id.to_owned());
         self.base.approver = approver.map(str::to_owned);
@@ -88,7 +88,7 @@ impl Trail {
     }
 
     /// Just the approval state, for a call refused before it could wait (no id yet).
-    pub fn approval_state(&mut self, state: &'static str) {
+    pub fn approval_state(&mut self, state: Approval) {
         self.base.approval = Some(state);
     }
 
@@ -96,14 +96,14 @@ impl Trail {
     /// was forwarded).
     pub fn abort(self, status: u16, reason: &'static str) {
         let mut base = self.base.clone();
-        base.decision = Some(decision::DENY);
+        base.decision = Some(Decision::Deny);
         base.reason = Some(reason);
-        base.outcome = Some(outcome::ABORTED);
+        base.outcome = Some(Outcome::Aborted);
         self.emit(base, status, |_| None, None);
     }
 
     /// How a called tool's definition compares with its pin (`tool_fingerprint`, `pin`).
-    pub fn pin(&mut self, tool: &str, fingerprint: Option<String>, pin: &'static str) {
+    pub fn pin(&mut self, tool: &str, fingerprint: Option<String>, pin: Pin) {
         if self.enabled() {
             self.pins.push((tool.to_owned(), fingerprint, pin));
         }
@@ -112,19 +112,19 @@ impl Trail {
     /// Records a refusal by the gateway (the upstream never saw the request).
     pub fn refuse(self, status: u16, reason: &'static str, jsonrpc_error: Option<i64>) {
         let mut base = self.base.clone();
-        base.decision = Some(decision::DENY);
+        base.decision = Some(Decision::Deny);
         base.reason = Some(reason);
         base.jsonrpc_error = jsonrpc_error;
-        base.outcome = Some(outcome::COMPLETE);
+        base.outcome = Some(Outcome::Complete);
         self.emit(base, status, |_| None, None);
     }
 
     /// Records an allowed request whose upstream failed (no response from it).
     pub fn fail(self, status: u16, reason: &'static str) {
         let mut base = self.base.clone();
-        base.decision = Some(decision::ALLOW);
+        base.decision = Some(Decision::Allow);
         base.reason = Some(reason);
-        base.outcome = Some(outcome::ERROR);
+        base.outcome = Some(Outcome::Error);
         self.emit(base, status, |_| None, None);
     }
 
@@ -133,7 +133,7 @@ impl Trail {
     pub fn on_done(self, status: u16, ended: EndReason) -> OnDone {
         Box::new(move |summary: ResponseSummary| {
             let mut base = self.base.clone();
-            base.decision = Some(decision::ALLOW);
+            base.decision = Some(Decision::Allow);
             base.reason = ended.get();
             if summary.uninspectable > 0 {
                 // A guarded answer it could not read was replaced by the gateway's error.
@@ -141,7 +141,7 @@ impl Trail {
                 base.jsonrpc_error = Some(crate::mcp::jsonrpc::UNINSPECTABLE);
             }
             base.bytes_out = Some(summary.bytes_out);
-            base.outcome = Some(if summary.complete { outcome::COMPLETE } else { outcome::ABORTED });
+            base.outcome = Some(if summary.complete { Outcome::Complete } else { Outcome::Aborted });
             let errors = summary.errors;
             self.emit(
                 base,
@@ -158,7 +158,7 @@ impl Trail {
             return;
         }
         base.http_status = Some(status);
-        base.approval = base.approval.or(Some(approval::NOT_REQUIRED));
+        base.approval = base.approval.or(Some(Approval::NotRequired));
         base.latency_ms = Some(millis(self.started.elapsed()));
         if self.messages.is_empty() {
             base.jsonrpc_error = base.jsonrpc_error.or(only);
@@ -185,7 +185,7 @@ impl Trail {
 
 /// The fields of the connection and request line, known before any route matched.
 fn base_record(auditor: &Auditor, tunnel: &str, conn: &ConnInfo, method: &http::Method) -> AuditRecord {
-    let mut base = AuditRecord::new(event::MCP);
+    let mut base = AuditRecord::new(Event::Mcp);
     if auditor.is_enabled() {
         base.tunnel = Some(tunnel.to_owned());
         base.connection = Some(conn.connection);
@@ -210,9 +210,9 @@ pub fn refuse_unrouted(
         return;
     }
     let mut rec = base_record(auditor, tunnel, conn, method);
-    rec.decision = Some(decision::DENY);
+    rec.decision = Some(Decision::Deny);
     rec.reason = Some(reason);
-    rec.outcome = Some(outcome::COMPLETE);
+    rec.outcome = Some(Outcome::Complete);
     rec.http_status = Some(status);
     auditor.record(rec);
 }

@@ -42,7 +42,7 @@ pub mod sse;
 pub use guard::{Guard, Notice, RefusalSink, ServerMessage, ToolHide, ToolSink};
 pub use jsonrpc::{error_body, MessageKind};
 pub use message::{inspect_request, InspectError, MessageInfo, RequestInfo};
-pub use policy::{Glob, GlobError, ToolPolicy};
+pub use policy::{Denied, Glob, GlobError, ToolPolicy};
 pub use redact::{redact, RedactMode};
 pub use response::{inspectable, InspectedBody, OnDone, ResponseSummary};
 pub use sse::{SseEvent, SseItem, SseParser};

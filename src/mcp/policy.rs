@@ -158,6 +158,25 @@ pub struct ToolPolicy {
     pub deny_methods: Vec<Glob>,
 }
 
+/// What the policy refused: the audit `reason` and the `policy_denials_total` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// A method in `deny_methods` (client→server, or server→client on a guarded route).
+    Method,
+    /// A `tools/call` of a tool outside `allow` or in `deny`.
+    Tool,
+}
+
+impl Denied {
+    /// The reason word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Method => "method_denied",
+            Self::Tool => "tool_denied",
+        }
+    }
+}
+
 impl ToolPolicy {
     /// Whether a `tools/call` of `name` (and listing it in `tools/list`) is allowed.
     pub fn tool_allowed(&self, name: &str) -> bool {
@@ -177,17 +196,17 @@ impl ToolPolicy {
         !self.allow.is_empty() || !self.deny.is_empty()
     }
 
-    /// The first message of a request the policy refuses, as `(reason, message)`: a denied
+    /// The first message of a request the policy refuses, as `(why, message)`: a denied
     /// method, or a `tools/call` of a denied tool. A batch is judged whole by the caller.
-    pub fn first_denied(&self, info: &RequestInfo) -> Option<(&'static str, String)> {
+    pub fn first_denied(&self, info: &RequestInfo) -> Option<(Denied, String)> {
         info.messages.iter().filter(|m| m.kind != MessageKind::Response).find_map(|m| {
             let method = m.method.as_deref()?;
             if !self.method_allowed(method) {
-                return Some(("method_denied", format!("method {method} is not allowed on this route")));
+                return Some((Denied::Method, format!("method {method} is not allowed on this route")));
             }
             match m.called_tool() {
                 Some(tool) if !self.tool_allowed(tool) => {
-                    Some(("tool_denied", format!("tool {tool} is not allowed on this route")))
+                    Some((Denied::Tool, format!("tool {tool} is not allowed on this route")))
                 }
                 _ => None,
             }

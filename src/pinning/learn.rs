@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::warn;
 
-use super::metrics::PinMetrics;
+use super::metrics::{ChangeKind, PinMetrics};
 use super::store::Change;
 use super::{PinStatus, Pins};
-use crate::audit::record::{event, AuditRecord};
+use crate::audit::record::{AuditRecord, Event};
 use crate::audit::Auditor;
 
 /// Where reports go; cheap to clone into a response body.
@@ -42,12 +42,13 @@ impl Reporter {
     }
 
     fn report(&self, route: &str, upstream: &str, c: &Change) {
-        let (word, reason) = match c.status {
-            PinStatus::Changed => ("changed", "tool_definition_changed"),
-            _ => ("new", "tool_definition_new"),
+        let (kind, reason) = match c.status {
+            PinStatus::Changed => (ChangeKind::Changed, "tool_definition_changed"),
+            _ => (ChangeKind::New, "tool_definition_new"),
         };
-        warn!(route, tool = %c.tool, fingerprint = %c.fingerprint, change = word, "tool definition differs from its pin");
-        self.metrics.change(route, word);
+        let change = kind.as_str();
+        warn!(route, tool = %c.tool, fingerprint = %c.fingerprint, change, "tool definition differs from its pin");
+        self.metrics.change(route, kind);
         if self.auditor.is_enabled() {
             self.auditor.record(AuditRecord {
                 tunnel: Some(self.tunnel.clone()),
@@ -56,9 +57,9 @@ impl Reporter {
                 jsonrpc_method: Some("tools/list".to_owned()),
                 tool: Some(c.tool.clone()),
                 tool_fingerprint: Some(c.fingerprint.clone()),
-                pin: Some(c.status.as_str()),
+                pin: Some(c.status),
                 reason: Some(reason),
-                ..AuditRecord::new(event::TOOL)
+                ..AuditRecord::new(Event::Tool)
             });
         }
     }

@@ -88,27 +88,6 @@ impl Default for PinSettings {
     }
 }
 
-/// How a tool's last-seen definition compares with its pin (the audit field `pin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinStatus {
-    /// Last seen as pinned.
-    Pinned,
-    /// Last seen with another definition than the pinned one.
-    Changed,
-    /// Seen, never pinned.
-    Unpinned,
-    /// Never seen in a listing (pinned or not).
-    Unknown,
-}
-
-impl PinStatus {
-    /// The audit and CLI word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pinned => "pinned",
-            Self::Changed => "changed",
-            Self::Unpinned => "unpinned",
-            Self::Unknown => "unknown",
-        }
-    }
-}
+/// How a tool's last-seen definition compares with its pin. It is the audit field `pin`,
+/// so the type lives with the record and its words cannot drift from the trail's.
+pub use crate::audit::record::Pin as PinStatus;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use tracing::warn;
 
 use super::control_audit;
+use crate::audit::record::Action;
 use crate::control::{Caller, ControlError};
 use crate::gateway::GatewayShared;
 
@@ -29,7 +30,7 @@ pub async fn kill(
     let actor = caller.label();
     let report = shared.kill.kill(route, reason, &actor).await;
     let children = end_children(shared, route).await;
-    let mut rec = control_audit(shared).record("kill", actor.clone());
+    let mut rec = control_audit(shared).record(Action::Kill, actor.clone());
     rec.route = route.map(str::to_owned);
     rec.note = Some(reason.to_owned());
     rec.latency_ms = Some(crate::audit::record::millis(report.elapsed));
@@ -55,7 +56,7 @@ pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, route: Option<&str>)
         return Err(ControlError::Conflict(format!("{what} is not stopped (see `ctl status`)")));
     };
     let actor = caller.label();
-    let mut rec = control_audit(shared).record("resume", actor.clone());
+    let mut rec = control_audit(shared).record(Action::Resume, actor.clone());
     rec.route = route.map(str::to_owned);
     rec.note = Some(format!("lifts the stop of {} by {}: {}", lifted.at, lifted.actor, lifted.reason));
     shared.auditor.record(rec);

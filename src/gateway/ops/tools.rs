@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::audit::record::{event, format_time, AuditRecord};
+use crate::audit::record::{format_time, Action, AuditRecord, Event};
 use crate::control::{Caller, ControlError};
 use crate::gateway::pins::{refresh, reporter};
 use crate::gateway::route::Route;
@@ -133,10 +133,10 @@ pub async fn pin(
             route: Some(route.name.clone()),
             tool: single.map(|(n, _)| n.clone()),
             tool_fingerprint: single.map(|(_, fp)| fp.clone()),
-            action: Some("pin"),
+            action: Some(Action::Pin),
             actor: Some(actor),
             note: note.map(str::to_owned),
-            ..AuditRecord::new(event::CONTROL)
+            ..AuditRecord::new(Event::Control)
         });
     }
     let list: Vec<Value> = pinned.iter().map(|(n, fp)| json!({"tool": n, "fingerprint": fp})).collect();

@@ -160,7 +160,7 @@ fn a_denied_tool_is_refused_in_a_request_a_notification_and_a_batch() {
     for body in bodies {
         let info = inspect_request(&http::HeaderMap::new(), body.as_bytes()).expect(body);
         let (reason, _) = policy.first_denied(&info).expect(body);
-        assert_eq!(reason, "tool_denied", "{body}");
+        assert_eq!(reason.as_str(), "tool_denied", "{body}");
     }
     let fine = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok"}}"#;
     assert_eq!(policy.first_denied(&inspect_request(&http::HeaderMap::new(), fine.as_bytes()).unwrap()), None);
