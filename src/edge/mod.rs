@@ -172,7 +172,8 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Binds both listeners (port 0 allowed) so callers learn the addresses before `run`.
+    /// Binds every listener (QUIC and HTTP/2 tunnel, public, admin; port 0 allowed), so a
+    /// bind failure stops the start and callers learn the addresses before `run`.
     pub async fn bind(config: &EdgeConfig) -> Result<Self, EdgeError> {
         let tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_QUIC])?;
         let h2_tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_H2])?;
@@ -233,6 +234,11 @@ impl Edge {
     /// TCP address MCP clients connect to.
     pub fn public_addr(&self) -> SocketAddr {
         self.public.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// TCP address of the admin endpoint (`None` without `[admin] listen`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Registry and counters, shared with the running edge.

@@ -6,6 +6,7 @@
 //! answer relayed through the inspector and `guard`). Refusals: `outcome`. Control
 //! operations: `ops`. docs/architecture.md draws it.
 
+mod admin_report;
 pub mod busy;
 pub mod conn;
 pub mod dial;
@@ -32,6 +33,7 @@ pub mod serve;
 pub mod trail;
 pub mod tunnel;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -74,6 +76,8 @@ pub enum GatewayError {
     Control(#[from] crate::control::socket::SocketError),
     #[error("{0}")]
     KillState(#[from] crate::control::kill_store::KillStoreError),
+    #[error("cannot bind the admin endpoint on {addr}: {source}")]
+    AdminBind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// State shared by every stream the gateway serves.
@@ -146,6 +150,8 @@ pub struct Gateway {
     audit_task: Option<AuditTask>,
     /// The bound control socket (when `state_dir` is set) and its path.
     control: Option<(tokio::net::UnixListener, PathBuf)>,
+    /// The bound admin endpoint (when `[admin] listen` is set).
+    admin: Option<tokio::net::TcpListener>,
 }
 
 impl Gateway {
@@ -183,9 +189,16 @@ impl Gateway {
         shared.metrics.cert_expiry.set("gateway_client", &config.edge.identity.chain);
         shared.metrics.cert_expiry.set("edge_ca", &config.edge.ca);
         let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
-        // Bound here, not in `run`, so a state directory we cannot use stops the start.
+        // Bound here, not in `run`, so a state directory or an admin address we cannot
+        // use stops the start, and callers learn the admin address (port 0) before `run`.
         let control = config.state_dir.as_deref().map(crate::control::socket::bind).transpose()?;
-        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task, control })
+        let admin = config.admin.map(bind_admin).transpose()?;
+        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task, control, admin })
+    }
+
+    /// The admin endpoint's bound address (`None` without `[admin] listen`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Reloads from `path` when it (or a file it refers to) changes, or when `trigger`
@@ -228,25 +241,13 @@ impl Gateway {
             let (ops, audit) = (Arc::new(ops::GatewayOps(self.shared.clone())), ops::control_audit(&self.shared));
             tokio::spawn(crate::control::socket::serve(listener, path, ops, audit, shutdown.clone()));
         }
-        if let Some(addr) = self.config.admin {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    let addr = listener.local_addr().unwrap_or(addr);
-                    info!(%addr, "admin endpoint listening");
-                    let api = crate::control::admin_http::ControlApi::new(
-                        Arc::new(ops::GatewayOps(self.shared.clone())),
-                        ops::control_audit(&self.shared),
-                        self.config.admin_token.as_deref(),
-                    );
-                    let source = Arc::new(GatewayAdmin {
-                        shared: self.shared.clone(),
-                        states: self.statuses(),
-                        control: Arc::new(api),
-                    });
-                    tokio::spawn(admin::serve(listener, source, shutdown.clone()));
-                }
-                Err(e) => error!(%addr, "cannot bind the admin endpoint: {e}"),
-            }
+        if let Some(addr) = self.admin_addr() {
+            info!(%addr, "admin endpoint listening");
+        }
+        if let Some(listener) = self.admin.take() {
+            let token = self.config.admin_token.as_deref();
+            let source = Arc::new(admin_report::GatewayAdmin::new(&self.shared, self.statuses(), token));
+            tokio::spawn(admin::serve(listener, source, shutdown.clone()));
         }
         // Connection i dials the i-th edge address (cycling), so several edge instances
         // each get connections.
@@ -288,6 +289,14 @@ pub fn tunnel_client_configs(
     Ok((client, h2_tls))
 }
 
+/// Binds the admin endpoint (synchronously: `new` is not async; tokio takes the socket).
+fn bind_admin(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    let err = |source| GatewayError::AdminBind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpListener::from_std(listener).map_err(err)
+}
+
 /// Loads and applies `path`; on any error the running config stays. Returns the files
 /// to watch from now on.
 fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -> Option<Vec<PathBuf>> {
@@ -309,68 +318,4 @@ fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -
     }
     info!(routes = config.routes.len(), "config reloaded");
     Some(config.files)
-}
-
-/// What the gateway's admin endpoint reports.
-struct GatewayAdmin {
-    shared: Arc<GatewayShared>,
-    states: Vec<watch::Receiver<TunnelState>>,
-    control: Arc<crate::control::admin_http::ControlApi>,
-}
-
-impl GatewayAdmin {
-    fn states(&self) -> Vec<TunnelState> {
-        self.states.iter().map(|s| s.borrow().clone()).collect()
-    }
-}
-
-fn state_words(state: &TunnelState) -> (String, String) {
-    match state {
-        TunnelState::Registered { transport, .. } => (transport.to_string(), "registered".into()),
-        TunnelState::Connecting => ("none".into(), "connecting".into()),
-        TunnelState::Rejected { .. } => ("none".into(), "rejected".into()),
-        TunnelState::Disconnected { .. } => ("none".into(), "disconnected".into()),
-        TunnelState::Stopped => ("none".into(), "stopped".into()),
-    }
-}
-
-impl admin::AdminSource for GatewayAdmin {
-    /// Ready when at least one tunnel connection is registered and the gateway is not
-    /// stopped by the kill switch (a stopped route alone leaves it ready).
-    fn readiness(&self) -> (bool, serde_json::Value) {
-        let states = self.states();
-        let kill = self.shared.kill.state();
-        let ready = kill.all.is_none() && states.iter().any(|s| matches!(s, TunnelState::Registered { .. }));
-        let connections: Vec<_> = states
-            .iter()
-            .enumerate()
-            .map(|(index, s)| {
-                let (transport, state) = state_words(s);
-                let mut entry = serde_json::json!({ "index": index, "state": state, "transport": transport });
-                match s {
-                    TunnelState::Registered { tunnel_id, connection_id, .. } => {
-                        entry["tunnel_id"] = tunnel_id.clone().into();
-                        entry["connection_id"] = (*connection_id).into();
-                    }
-                    TunnelState::Rejected { reason } | TunnelState::Disconnected { reason } => {
-                        entry["reason"] = reason.clone().into();
-                    }
-                    _ => {}
-                }
-                entry
-            })
-            .collect();
-        let detail =
-            serde_json::json!({ "connections": connections, "routes": self.shared.routes().len(), "kill": kill });
-        (ready, detail)
-    }
-
-    fn control(&self) -> Option<Arc<dyn admin::AdminControl>> {
-        Some(self.control.clone())
-    }
-
-    fn metrics(&self) -> String {
-        let states: Vec<_> = self.states().iter().map(state_words).collect();
-        self.shared.metrics.render(&states)
-    }
 }
