@@ -92,7 +92,7 @@ pub(super) async fn serve_h2(
     let limits = shared.tunnel_limits;
     let deadline = Instant::now() + limits.handshake_timeout;
     let result = async {
-        let accepted = link::accept_h2(tcp, acceptor, &limits, deadline).await.map_err(|e| match e {
+        let accepted = link::accept_h2(tcp, acceptor, &limits, &shared.tasks, deadline).await.map_err(|e| match e {
             link::LinkError::Timeout => Refusal::Timeout(limits.handshake_timeout),
             e => Refusal::Handshake(e.to_string()),
         })?;

@@ -104,6 +104,8 @@ pub struct GatewayShared {
     pub kill: Arc<crate::control::kill::KillSwitch>,
     /// Pinned and last-seen tool definitions, by route name.
     pub pins: Arc<crate::pinning::Pins>,
+    /// Every background task of the gateway; `run` waits for them at shutdown.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl GatewayShared {
@@ -127,7 +129,7 @@ impl GatewayShared {
             *routes = table;
             retired
         };
-        retire::retire(retired);
+        retire::retire(retired, &self.tasks);
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -184,6 +186,7 @@ impl Gateway {
             stream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             reloads: watch::channel(0).0,
             metrics,
+            tasks: crate::tasks::Tasks::new(),
         });
         shared.metrics.cert_expiry.set("inner", &config.inner.chain);
         shared.metrics.cert_expiry.set("gateway_client", &config.edge.identity.chain);
@@ -224,22 +227,43 @@ impl Gateway {
     }
 
     /// Runs until `shutdown` fires and in-flight requests have finished (or
-    /// `shutdown_timeout` passed).
+    /// `shutdown_timeout` passed), then waits for its background tasks.
     pub async fn run(mut self, shutdown: CancellationToken) {
         for r in self.config.routes.routes() {
             info!(route = %r.name, upstream = %r.upstream.url(), "route");
         }
+        self.start_services(&shutdown);
+        for dial_loop in self.dial_loops(&shutdown) {
+            let _ = dial_loop.await;
+        }
+        // The dial loops bound their own drain; the rest (reload watch, control socket,
+        // admin endpoint, stdio bridges a reload retired) end at shutdown or are bounded,
+        // and get `shutdown_timeout` more at most.
+        if !self.shared.tasks.shutdown(self.config.shutdown_timeout).await {
+            warn!(remaining = self.shared.tasks.len(), "background tasks still running at shutdown; stopping anyway");
+        }
+        if let Some(task) = self.audit_task.take() {
+            // Every record of a request that finished goes out before the process ends.
+            task.shutdown().await;
+        }
+        info!("gateway stopped");
+    }
+
+    /// Starts the config watch, the first tool listings, the control socket and the
+    /// admin endpoint, each in a task of `shared.tasks` that ends at `shutdown`.
+    fn start_services(&mut self, shutdown: &CancellationToken) {
+        let tasks = self.shared.tasks.clone();
         if let Some((path, trigger)) = self.reload.take() {
             let (shared, running) = (self.shared.clone(), self.config.clone());
             let files = running.files.clone();
-            tokio::spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
+            tasks.spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
                 reload_config(&shared, &running, &path)
             }));
         }
         pins::refresh_all(&self.shared);
         if let Some((listener, path)) = self.control.take() {
             let (ops, audit) = (Arc::new(ops::GatewayOps(self.shared.clone())), ops::control_audit(&self.shared));
-            tokio::spawn(crate::control::socket::serve(listener, path, ops, audit, shutdown.clone()));
+            tasks.spawn(crate::control::socket::serve(listener, path, ops, audit, shutdown.clone()));
         }
         if let Some(addr) = self.admin_addr() {
             info!(%addr, "admin endpoint listening");
@@ -247,28 +271,31 @@ impl Gateway {
         if let Some(listener) = self.admin.take() {
             let token = self.config.admin_token.as_deref();
             let source = Arc::new(admin_report::GatewayAdmin::new(&self.shared, self.statuses(), token));
-            tokio::spawn(admin::serve(listener, source, shutdown.clone()));
+            tasks.spawn(admin::serve(listener, source, shutdown.clone()));
         }
-        // Connection i dials the i-th edge address (cycling), so several edge instances
-        // each get connections.
+    }
+
+    /// Spawns one dial loop per tunnel connection (`[edge] connections`). Connection i
+    /// dials the i-th edge address (cycling), so several edge instances each get some.
+    fn dial_loops(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let edge = &self.config.edge;
         let addresses: Vec<&String> = std::iter::once(&edge.address).chain(&edge.addresses).collect();
-        let mut connections = tokio::task::JoinSet::new();
+        let mut loops = Vec::with_capacity(self.states.len());
         for (index, state) in (0u32..).zip(&self.states) {
             let mut target = edge.clone();
             target.address = addresses[index as usize % addresses.len()].clone();
-            let dialer =
-                register::Dialer { index, edge: target, quic: self.client.clone(), h2_tls: self.h2_tls.clone() };
+            let dialer = register::Dialer {
+                index,
+                edge: target,
+                quic: self.client.clone(),
+                h2_tls: self.h2_tls.clone(),
+                tasks: self.shared.tasks.clone(),
+            };
             let run =
                 tunnel::run(self.shared.clone(), dialer, state.clone(), shutdown.clone(), self.config.shutdown_timeout);
-            connections.spawn(run);
+            loops.push(self.shared.tasks.spawn(run));
         }
-        while connections.join_next().await.is_some() {}
-        if let Some(task) = self.audit_task.take() {
-            // Every record of a request that finished goes out before the process ends.
-            task.shutdown().await;
-        }
-        info!("gateway stopped");
+        loops
     }
 }
 

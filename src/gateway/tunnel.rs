@@ -18,6 +18,7 @@ use super::serve::serve_stream;
 use super::GatewayShared;
 use crate::config::gateway::TransportMode;
 use crate::protocol::{frame, Control, FrameError, MAX_FRAME_LEN};
+use crate::tasks::Tasks;
 use crate::transport::Transport;
 
 /// A connection that lasted this long resets the backoff.
@@ -213,7 +214,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     ctx.state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames, transport });
 
     let (control_rd, mut control_wr) = tokio::io::split(control);
-    let (reader, mut control) = read_control(control_rd);
+    let (reader, mut control) = read_control(control_rd, &ctx.dialer.tasks);
     let reprobe = reprobe(ctx, transport);
     tokio::pin!(reprobe);
     let streams = TaskTracker::new();
@@ -274,14 +275,18 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     ended
 }
 
-/// Reads the control stream in its own task (frame reads are not cancel-safe), handing
-/// each message (and the end or error that stops it) to the returned channel.
-fn read_control<R>(mut control: R) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Result<Option<Control>, FrameError>>)
+/// Reads the control stream in a task of `tasks` (frame reads are not cancel-safe; the
+/// caller aborts it when the connection ends), handing each message (and the end or
+/// error that stops it) to the returned channel.
+fn read_control<R>(
+    mut control: R,
+    tasks: &Tasks,
+) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Result<Option<Control>, FrameError>>)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(4);
-    let reader = tokio::spawn(async move {
+    let reader = tasks.spawn(async move {
         loop {
             let msg = frame::read::<Control, _>(&mut control, MAX_FRAME_LEN).await;
             let more = matches!(msg, Ok(Some(_)));

@@ -7,6 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::control::{admin, as_nobody, ctl, is_root};
 use crate::common::python::PyServer;
@@ -193,7 +194,7 @@ async fn an_admin_address_in_use_refuses_the_start() {
 }
 
 /// The edge binds its admin endpoint in `bind` too: the address is known before `run`,
-/// and an address in use stops the start.
+/// and an address in use stops the start. `run` returns once its background tasks ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_reports_its_admin_address_and_refuses_one_in_use() {
     use mcp_tunnel::config::edge::EdgeConfig;
@@ -210,11 +211,47 @@ async fn the_edge_reports_its_admin_address_and_refuses_one_in_use() {
     let edge = Edge::bind(&load("127.0.0.1:0")).await.expect("bind");
     let addr = edge.admin_addr().expect("admin address");
     assert_ne!(addr.port(), 0);
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(edge.run(stop.clone()));
+    let (shared, stop) = (edge.shared(), tokio_util::sync::CancellationToken::new());
+    let run = tokio::spawn(edge.run(stop.clone()));
     let (status, _, _) = admin(addr, "GET", "/readyz", None, "").await;
     assert_eq!(status, 200);
     let Err(err) = Edge::bind(&load(&addr.to_string())).await else { panic!("an edge started on {addr} in use") };
     assert!(matches!(err, EdgeError::Bind { what: "admin endpoint", addr: a, .. } if a == addr), "{err}");
+
+    stops_with_no_task_left("edge", run, &stop, &shared.tasks, addr).await;
+}
+
+/// Cancels `stop` with an idle admin connection open on `admin`; `run` must return in
+/// time, with no task of `tasks` left and the admin endpoint closed.
+async fn stops_with_no_task_left(
+    role: &str,
+    run: tokio::task::JoinHandle<()>,
+    stop: &tokio_util::sync::CancellationToken,
+    tasks: &mcp_tunnel::tasks::Tasks,
+    admin: std::net::SocketAddr,
+) {
+    let idle = tokio::net::TcpStream::connect(admin).await.expect("connect admin");
+    assert!(!tasks.is_empty(), "{role}: background tasks run");
     stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("stopped in time").expect("run task");
+    assert!(tasks.is_empty(), "{role}: {} tasks left after run", tasks.len());
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err(), "{role}: the admin endpoint closed");
+    drop(idle);
+}
+
+/// `Gateway::run` returns only once its background tasks ended: the admin endpoint (with
+/// an idle connection open) is closed and the control socket removed by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_shutdown_waits_for_its_background_tasks() {
+    let stack = Stack::start("").await;
+    let config =
+        stack.gateway_config("certs", "certs/tunnel", "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let gateway = mcp_tunnel::gateway::Gateway::new(config).expect("gateway");
+    let (shared, addr, mut status) = (gateway.shared(), gateway.admin_addr().expect("admin"), gateway.status());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(gateway.run(stop.clone()));
+    let state = common::wait_settled(&mut status).await;
+    assert!(matches!(state, mcp_tunnel::gateway::TunnelState::Registered { .. }), "{state:?}");
+    stops_with_no_task_left("gateway", run, &stop, &shared.tasks, addr).await;
+    assert!(!stack.dir.path().join("state/control.sock").exists(), "the control socket removed");
 }
