@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use super::dial_error::DialError;
 use crate::config::gateway::EdgeTarget;
@@ -155,7 +155,7 @@ pub async fn h2(
         let (control_tx, control_rx) = oneshot::channel();
         let (streams_tx, streams_rx) = mpsc::channel(64);
         let (close, closed) = (CancellationToken::new(), CancellationToken::new());
-        tasks.spawn(drive(conn, ping, control_tx, streams_tx, close.clone(), closed.clone()));
+        tasks.spawn(drive(conn, ping, control_tx, streams_tx, close.clone(), closed.clone()).in_current_span());
         let control = control_rx
             .await
             .map_err(|_| DialError::Unexpected("HTTP/2 connection ended before the control stream".into()))?;

@@ -30,6 +30,7 @@ pub mod respond;
 pub mod retire;
 pub mod route;
 pub mod serve;
+mod spans;
 pub mod trail;
 pub mod tunnel;
 
@@ -41,7 +42,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 use crate::audit::{AuditTask, Auditor};
 use crate::config::gateway::{EdgeTarget, GatewayConfig};
@@ -284,6 +285,7 @@ impl Gateway {
         for (index, state) in (0u32..).zip(&self.states) {
             let mut target = edge.clone();
             target.address = addresses[index as usize % addresses.len()].clone();
+            let span = spans::tunnel(index, &target.address);
             let dialer = register::Dialer {
                 index,
                 edge: target,
@@ -293,7 +295,7 @@ impl Gateway {
             };
             let run =
                 tunnel::run(self.shared.clone(), dialer, state.clone(), shutdown.clone(), self.config.shutdown_timeout);
-            loops.push(self.shared.tasks.spawn(run));
+            loops.push(self.shared.tasks.spawn(run.instrument(span)));
         }
         loops
     }

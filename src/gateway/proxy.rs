@@ -48,7 +48,7 @@ async fn dispatch(
     // The edge picked this tunnel by SNI; a different Host would reach routes the edge
     // never published under that name (RFC 9110 §15.5.20).
     if !strip_port(&host).trim_end_matches('.').eq_ignore_ascii_case(&conn.sni) {
-        debug!(stream = conn.stream_id, %host, sni = %conn.sni, "Host does not match SNI");
+        debug!(%host, sni = %conn.sni, "Host does not match SNI");
         let message = format!("host {host} does not match the TLS server name {}", conn.sni);
         return json_error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request", &message, None);
     }
@@ -70,7 +70,7 @@ async fn dispatch(
         None => match routes.lookup(&host, &path) {
             Some(route) => (route.clone(), Kind::Mcp),
             None => {
-                debug!(stream = conn.stream_id, %host, "no route");
+                debug!(%host, "no route");
                 return json_error(
                     StatusCode::NOT_FOUND,
                     "no_route",
@@ -80,6 +80,7 @@ async fn dispatch(
             }
         },
     };
+    super::spans::route(&route.name);
     let mut resp = exchange::run(shared, &route, conn, &host, kind, parts, body).await;
     resp.extensions_mut().insert(RouteName(route.name.clone()));
     resp

@@ -53,7 +53,6 @@ pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result
                             register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index)
                                 .await?;
                         warn!(
-                            edge = %edge.address,
                             "QUIC to the edge failed ({e}) but HTTP/2 over TCP works: UDP looks blocked; \
                              using HTTP/2 and retrying QUIC every {:?}",
                             edge.quic_retry_interval
