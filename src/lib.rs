@@ -20,6 +20,8 @@
 //! - [`admin`], [`logging`], [`stats`], [`idle`], [`reload`], [`tasks`]: the admin
 //!   endpoint, logs, metric helpers, idle timers, config reloads and the background-task
 //!   tracker, shared by both roles.
+//! - [`cli`]: on top of all the others, the command line: every subcommand's arguments,
+//!   what it runs and prints (`main.rs` parses and calls [`cli::run`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -27,7 +29,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod body;
-pub mod certs_cli;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;

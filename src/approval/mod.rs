@@ -11,11 +11,11 @@
 //! - [`registry`]: the calls waiting now, by approval id ([`Approvals`], in `GatewayShared`
 //!   so it outlives config reloads).
 //! - [`webhook`]: the optional notice POSTed when a call starts waiting.
-//! - [`control`]: the `approvals.*` control operations; [`cli`]: `mcp-tunnel approvals`.
+//! - [`control`]: the `approvals.*` control operations (`mcp-tunnel approvals` is
+//!   `crate::cli::approvals`).
 //! - [`metrics`]: pending gauge and decisions counter.
 
 pub mod body;
-pub mod cli;
 pub mod control;
 pub mod gate;
 pub mod metrics;

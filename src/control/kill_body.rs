@@ -61,7 +61,7 @@ impl Pass {
             }
             resp = exchange => {
                 let cut = self.token().clone().cancelled_owned();
-                resp.map(|inner| KillableBody { inner, cut, pass: Some(self), done: false }.boxed())
+                resp.map(|inner| KillableBody { inner, cut, pass: Some(self) }.boxed())
             }
         }
     }
@@ -84,8 +84,8 @@ pin_project_lite::pin_project! {
         inner: ClientBody,
         #[pin]
         cut: WaitForCancellationFutureOwned,
+        // Held until the body ends, however it ends: `None` is the end.
         pass: Option<Pass>,
-        done: bool,
     }
 }
 
@@ -95,25 +95,23 @@ impl Body for KillableBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if *this.done {
+        if this.pass.is_none() {
             return Poll::Ready(None);
         }
         if this.cut.as_mut().poll(cx).is_ready() {
-            *this.done = true;
             // Leave the in-flight count now: the server may hold the body a while longer.
             this.pass.take();
             return Poll::Ready(Some(Err(Box::new(Cut))));
         }
         let polled = this.inner.poll_frame(cx);
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            *this.done = true;
             this.pass.take();
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        self.pass.is_none() || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -5,7 +5,8 @@
 //! implements (`crate::gateway::ops`): this module holds the transports, the kill switch
 //! and the shared types, and never imports the gateway:
 //! - the control socket, a Unix socket `control.sock` in the gateway's state directory
-//!   (mode 0600; the caller's uid comes from the peer credentials), which the CLI uses;
+//!   (mode 0600; the caller's uid comes from the peer credentials), which the CLI
+//!   (`crate::cli`, above this module) uses through [`client`];
 //! - the admin HTTP API, whose mutating operations need the configured admin token.
 //!
 //! Every operation is a [`ControlOp`] (named on the wire by a dotted `op` string, with a
@@ -14,7 +15,6 @@
 
 pub mod admin_http;
 pub mod audit;
-pub mod cli;
 pub mod client;
 pub mod kill;
 pub mod kill_body;

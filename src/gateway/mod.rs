@@ -348,3 +348,7 @@ fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -
     info!(routes = config.routes.len(), "config reloaded");
     Some(config.files)
 }
+
+#[cfg(test)]
+#[path = "tests/pipeline.rs"]
+mod pipeline_tests;

@@ -19,10 +19,9 @@
 //!   other way round.
 //! - [`metrics`]: the definition-change counter.
 //! - [`diff`]: what changed between the pinned and the last-seen definition, field by field.
-//! - [`cli`] (`mcp-tunnel tools …`); the `tools.list`, `tools.diff` and `tools.pin` control
-//!   operations it calls are `crate::gateway::ops::tools`.
+//! - `mcp-tunnel tools …` is `crate::cli::tools`; the `tools.list`, `tools.diff` and
+//!   `tools.pin` control operations it calls are `crate::gateway::ops::tools`.
 
-pub mod cli;
 pub mod diff;
 pub mod fetch;
 pub mod fingerprint;

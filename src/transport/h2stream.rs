@@ -54,18 +54,22 @@ impl H2Send {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.inner.reserve_capacity(buf.len());
+        let n = ready!(self.poll_window(cx, buf.len()))?;
+        self.inner.send_data(Bytes::copy_from_slice(&buf[..n]), false).map_err(to_io)?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Waits until the peer's window has room, reserving `want` bytes: how many of them
+    /// may be sent now (at least one).
+    fn poll_window(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        self.inner.reserve_capacity(want);
         loop {
             match ready!(self.inner.poll_capacity(cx)) {
                 None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
                 Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
                 // Zero capacity is a wake-up without window; wait for the next one.
                 Some(Ok(0)) => continue,
-                Some(Ok(n)) => {
-                    let n = n.min(buf.len());
-                    self.inner.send_data(Bytes::copy_from_slice(&buf[..n]), false).map_err(to_io)?;
-                    return Poll::Ready(Ok(n));
-                }
+                Some(Ok(n)) => return Poll::Ready(Ok(n.min(want))),
             }
         }
     }
@@ -76,27 +80,17 @@ impl H2Send {
         if total == 0 {
             return Poll::Ready(Ok(0));
         }
-        self.inner.reserve_capacity(total);
-        loop {
-            match ready!(self.inner.poll_capacity(cx)) {
-                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
-                Some(Ok(0)) => continue,
-                Some(Ok(n)) => {
-                    let n = n.min(total);
-                    let mut data = BytesMut::with_capacity(n);
-                    for b in bufs {
-                        let room = n - data.len();
-                        if room == 0 {
-                            break;
-                        }
-                        data.put_slice(&b[..b.len().min(room)]);
-                    }
-                    self.inner.send_data(data.freeze(), false).map_err(to_io)?;
-                    return Poll::Ready(Ok(n));
-                }
+        let n = ready!(self.poll_window(cx, total))?;
+        let mut data = BytesMut::with_capacity(n);
+        for b in bufs {
+            let room = n - data.len();
+            if room == 0 {
+                break;
             }
+            data.put_slice(&b[..b.len().min(room)]);
         }
+        self.inner.send_data(data.freeze(), false).map_err(to_io)?;
+        Poll::Ready(Ok(n))
     }
 
     /// Ends this direction (END_STREAM).

@@ -1,13 +1,95 @@
-//! `certs inspect` and `certs renew`: looking at a certificate, and renewing the inner
-//! server certificate from its CA when it is close to expiry (safe to run from cron).
+//! `mcp-tunnel certs init | issue-gateway | inspect | renew`: the arguments, and what each
+//! does and prints. `init` and `issue-gateway` write what `crate::pki` generates; `inspect`
+//! describes a certificate, and `renew` re-issues the inner server certificate from its CA
+//! when it is close to expiry (safe to run from cron).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+use clap::Subcommand;
 use x509_parser::prelude::*;
 
 use crate::pki::{self, PkiError};
 use crate::tls::pem::{self, PemError};
+
+/// The `certs` subcommands.
+#[derive(Subcommand)]
+pub enum CertsCommand {
+    /// Generate edge, tunnel and inner CAs and certificates for a deployment.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        tunnel_id: String,
+        #[arg(long)]
+        tunnel_domain: String,
+        /// DNS name of the edge's tunnel listener (repeatable; loopback IPs are always included).
+        #[arg(long = "edge-name", default_value = "localhost")]
+        edge_names: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print subject, SANs, issuer, validity, key type and SHA-256 fingerprint.
+    Inspect { file: PathBuf },
+    /// Renew DIR/server.pem from DIR/ca.pem + ca.key when it expires within the window
+    /// (a no-op otherwise; safe to run daily). A running gateway picks it up by itself.
+    Renew {
+        #[arg(long)]
+        dir: PathBuf,
+        /// e.g. 720h (30 days).
+        #[arg(long, default_value = "720h")]
+        renew_before: String,
+    },
+    /// Issue a gateway client certificate for another tunnel from an existing tunnel CA.
+    IssueGateway {
+        /// Directory holding the tunnel CA as `ca.pem` and `ca.key` (e.g. certs/tunnel).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        tunnel_id: String,
+        /// Where to write `gateway.pem` and `gateway.key`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs a `certs` subcommand, printing what it wrote or found.
+pub fn run(command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::Init { out, tunnel_id, tunnel_domain, edge_names, force } => {
+            let generated = pki::generate(&pki::PkiOptions { tunnel_id, tunnel_domain, edge_names })?;
+            print_written(&generated.write(&out, force)?);
+        }
+        CertsCommand::IssueGateway { ca_dir, tunnel_id, out, force } => {
+            let read = |name: &str| {
+                let path = ca_dir.join(name);
+                std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))
+            };
+            let issued = pki::issue_gateway_cert(&read("ca.pem")?, &read("ca.key")?, &tunnel_id)?;
+            print_written(&issued.write(&out, "gateway", force)?);
+        }
+        CertsCommand::Inspect { file } => print!("{}", inspect(&file)?),
+        CertsCommand::Renew { dir, renew_before } => {
+            let window = crate::config::parse_duration(&renew_before).map_err(anyhow::Error::msg)?;
+            match renew(&dir, window)? {
+                Renewal::NotDue { expires_in } => println!("not due: expires in {} days", expires_in.as_secs() / 86400),
+                Renewal::Renewed { domain } => println!("renewed the certificate for *.{domain}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_written(paths: &[PathBuf]) {
+    for path in paths {
+        println!("wrote {}", path.display());
+    }
+}
 
 /// Why inspecting or renewing failed.
 #[derive(Debug, thiserror::Error)]

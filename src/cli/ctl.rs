@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::client::{send, ClientError, DEFAULT_STATE_DIR};
-use super::ControlOp;
+use crate::control::client::{send, ClientError, DEFAULT_STATE_DIR};
+use crate::control::ControlOp;
 
 /// `ctl` arguments.
 #[derive(Debug, clap::Args)]
