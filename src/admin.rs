@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -130,8 +130,13 @@ async fn handle(source: Arc<dyn AdminSource>, peer: SocketAddr, req: Request<Inc
     route(source.as_ref(), &req)
 }
 
-/// Serves the admin endpoint on `listener` until `shutdown`.
+/// How long open admin connections get to finish their request after shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves the admin endpoint on `listener` until `shutdown`, then lets open connections
+/// finish the request they are on (up to [`DRAIN`]).
 pub async fn serve(listener: TcpListener, source: Arc<dyn AdminSource>, shutdown: CancellationToken) {
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -142,18 +147,34 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn AdminSource>, shutdown
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
         };
+        connections.spawn(connection(tcp, peer, source.clone(), shutdown.clone()));
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(DRAIN, connections.wait()).await.is_err() {
+        warn!("admin connections still open {DRAIN:?} after shutdown");
+    }
+}
+
+/// Serves one admin connection; at `shutdown` it finishes the request in flight (a
+/// keep-alive connection would otherwise stay open), then closes.
+async fn connection(tcp: TcpStream, peer: SocketAddr, source: Arc<dyn AdminSource>, shutdown: CancellationToken) {
+    let svc = service_fn(move |req| {
         let source = source.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let source = source.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(source, peer, req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(5));
-            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
-        });
+        async move { Ok::<_, std::convert::Infallible>(handle(source, peer, req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(5));
+    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -164,6 +185,7 @@ pub async fn probe(addr: &str, path: &str, timeout: Duration) -> Result<bool, St
         let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
+        // The CLI's one-request connection: it ends when `sender` drops, within `timeout`.
         tokio::spawn(conn);
         let req =
             Request::get(path).header(header::HOST, addr).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;

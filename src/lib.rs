@@ -17,8 +17,9 @@
 //! - [`approval`]: approval gates (tool calls held until an operator decides).
 //! - [`control`]: the control plane (approvals, kill switch, tool pins) over a Unix socket and the admin API.
 //! - [`doctor`]: the `doctor` preflight (config, certificates, edge, upstreams).
-//! - [`admin`], [`logging`], [`stats`], [`idle`], [`reload`]: the admin endpoint, logs,
-//!   metric helpers, idle timers and config reloads, shared by both roles.
+//! - [`admin`], [`logging`], [`stats`], [`idle`], [`reload`], [`tasks`]: the admin
+//!   endpoint, logs, metric helpers, idle timers, config reloads and the background-task
+//!   tracker, shared by both roles.
 //! - [`cli`]: on top of all the others, the command line: every subcommand's arguments,
 //!   what it runs and prints (`main.rs` parses and calls [`cli::run`]).
 #![forbid(unsafe_code)]
@@ -46,6 +47,7 @@ pub mod reload;
 pub mod stats;
 pub mod stdio;
 pub mod stream;
+pub mod tasks;
 pub mod tls;
 pub mod transport;
 

@@ -9,7 +9,8 @@ use tracing_subscriber::EnvFilter;
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
-    /// One human-readable line per event (colours only on a terminal, and not with NO_COLOR).
+    /// One human-readable line per event (colours only on a terminal, and not with NO_COLOR),
+    /// after its spans: `tunnel{index=0 edge=…}:connection{id=3 transport=quic}:stream{id=7}:`.
     #[default]
     Text,
     /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`)
@@ -73,7 +74,9 @@ pub fn init(format: LogFormat, flag: Option<&str>, default: &str) -> Result<(), 
             let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             builder.with_ansi(ansi).init();
         }
-        LogFormat::Json => builder.json().with_ansi(false).init(),
+        // The ids of the tunnel connection, stream and request live in spans: `span` is
+        // the innermost one, `spans` all of them from the outermost.
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).with_ansi(false).init(),
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use super::registry::PendingCall;
 use crate::outbound::UpstreamClient;
+use crate::tasks::Tasks;
 
 /// Attempts per notice (the first and three retries).
 pub const ATTEMPTS: u32 = 4;
@@ -34,12 +35,13 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Sends the notice for `call` in the background.
-    pub fn notify(&self, call: &PendingCall) {
+    /// Sends the notice for `call` in a task of `tasks` (dropped at shutdown: the held
+    /// call ends then anyway).
+    pub fn notify(&self, call: &PendingCall, tasks: &Tasks) {
         let hook = self.clone();
         let body = Bytes::from(call.to_json().to_string());
         let id = call.id.clone();
-        tokio::spawn(async move {
+        tasks.spawn_best_effort(async move {
             let mut backoff = FIRST_BACKOFF;
             for attempt in 1..=ATTEMPTS {
                 match tokio::time::timeout(ATTEMPT_TIMEOUT, hook.post(body.clone())).await {

@@ -62,6 +62,7 @@ impl Auditor {
         let stop = CancellationToken::new();
         let dropped = metrics.dropped.clone();
         let state = WriterState { sink, metrics, failing: false, lost_in_burst: 0, line: Vec::new() };
+        // Owned by the returned `AuditTask`: its `shutdown` drains and joins the writer.
         let handle = tokio::spawn(run(rx, state, stop.clone()));
         Ok((Auditor { inner: Some(Inner { tx, dropped }) }, AuditTask { stop, handle }))
     }

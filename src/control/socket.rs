@@ -26,6 +26,8 @@ pub const SOCKET_NAME: &str = "control.sock";
 /// Time a client gets to send its request line. Operations themselves may take longer
 /// (a kill waits for streams to end).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long running operations get to finish after shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +82,13 @@ pub async fn serve(
         };
         connections.spawn(handle(stream, ops.clone(), audit.clone()));
     }
-    connections.close();
+    drop(listener);
     let _ = std::fs::remove_file(&path);
+    // A connection runs one bounded operation (a kill waits for stdio children to stop).
+    connections.close();
+    if tokio::time::timeout(DRAIN, connections.wait()).await.is_err() {
+        warn!("control socket connections still running {DRAIN:?} after shutdown");
+    }
 }
 
 async fn handle(stream: UnixStream, ops: Arc<dyn Operator>, audit: ControlAudit) {

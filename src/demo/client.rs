@@ -64,6 +64,7 @@ impl McpClient {
             .await
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
+        // The connection's task ends when this client (its `sender`) is dropped.
         tokio::spawn(conn);
         Ok(Self { sender, host: host.to_owned(), session: None, version: None, next_id: 1 })
     }

@@ -167,6 +167,7 @@ fn call_tool(id: Value, params: &Value) -> Response<UpstreamBody> {
 /// then the result, each as its own SSE event.
 fn countdown(id: Value, steps: u64, token: Option<Value>) -> Response<UpstreamBody> {
     let (tx, body) = ChannelBody::new(4);
+    // Bounded: ends after `steps` events, or at once when the client drops the body.
     tokio::spawn(async move {
         for i in 0..steps {
             if let Some(token) = &token {

@@ -146,9 +146,11 @@ async fn probe_tcp(
     timeout: Duration,
 ) -> Result<Duration, Cause> {
     let started = Instant::now();
-    let session = dial::h2(edge, tls, timeout).await.map_err(|e| timed(classify(&e), timeout))?;
+    // The probe's own tracker: the connection task ends within a second of the close.
+    let tasks = crate::tasks::Tasks::new();
+    let session = dial::h2(edge, tls, &tasks, timeout).await.map_err(|e| timed(classify(&e), timeout))?;
     let took = started.elapsed();
-    // The connection task sends GOAWAY in the background; nothing here waits for it.
+    // The connection task sends GOAWAY in the background; the probe does not wait for it.
     session.closer.close_now();
     Ok(took)
 }

@@ -9,7 +9,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::limits::Full;
 use super::{public, tunnel, EdgeError, EdgeShared, QUIC_IDLE_TIMEOUT_MS};
@@ -116,7 +116,7 @@ pub(super) async fn accept_public(
         match accepted {
             Ok((tcp, addr)) => match shared.public_gate.try_enter(addr.ip()) {
                 Ok(pass) => {
-                    relays.spawn(public::serve_client(tcp, addr, shared.clone(), pass));
+                    relays.spawn(public::serve_client(tcp, addr, shared.clone(), pass).instrument(public::span(addr)));
                 }
                 Err(full) => {
                     let counter = match full {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::edge::TunnelLimits;
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};
 use crate::stream::TunnelStream;
+use crate::tasks::Tasks;
 use crate::transport::h2stream::{H2Recv, H2Send};
 use crate::transport::{self, Transport};
 
@@ -120,11 +121,14 @@ pub struct H2Accepted {
 
 /// Runs TLS (mTLS, ALPN `mcpt-h2/1`) and the HTTP/2 handshake as the client, then opens
 /// the control request, all by `deadline` (else the connection is dropped). The edge's
-/// receive windows are `limits`' (the gateway's data waiting for slow clients).
+/// receive windows are `limits`' (the gateway's data waiting for slow clients). The
+/// connection is driven in a task of `tasks` that ends when the link closes or the
+/// connection (or its keep-alive) fails.
 pub async fn accept_h2(
     tcp: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     limits: &TunnelLimits,
+    tasks: &Tasks,
     deadline: tokio::time::Instant,
 ) -> Result<H2Accepted, LinkError> {
     let remote = tcp.peer_addr().map_err(|e| LinkError::Other(e.to_string()))?;
@@ -142,7 +146,7 @@ pub async fn accept_h2(
         let ping = conn.ping_pong();
         let (closed, close) = (CancellationToken::new(), CancellationToken::new());
         let (done, stop) = (closed.clone(), close.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let keepalive = async {
                 match ping {
                     Some(p) => transport::h2_keepalive(p).await,

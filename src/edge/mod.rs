@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::config::edge::{EdgeConfig, TunnelLimits};
 use crate::protocol::{codes, ALPN_QUIC};
 use crate::stats::{Counter, Labels};
+use crate::tasks::Tasks;
 use crate::tls::configs::{self, TlsConfigError};
 use crate::transport::ALPN_H2;
 use registry::Registry;
@@ -95,6 +96,9 @@ pub struct EdgeShared {
     /// Gateway connections not yet registered, in all and per source.
     handshakes: limits::Gate,
     tunnel_limits: TunnelLimits,
+    /// The edge's background tasks (listeners, config watch, HTTP/2 link drivers); `run`
+    /// waits for them at shutdown.
+    pub tasks: Tasks,
 }
 
 impl EdgeStats {
@@ -172,7 +176,8 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Binds both listeners (port 0 allowed) so callers learn the addresses before `run`.
+    /// Binds every listener (QUIC and HTTP/2 tunnel, public, admin; port 0 allowed), so a
+    /// bind failure stops the start and callers learn the addresses before `run`.
     pub async fn bind(config: &EdgeConfig) -> Result<Self, EdgeError> {
         let tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_QUIC])?;
         let h2_tls = configs::edge_tunnel_server(&config.identity, &config.tunnel_ca, &[ALPN_H2])?;
@@ -197,6 +202,7 @@ impl Edge {
                 config.tunnel_limits.max_handshakes_per_source,
             ),
             tunnel_limits: config.tunnel_limits,
+            tasks: Tasks::new(),
         });
         shared.stats.cert_expiry.set("edge_server", &config.identity.chain);
         shared.stats.cert_expiry.set("tunnel_ca", &config.tunnel_ca);
@@ -235,52 +241,31 @@ impl Edge {
         self.public.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// TCP address of the admin endpoint (`None` without `[admin] listen`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Registry and counters, shared with the running edge.
     pub fn shared(&self) -> Arc<EdgeShared> {
         self.shared.clone()
     }
 
     /// Serves until `shutdown` fires. Then: stop accepting, ask every gateway to drain,
-    /// let in-flight relays finish (up to the grace period), close the tunnels.
+    /// let in-flight relays finish (up to the grace period), close the tunnels, and wait
+    /// for the background tasks.
     pub async fn run(mut self, shutdown: CancellationToken) {
         info!(tunnel = %self.tunnel_addr(), tunnel_tcp = %self.tunnel_tcp_addr(), public = %self.public_addr(), "edge listening");
+        let tasks = self.shared.tasks.clone();
+        // Each shutdown phase has its own tracker: relays drain first, tunnels after.
         let relays = TaskTracker::new();
         let tunnels = TaskTracker::new();
         let hard_stop = CancellationToken::new();
-        if let Some((path, trigger, files)) = self.reload.take() {
-            let shared = self.shared.clone();
-            tokio::spawn(crate::reload::watch(
-                files,
-                trigger,
-                crate::reload::POLL_INTERVAL,
-                shutdown.clone(),
-                move || {
-                    match EdgeConfig::load(&path) {
-                        Ok(c) => {
-                            shared.registry.set_tunnels(&c.tunnels);
-                            info!(tunnels = c.tunnels.len(), "edge config reloaded");
-                        }
-                        Err(e) => error!("edge config reload rejected, keeping the running config: {e}"),
-                    }
-                    None
-                },
-            ));
-        }
-        if let Some(listener) = self.admin.take() {
-            let mut registry = prometheus_client::registry::Registry::with_prefix("mcp_tunnel_edge");
-            self.shared.stats.register(&mut registry);
-            let live = prometheus_client::metrics::family::Family::default();
-            registry.register("tunnel_connections", "Live gateway connections by tunnel", live.clone());
-            let source = Arc::new(EdgeAdmin { shared: self.shared.clone(), registry, live });
-            if let Ok(addr) = listener.local_addr() {
-                info!(%addr, "admin endpoint listening");
-            }
-            tokio::spawn(crate::admin::serve(listener, source, shutdown.clone()));
-        }
+        self.start_services(&shutdown);
         let stops = tunnel::Stops { drain: shutdown.clone(), stop: hard_stop.clone() };
         let public =
-            tokio::spawn(accept::accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
-        let h2 = tokio::spawn(accept::accept_h2(
+            tasks.spawn(accept::accept_public(self.public, self.shared.clone(), relays.clone(), shutdown.clone()));
+        let h2 = tasks.spawn(accept::accept_h2(
             self.tunnel_tcp,
             self.tunnel_tls,
             self.shared.clone(),
@@ -301,8 +286,47 @@ impl Edge {
         }
         self.endpoint.close(codes::CLOSE_NORMAL.into(), b"edge shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        // HTTP/2 link drivers end with their links; the admin endpoint and the config
+        // watch at `shutdown`.
+        if !tasks.shutdown(Duration::from_secs(5)).await {
+            warn!(remaining = tasks.len(), "background tasks still running at shutdown; stopping anyway");
+        }
         info!("edge stopped");
     }
+
+    /// Starts the config watch and the admin endpoint in tasks that end at `shutdown`.
+    fn start_services(&mut self, shutdown: &CancellationToken) {
+        if let Some((path, trigger, files)) = self.reload.take() {
+            let shared = self.shared.clone();
+            let reload = move || reload_tunnels(&shared, &path);
+            let watch = crate::reload::watch(files, trigger, crate::reload::POLL_INTERVAL, shutdown.clone(), reload);
+            self.shared.tasks.spawn(watch);
+        }
+        if let Some(listener) = self.admin.take() {
+            let mut registry = prometheus_client::registry::Registry::with_prefix("mcp_tunnel_edge");
+            self.shared.stats.register(&mut registry);
+            let live = prometheus_client::metrics::family::Family::default();
+            registry.register("tunnel_connections", "Live gateway connections by tunnel", live.clone());
+            let source = Arc::new(EdgeAdmin { shared: self.shared.clone(), registry, live });
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "admin endpoint listening");
+            }
+            self.shared.tasks.spawn(crate::admin::serve(listener, source, shutdown.clone()));
+        }
+    }
+}
+
+/// Reloads the tunnel → hostnames table from `path`; an invalid file changes nothing.
+/// The watch keeps watching `path` alone (`None`).
+fn reload_tunnels(shared: &EdgeShared, path: &std::path::Path) -> Option<Vec<std::path::PathBuf>> {
+    match EdgeConfig::load(path) {
+        Ok(c) => {
+            shared.registry.set_tunnels(&c.tunnels);
+            info!(tunnels = c.tunnels.len(), "edge config reloaded");
+        }
+        Err(e) => error!("edge config reload rejected, keeping the running config: {e}"),
+    }
+    None
 }
 
 /// Binds the QUIC endpoint and the TCP fallback listener. With port 0 both get the same

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{debug, info};
+use tracing::{debug, info, info_span, Span};
 
 use super::link::LinkError;
 use super::sni::{self, peek_client_hello, MAX_CLIENT_HELLO};
@@ -27,7 +27,13 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 const RELAY_UP: usize = 8 * 1024;
 const RELAY_DOWN: usize = 64 * 1024;
 
-/// Serves one public client connection to completion.
+/// The span of one public client connection: its address, and the stream id once the
+/// stream to a gateway is opened (the gateway's logs name the same id).
+pub(super) fn span(client_addr: SocketAddr) -> Span {
+    info_span!("stream", client = %client_addr, id = tracing::field::Empty)
+}
+
+/// Serves one public client connection to completion (in its [`span`]).
 pub(super) async fn serve_client(
     mut tcp: TcpStream,
     client_addr: SocketAddr,
@@ -41,25 +47,26 @@ pub(super) async fn serve_client(
         Ok(p) => p,
         Err(e) => {
             stats.bad_client_hello.inc();
-            info!(client = %client_addr, "closing client connection: {e}");
+            info!("closing client connection: {e}");
             return;
         }
     };
     let sni = peeked.sni.clone();
     let Some(tunnel_id) = shared.registry.tunnel_for(&sni) else {
         stats.unknown_sni.inc();
-        info!(client = %client_addr, %sni, "no tunnel serves this hostname; closing");
+        info!(%sni, "no tunnel serves this hostname; closing");
         close_with_alert(tcp, sni::ALERT_UNRECOGNIZED_NAME).await;
         return;
     };
     let Some(slot) = shared.registry.pick(&tunnel_id) else {
         stats.no_gateway.inc();
-        info!(client = %client_addr, %sni, tunnel = %tunnel_id, "no live gateway for tunnel; closing");
+        info!(%sni, tunnel = %tunnel_id, "no live gateway for tunnel; closing");
         close_with_alert(tcp, sni::ALERT_INTERNAL_ERROR).await;
         return;
     };
     // A gateway at its stream limit makes open_bi wait; bound that wait.
     let stream_id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+    Span::current().record("id", stream_id);
     let open = Open { stream_id, sni: sni.clone(), client_addr };
     // The ClientHello goes out with the stream's opening, so the gateway can start the
     // handshake at once.
@@ -69,7 +76,7 @@ pub(super) async fn serve_client(
         Ok(stream) => stream,
         Err(e) => {
             stats.no_gateway.inc();
-            info!(client = %client_addr, %sni, tunnel = %tunnel_id, "cannot open tunnel stream: {e}");
+            info!(%sni, tunnel = %tunnel_id, "cannot open tunnel stream: {e}");
             close_with_alert(tcp, sni::ALERT_INTERNAL_ERROR).await;
             return;
         }
@@ -77,7 +84,7 @@ pub(super) async fn serve_client(
     stats.streams_opened.inc();
     stats.streams_active.inc();
     let _active = ActiveRelay(&stats.streams_active);
-    debug!(stream = stream_id, client = %client_addr, %sni, tunnel = %tunnel_id, connection = slot.conn().id, "stream opened");
+    debug!(%sni, tunnel = %tunnel_id, connection = slot.conn().id, "stream opened");
     stats.bytes_to_gateway.add(peeked.bytes.len() as u64);
     let activity = Activity::new();
     // Counted as bytes move, so long-lived (SSE) and failed relays show up too.
@@ -87,19 +94,19 @@ pub(super) async fn serve_client(
         r = tokio::io::copy_bidirectional_with_sizes(&mut tcp, &mut stream, RELAY_UP, RELAY_DOWN) => r,
         _ = activity.idle_for(shared.idle_timeout) => {
             stats.streams_idle.inc();
-            info!(stream = stream_id, "closing stream idle for {:?}", shared.idle_timeout);
+            info!("closing stream idle for {:?}", shared.idle_timeout);
             stream.abort();
             return;
         }
     };
     match relayed {
         Ok((up, down)) => {
-            debug!(stream = stream_id, bytes_up = up, bytes_down = down, "stream closed");
+            debug!(bytes_up = up, bytes_down = down, "stream closed");
         }
         Err(e) => {
             stats.streams_failed.inc();
             stream.abort();
-            debug!(stream = stream_id, "stream failed: {e}");
+            debug!("stream failed: {e}");
         }
     }
 }

@@ -10,7 +10,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::limits::Pass;
 use super::link::{self, Link};
@@ -92,7 +92,7 @@ pub(super) async fn serve_h2(
     let limits = shared.tunnel_limits;
     let deadline = Instant::now() + limits.handshake_timeout;
     let result = async {
-        let accepted = link::accept_h2(tcp, acceptor, &limits, deadline).await.map_err(|e| match e {
+        let accepted = link::accept_h2(tcp, acceptor, &limits, &shared.tasks, deadline).await.map_err(|e| match e {
             link::LinkError::Timeout => Refusal::Timeout(limits.handshake_timeout),
             e => Refusal::Handshake(e.to_string()),
         })?;
@@ -189,17 +189,17 @@ async fn quiet(live: &LiveConn) {
     }
 }
 
+/// Serves a registered connection until the connection or the edge goes away, in a
+/// `gateway` span (tunnel id, the edge's connection id, transport) that every log line
+/// about it carries.
+async fn serve_registered(live: Arc<LiveConn>, link: Link, control: TunnelStream, shared: &EdgeShared, stops: &Stops) {
+    let span = info_span!("gateway", tunnel = %live.tunnel_id, id = live.id, transport = %link.transport());
+    serve_control(live, link, control, shared, stops).instrument(span).await;
+}
+
 /// Serves a registered connection's control stream until the connection or the edge
 /// goes away.
-async fn serve_registered(
-    live: Arc<LiveConn>,
-    link: Link,
-    mut control: TunnelStream,
-    shared: &EdgeShared,
-    stops: &Stops,
-) {
-    let tunnel_id = live.tunnel_id.clone();
-    let transport = link.transport();
+async fn serve_control(live: Arc<LiveConn>, link: Link, mut control: TunnelStream, shared: &EdgeShared, stops: &Stops) {
     let mut draining = false;
     let mut gateway_drained = false;
     let reason = loop {
@@ -209,9 +209,9 @@ async fn serve_registered(
                     // The gateway is going away: route no new streams here.
                     shared.registry.deregister(&live);
                     gateway_drained = true;
-                    info!(tunnel = %tunnel_id, connection = live.id, grace_ms, "gateway draining");
+                    info!(grace_ms, "gateway draining");
                 }
-                Ok(Some(other)) => debug!(connection = live.id, "ignoring control message {other:?}"),
+                Ok(Some(other)) => debug!("ignoring control message {other:?}"),
                 Ok(None) => break "control stream closed".to_owned(),
                 Err(e) => break format!("control stream failed: {e}"),
             },
@@ -254,5 +254,5 @@ async fn serve_registered(
         }
     };
     shared.registry.deregister(&live);
-    info!(tunnel = %tunnel_id, connection = live.id, %transport, "gateway connection closed ({reason}; {why})");
+    info!("gateway connection closed ({reason}; {why})");
 }

@@ -34,7 +34,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shared.metrics.streams_refused.inc();
-    info!(stream = conn.stream_id, client = %conn.client_addr, "max_streams reached; answering 503");
+    info!(client = %conn.client_addr, "max_streams reached; answering 503");
     let answered = Arc::new(Notify::new());
     let service = {
         let answered = answered.clone();

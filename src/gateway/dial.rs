@@ -9,12 +9,13 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use super::dial_error::DialError;
 use crate::config::gateway::EdgeTarget;
 use crate::protocol::{codes, Open};
 use crate::stream::TunnelStream;
+use crate::tasks::Tasks;
 use crate::transport::h2stream::{H2Recv, H2Send};
 use crate::transport::{self, Transport};
 
@@ -128,8 +129,14 @@ pub async fn quic(edge: &EdgeTarget, client: &quinn::ClientConfig, timeout: Dura
 }
 
 /// HTTP/2 over TLS/TCP: the gateway dials out and then serves HTTP/2 on that socket;
-/// the edge's first request is the control stream.
-pub async fn h2(edge: &EdgeTarget, tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Session, DialError> {
+/// the edge's first request is the control stream. The connection is driven in a task of
+/// `tasks` that ends when the session's [`Closer`] closes it or the connection ends.
+pub async fn h2(
+    edge: &EdgeTarget,
+    tls: &Arc<rustls::ClientConfig>,
+    tasks: &Tasks,
+    timeout: Duration,
+) -> Result<Session, DialError> {
     let address = edge.tcp_address.as_deref().unwrap_or(&edge.address);
     let addr = resolve(address).await?;
     let setup = async {
@@ -148,7 +155,7 @@ pub async fn h2(edge: &EdgeTarget, tls: &Arc<rustls::ClientConfig>, timeout: Dur
         let (control_tx, control_rx) = oneshot::channel();
         let (streams_tx, streams_rx) = mpsc::channel(64);
         let (close, closed) = (CancellationToken::new(), CancellationToken::new());
-        tokio::spawn(drive(conn, ping, control_tx, streams_tx, close.clone(), closed.clone()));
+        tasks.spawn(drive(conn, ping, control_tx, streams_tx, close.clone(), closed.clone()).in_current_span());
         let control = control_rx
             .await
             .map_err(|_| DialError::Unexpected("HTTP/2 connection ended before the control stream".into()))?;

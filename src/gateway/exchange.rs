@@ -81,7 +81,7 @@ async fn admitted(
     mut trail: Trail,
 ) -> Response<ClientBody> {
     let started = tokio::time::Instant::now();
-    let (body, permit) = match admit(route, conn, host, &kind, &mut parts, body, &mut trail, started).await {
+    let (body, permit) = match admit(route, host, &kind, &mut parts, body, &mut trail, started).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(&shared.metrics, &route.name, trail, &refusal, None),
     };
@@ -115,10 +115,8 @@ async fn admitted(
 
 /// Admission, in order: Origin, method and shape, authentication (the caller's token is
 /// taken off the request), header size, the body (read under its deadline), then a slot.
-#[allow(clippy::too_many_arguments)]
 async fn admit(
     route: &Route,
-    conn: &ConnInfo,
     host: &str,
     kind: &Kind,
     parts: &mut Parts,
@@ -151,7 +149,7 @@ async fn admit(
         BodyError::TooLarge { .. } => Refusal::BodyTooLarge(e.to_string()),
         BodyError::TimedOut(_) => Refusal::BodyTimeout(e.to_string()),
         e => {
-            debug!(stream = conn.stream_id, route = %route.name, "{e}");
+            debug!("{e}");
             Refusal::BodyUnreadable
         }
     })?;
@@ -171,6 +169,7 @@ async fn inspect(
     trail: &mut Trail,
 ) -> Result<RequestInfo, (Refusal, Option<RequestInfo>)> {
     let info = inspect_request(&parts.headers, body).map_err(|e| (Refusal::InvalidMcp(e), None))?;
+    super::spans::message(&info);
     trail.request(&info, body.len());
     if let Some((denied, message)) = route.controls.policy.first_denied(&info) {
         return Err((Refusal::Policy { denied, message }, Some(info)));

@@ -58,9 +58,9 @@ pub async fn send(
             strip_hop_by_hop(&mut parts.headers);
             Ok(Response::from_parts(parts, body))
         }
-        Ok(Err(err)) => Err(upstream_failure(route, conn, &err)),
+        Ok(Err(err)) => Err(upstream_failure(route, &err)),
         Err(_) => {
-            warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), timeout = ?route.timeout, "upstream timed out");
+            warn!(upstream = %route.upstream.url(), timeout = ?route.timeout, "upstream timed out");
             Err(Failure::Timeout.response(&route.name, "upstream did not answer in time"))
         }
     }
@@ -163,7 +163,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
+fn upstream_failure(route: &Route, err: &hyper_util::client::legacy::Error) -> Response<ClientBody> {
     let failure = match find_upstream_error(err) {
         Some(UpstreamError::ConnectTimeout { .. }) => Failure::ConnectTimeout,
         Some(UpstreamError::Forbidden { .. }) => Failure::Forbidden,
@@ -173,7 +173,7 @@ fn upstream_failure(route: &Route, conn: &ConnInfo, err: &hyper_util::client::le
         Some(e) => e.to_string(),
         None => error_chain(err),
     };
-    warn!(stream = conn.stream_id, route = %route.name, upstream = %route.upstream.url(), "upstream request failed: {detail}");
+    warn!(upstream = %route.upstream.url(), "upstream request failed: {detail}");
     failure.response(&route.name, "upstream request failed")
 }
 

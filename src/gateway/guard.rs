@@ -10,7 +10,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request};
 use serde_json::Value;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::conn::ConnInfo;
 use super::forward;
@@ -81,6 +81,8 @@ struct Answer {
     auditor: Auditor,
     tunnel: String,
     metrics: Arc<super::metrics::GatewayMetrics>,
+    /// The gateway's tasks: answers are best-effort work cut at shutdown.
+    tasks: crate::tasks::Tasks,
 }
 
 impl Answer {
@@ -103,6 +105,7 @@ impl Answer {
             auditor: shared.auditor.clone(),
             tunnel: shared.tunnel.clone(),
             metrics: shared.metrics.clone(),
+            tasks: shared.tasks.clone(),
         }
     }
 
@@ -133,7 +136,7 @@ impl Answer {
         }
         let (Some(id), Ok(runtime)) = (m.id, tokio::runtime::Handle::try_current()) else { return };
         let this = self.clone();
-        runtime.spawn(async move { this.answer(&id, &m.method).await });
+        runtime.spawn(self.tasks.best_effort(async move { this.answer(&id, &m.method).await }).in_current_span());
     }
 
     async fn answer(&self, id: &Value, method: &str) {

@@ -82,7 +82,7 @@ pub async fn hold(
     };
     info!(approval = %id, route = %route.name, tool = %ticket.call().tool, "tool call waiting for approval");
     if let Some(hook) = &gate.webhook {
-        hook.notify(ticket.call());
+        hook.notify(ticket.call(), &shared.tasks);
     }
     let sse = accepts_sse(&onward.parts.headers);
     let request_id = single.id.clone();

@@ -6,6 +6,7 @@
 //! answer relayed through the inspector and `guard`). Refusals: `outcome`. Control
 //! operations: `ops`. docs/architecture.md draws it.
 
+mod admin_report;
 pub mod busy;
 pub mod conn;
 pub mod dial;
@@ -29,9 +30,11 @@ pub mod respond;
 pub mod retire;
 pub mod route;
 pub mod serve;
+mod spans;
 pub mod trail;
 pub mod tunnel;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -39,7 +42,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 use crate::audit::{AuditTask, Auditor};
 use crate::config::gateway::{EdgeTarget, GatewayConfig};
@@ -74,6 +77,8 @@ pub enum GatewayError {
     Control(#[from] crate::control::socket::SocketError),
     #[error("{0}")]
     KillState(#[from] crate::control::kill_store::KillStoreError),
+    #[error("cannot bind the admin endpoint on {addr}: {source}")]
+    AdminBind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// State shared by every stream the gateway serves.
@@ -100,6 +105,8 @@ pub struct GatewayShared {
     pub kill: Arc<crate::control::kill::KillSwitch>,
     /// Pinned and last-seen tool definitions, by route name.
     pub pins: Arc<crate::pinning::Pins>,
+    /// Every background task of the gateway; `run` waits for them at shutdown.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl GatewayShared {
@@ -123,7 +130,7 @@ impl GatewayShared {
             *routes = table;
             retired
         };
-        retire::retire(retired);
+        retire::retire(retired, &self.tasks);
         self.reloads.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -146,6 +153,8 @@ pub struct Gateway {
     audit_task: Option<AuditTask>,
     /// The bound control socket (when `state_dir` is set) and its path.
     control: Option<(tokio::net::UnixListener, PathBuf)>,
+    /// The bound admin endpoint (when `[admin] listen` is set).
+    admin: Option<tokio::net::TcpListener>,
 }
 
 impl Gateway {
@@ -178,14 +187,22 @@ impl Gateway {
             stream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             reloads: watch::channel(0).0,
             metrics,
+            tasks: crate::tasks::Tasks::new(),
         });
         shared.metrics.cert_expiry.set("inner", &config.inner.chain);
         shared.metrics.cert_expiry.set("gateway_client", &config.edge.identity.chain);
         shared.metrics.cert_expiry.set("edge_ca", &config.edge.ca);
         let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
-        // Bound here, not in `run`, so a state directory we cannot use stops the start.
+        // Bound here, not in `run`, so a state directory or an admin address we cannot
+        // use stops the start, and callers learn the admin address (port 0) before `run`.
         let control = config.state_dir.as_deref().map(crate::control::socket::bind).transpose()?;
-        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task, control })
+        let admin = config.admin.map(bind_admin).transpose()?;
+        Ok(Self { config, shared, client, h2_tls, states, reload: None, audit_task, control, admin })
+    }
+
+    /// The admin endpoint's bound address (`None` without `[admin] listen`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Reloads from `path` when it (or a file it refers to) changes, or when `trigger`
@@ -211,63 +228,76 @@ impl Gateway {
     }
 
     /// Runs until `shutdown` fires and in-flight requests have finished (or
-    /// `shutdown_timeout` passed).
+    /// `shutdown_timeout` passed), then waits for its background tasks.
     pub async fn run(mut self, shutdown: CancellationToken) {
         for r in self.config.routes.routes() {
             info!(route = %r.name, upstream = %r.upstream.url(), "route");
         }
+        self.start_services(&shutdown);
+        for dial_loop in self.dial_loops(&shutdown) {
+            let _ = dial_loop.await;
+        }
+        // The dial loops bound their own drain; the rest (reload watch, control socket,
+        // admin endpoint, stdio bridges a reload retired) end at shutdown or are bounded,
+        // and get `shutdown_timeout` more at most.
+        if !self.shared.tasks.shutdown(self.config.shutdown_timeout).await {
+            warn!(remaining = self.shared.tasks.len(), "background tasks still running at shutdown; stopping anyway");
+        }
+        if let Some(task) = self.audit_task.take() {
+            // Every record of a request that finished goes out before the process ends.
+            task.shutdown().await;
+        }
+        info!("gateway stopped");
+    }
+
+    /// Starts the config watch, the first tool listings, the control socket and the
+    /// admin endpoint, each in a task of `shared.tasks` that ends at `shutdown`.
+    fn start_services(&mut self, shutdown: &CancellationToken) {
+        let tasks = self.shared.tasks.clone();
         if let Some((path, trigger)) = self.reload.take() {
             let (shared, running) = (self.shared.clone(), self.config.clone());
             let files = running.files.clone();
-            tokio::spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
+            tasks.spawn(reload::watch(files, trigger, reload::POLL_INTERVAL, shutdown.clone(), move || {
                 reload_config(&shared, &running, &path)
             }));
         }
         pins::refresh_all(&self.shared);
         if let Some((listener, path)) = self.control.take() {
             let (ops, audit) = (Arc::new(ops::GatewayOps(self.shared.clone())), ops::control_audit(&self.shared));
-            tokio::spawn(crate::control::socket::serve(listener, path, ops, audit, shutdown.clone()));
+            tasks.spawn(crate::control::socket::serve(listener, path, ops, audit, shutdown.clone()));
         }
-        if let Some(addr) = self.config.admin {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    let addr = listener.local_addr().unwrap_or(addr);
-                    info!(%addr, "admin endpoint listening");
-                    let api = crate::control::admin_http::ControlApi::new(
-                        Arc::new(ops::GatewayOps(self.shared.clone())),
-                        ops::control_audit(&self.shared),
-                        self.config.admin_token.as_deref(),
-                    );
-                    let source = Arc::new(GatewayAdmin {
-                        shared: self.shared.clone(),
-                        states: self.statuses(),
-                        control: Arc::new(api),
-                    });
-                    tokio::spawn(admin::serve(listener, source, shutdown.clone()));
-                }
-                Err(e) => error!(%addr, "cannot bind the admin endpoint: {e}"),
-            }
+        if let Some(addr) = self.admin_addr() {
+            info!(%addr, "admin endpoint listening");
         }
-        // Connection i dials the i-th edge address (cycling), so several edge instances
-        // each get connections.
+        if let Some(listener) = self.admin.take() {
+            let token = self.config.admin_token.as_deref();
+            let source = Arc::new(admin_report::GatewayAdmin::new(&self.shared, self.statuses(), token));
+            tasks.spawn(admin::serve(listener, source, shutdown.clone()));
+        }
+    }
+
+    /// Spawns one dial loop per tunnel connection (`[edge] connections`). Connection i
+    /// dials the i-th edge address (cycling), so several edge instances each get some.
+    fn dial_loops(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let edge = &self.config.edge;
         let addresses: Vec<&String> = std::iter::once(&edge.address).chain(&edge.addresses).collect();
-        let mut connections = tokio::task::JoinSet::new();
+        let mut loops = Vec::with_capacity(self.states.len());
         for (index, state) in (0u32..).zip(&self.states) {
             let mut target = edge.clone();
             target.address = addresses[index as usize % addresses.len()].clone();
-            let dialer =
-                register::Dialer { index, edge: target, quic: self.client.clone(), h2_tls: self.h2_tls.clone() };
+            let span = spans::tunnel(index, &target.address);
+            let dialer = register::Dialer {
+                index,
+                edge: target,
+                quic: self.client.clone(),
+                h2_tls: self.h2_tls.clone(),
+                tasks: self.shared.tasks.clone(),
+            };
             let run =
                 tunnel::run(self.shared.clone(), dialer, state.clone(), shutdown.clone(), self.config.shutdown_timeout);
-            connections.spawn(run);
+            loops.push(self.shared.tasks.spawn(run.instrument(span)));
         }
-        while connections.join_next().await.is_some() {}
-        if let Some(task) = self.audit_task.take() {
-            // Every record of a request that finished goes out before the process ends.
-            task.shutdown().await;
-        }
-        info!("gateway stopped");
+        loops
     }
 }
 
@@ -286,6 +316,14 @@ pub fn tunnel_client_configs(
     transport.max_concurrent_uni_streams(0u32.into());
     client.transport_config(Arc::new(transport));
     Ok((client, h2_tls))
+}
+
+/// Binds the admin endpoint (synchronously: `new` is not async; tokio takes the socket).
+fn bind_admin(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    let err = |source| GatewayError::AdminBind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpListener::from_std(listener).map_err(err)
 }
 
 /// Loads and applies `path`; on any error the running config stays. Returns the files
@@ -309,70 +347,6 @@ fn reload_config(shared: &GatewayShared, running: &GatewayConfig, path: &Path) -
     }
     info!(routes = config.routes.len(), "config reloaded");
     Some(config.files)
-}
-
-/// What the gateway's admin endpoint reports.
-struct GatewayAdmin {
-    shared: Arc<GatewayShared>,
-    states: Vec<watch::Receiver<TunnelState>>,
-    control: Arc<crate::control::admin_http::ControlApi>,
-}
-
-impl GatewayAdmin {
-    fn states(&self) -> Vec<TunnelState> {
-        self.states.iter().map(|s| s.borrow().clone()).collect()
-    }
-}
-
-fn state_words(state: &TunnelState) -> (String, String) {
-    match state {
-        TunnelState::Registered { transport, .. } => (transport.to_string(), "registered".into()),
-        TunnelState::Connecting => ("none".into(), "connecting".into()),
-        TunnelState::Rejected { .. } => ("none".into(), "rejected".into()),
-        TunnelState::Disconnected { .. } => ("none".into(), "disconnected".into()),
-        TunnelState::Stopped => ("none".into(), "stopped".into()),
-    }
-}
-
-impl admin::AdminSource for GatewayAdmin {
-    /// Ready when at least one tunnel connection is registered and the gateway is not
-    /// stopped by the kill switch (a stopped route alone leaves it ready).
-    fn readiness(&self) -> (bool, serde_json::Value) {
-        let states = self.states();
-        let kill = self.shared.kill.state();
-        let ready = kill.all.is_none() && states.iter().any(|s| matches!(s, TunnelState::Registered { .. }));
-        let connections: Vec<_> = states
-            .iter()
-            .enumerate()
-            .map(|(index, s)| {
-                let (transport, state) = state_words(s);
-                let mut entry = serde_json::json!({ "index": index, "state": state, "transport": transport });
-                match s {
-                    TunnelState::Registered { tunnel_id, connection_id, .. } => {
-                        entry["tunnel_id"] = tunnel_id.clone().into();
-                        entry["connection_id"] = (*connection_id).into();
-                    }
-                    TunnelState::Rejected { reason } | TunnelState::Disconnected { reason } => {
-                        entry["reason"] = reason.clone().into();
-                    }
-                    _ => {}
-                }
-                entry
-            })
-            .collect();
-        let detail =
-            serde_json::json!({ "connections": connections, "routes": self.shared.routes().len(), "kill": kill });
-        (ready, detail)
-    }
-
-    fn control(&self) -> Option<Arc<dyn admin::AdminControl>> {
-        Some(self.control.clone())
-    }
-
-    fn metrics(&self) -> String {
-        let states: Vec<_> = self.states().iter().map(state_words).collect();
-        self.shared.metrics.render(&states)
-    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ impl Onward {
         };
         metrics.mcp_requests(&route.name, &info);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        debug!(stream = conn.stream_id, route = %route.name, status = response.status().as_u16(), elapsed_ms, "proxied");
+        debug!(status = response.status().as_u16(), elapsed_ms, "proxied");
         relay(&route, response, &method, trail, started, permit, guard)
     }
 }

@@ -115,7 +115,7 @@ fn background_refresh(shared: &GatewayShared, route: &Route) {
         return;
     }
     let (reporter, route) = (reporter(shared), route.clone());
-    tokio::spawn(async move {
+    shared.tasks.spawn_best_effort(async move {
         if let Err(e) = refresh(&reporter, &route).await {
             warn!(route = %route.name, "cannot list the upstream's tools: {e}");
         }
@@ -180,7 +180,7 @@ pub fn refresh_all(shared: &Arc<GatewayShared>) {
             continue;
         }
         let (reporter, route) = (reporter(shared), route.clone());
-        tokio::spawn(async move {
+        shared.tasks.spawn_best_effort(async move {
             match refresh(&reporter, &route).await {
                 Ok(n) => info!(route = %route.name, tools = n, "tool definitions listed"),
                 Err(e) => {

@@ -49,7 +49,7 @@ async fn dispatch(
     // The edge picked this tunnel by SNI; a different Host would reach routes the edge
     // never published under that name (RFC 9110 §15.5.20).
     if !strip_port(&host).trim_end_matches('.').eq_ignore_ascii_case(&conn.sni) {
-        debug!(stream = conn.stream_id, %host, sni = %conn.sni, "Host does not match SNI");
+        debug!(%host, sni = %conn.sni, "Host does not match SNI");
         return Refusal::Misdirected { host, sni: conn.sni.clone() }.response(None);
     }
     // One canonical path, judged by the router and sent upstream as is.
@@ -70,11 +70,12 @@ async fn dispatch(
         None => match routes.lookup(&host, &path) {
             Some(route) => (route.clone(), Kind::Mcp),
             None => {
-                debug!(stream = conn.stream_id, %host, "no route");
+                debug!(%host, "no route");
                 return Refusal::NoRoute { host }.response(None);
             }
         },
     };
+    super::spans::route(&route.name);
     let mut resp = exchange::run(shared, &route, conn, &host, kind, parts, body).await;
     resp.extensions_mut().insert(RouteName(route.name.clone()));
     resp

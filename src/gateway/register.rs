@@ -10,6 +10,7 @@ use super::dial::{self, Session};
 use super::dial_error::{describe_close, DialError};
 use crate::config::gateway::{EdgeTarget, TransportMode};
 use crate::protocol::{frame, Control, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use crate::tasks::Tasks;
 
 /// Time allowed for a handshake and for the edge's answer to `Hello`.
 pub(super) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,6 +23,8 @@ pub(super) struct Dialer {
     pub edge: EdgeTarget,
     pub quic: quinn::ClientConfig,
     pub h2_tls: Arc<rustls::ClientConfig>,
+    /// The gateway's tasks (an HTTP/2 connection is driven in one).
+    pub tasks: Tasks,
 }
 
 /// A registered connection.
@@ -37,16 +40,19 @@ pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result
     let edge = &dialer.edge;
     match edge.transport {
         TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
-        TransportMode::Http2 => register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await,
+        TransportMode::Http2 => {
+            register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index).await
+        }
         TransportMode::Auto => {
             if !*udp_blocked {
                 match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
                     Ok(session) => return register(session, dialer.index).await,
                     Err(e) if e.udp_looks_blocked() => {
                         // Only when HTTP/2 then works is UDP the problem, not a down edge.
-                        let reg = register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await?;
+                        let reg =
+                            register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index)
+                                .await?;
                         warn!(
-                            edge = %edge.address,
                             "QUIC to the edge failed ({e}) but HTTP/2 over TCP works: UDP looks blocked; \
                              using HTTP/2 and retrying QUIC every {:?}",
                             edge.quic_retry_interval
@@ -57,7 +63,7 @@ pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result
                     Err(e) => return Err(e),
                 }
             }
-            register(dial::h2(edge, &dialer.h2_tls, DIAL_TIMEOUT).await?, dialer.index).await
+            register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index).await
         }
     }
 }

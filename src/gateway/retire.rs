@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::route::{Route, RouteTable};
 use crate::stdio::StdioBridge;
+use crate::tasks::Tasks;
 
 /// The table to install for `new`, with the bridges of unchanged stdio routes carried
 /// over from `old`, and the old bridges no route uses any more.
@@ -41,12 +42,12 @@ pub fn carry_over(old: &RouteTable, new: &Arc<RouteTable>) -> (Arc<RouteTable>, 
     (table, retired)
 }
 
-/// Shuts the retired bridges down in the background (each stop is bounded by the
-/// child's stop sequence).
-pub fn retire(bridges: Vec<Arc<StdioBridge>>) {
+/// Shuts the retired bridges down in tasks of `tasks` (each stop is bounded by the
+/// child's stop sequence; shutdown waits for them, so no child outlives the gateway).
+pub fn retire(bridges: Vec<Arc<StdioBridge>>, tasks: &Tasks) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     for bridge in bridges {
         info!(children = bridge.live_children(), "stdio route removed or changed by a reload; stopping its children");
-        runtime.spawn(async move { bridge.shutdown().await });
+        runtime.spawn(tasks.track(async move { bridge.shutdown().await }));
     }
 }

@@ -5,15 +5,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument, Span};
 
 use super::conn::ConnInfo;
-use super::proxy;
 use super::GatewayShared;
+use super::{proxy, spans};
 use crate::idle::{Activity, Tracked};
 use crate::protocol::{frame, Open, MAX_FRAME_LEN};
 use crate::stats::Metered;
@@ -62,6 +62,18 @@ pub async fn serve_stream(
             None => return,
         },
     };
+    let span = spans::stream(open.stream_id);
+    serve_open(stream, open, connection, shared, shutdown).instrument(span).await;
+}
+
+/// Serves a stream whose preamble has been read: inner TLS, then HTTP.
+async fn serve_open(
+    stream: TunnelStream,
+    open: Open,
+    connection: u32,
+    shared: Arc<GatewayShared>,
+    shutdown: CancellationToken,
+) {
     let stream_id = open.stream_id;
     shared.metrics.streams.inc();
     shared.metrics.streams_active.inc();
@@ -74,11 +86,11 @@ pub async fn serve_stream(
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            info!(stream = stream_id, client = %open.client_addr, sni = %open.sni, "inner TLS handshake failed: {e}");
+            info!(client = %open.client_addr, sni = %open.sni, "inner TLS handshake failed: {e}");
             return;
         }
         Err(_) => {
-            info!(stream = stream_id, client = %open.client_addr, "inner TLS handshake timed out");
+            info!(client = %open.client_addr, "inner TLS handshake timed out");
             return;
         }
     };
@@ -86,7 +98,7 @@ pub async fn serve_stream(
     let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase).unwrap_or(open.sni);
     let client_addr = open.client_addr;
     let conn = Arc::new(ConnInfo { connection, stream_id, client_addr, sni });
-    debug!(stream = stream_id, client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
+    debug!(client = %conn.client_addr, sni = %conn.sni, "inner TLS established");
     // Held until the client's connection ends.
     let Ok(_slot) = shared.stream_slots.clone().try_acquire_owned() else {
         return super::busy::serve(tls, shared, conn).await;
@@ -122,17 +134,18 @@ async fn serve_http<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let stream_id = conn.stream_id;
     let routing = shared.clone();
+    let stream_span = Span::current();
     // Set once the first request has arrived (see the shutdown branch below).
     let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);
     let service = service_fn(move |req| {
         first_tx.send_replace(true);
         // Each request sees the routing table in force when it arrives (hot reload).
         let (shared, conn) = (routing.clone(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, conn, req).await) }
+        let handled = async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, conn, req).await) };
+        handled.instrument(spans::request(&stream_span))
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(InSpan(Span::current()));
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
@@ -154,12 +167,28 @@ async fn serve_http<S>(
             }
         }
         _ = activity.idle_for(idle) => {
-            info!(stream = stream_id, "closing client connection idle for {idle:?}");
+            info!("closing client connection idle for {idle:?}");
             return;
         }
     };
     if let Err(e) = result {
-        debug!(stream = stream_id, "client connection ended with error: {e}");
+        debug!("client connection ended with error: {e}");
+    }
+}
+
+/// hyper's executor for HTTP/2 request tasks: tokio's, with the stream's span, so what
+/// they log (answers streamed in the body) names the stream too. The tasks are children of
+/// the connection future, which the stream's task awaits.
+#[derive(Clone)]
+struct InSpan(Span);
+
+impl<F> hyper::rt::Executor<F> for InSpan
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, task: F) {
+        tokio::spawn(task.instrument(self.0.clone()));
     }
 }
 

@@ -9,15 +9,17 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 use super::dial::{self, Incoming, Session};
 use super::dial_error::DialError;
 use super::register::{establish, register, Dialer, Registered, QUIC_PROBE_TIMEOUT};
 use super::serve::serve_stream;
+use super::spans;
 use super::GatewayShared;
 use crate::config::gateway::TransportMode;
 use crate::protocol::{frame, Control, FrameError, MAX_FRAME_LEN};
+use crate::tasks::Tasks;
 use crate::transport::Transport;
 
 /// A connection that lasted this long resets the backoff.
@@ -103,11 +105,15 @@ pub(super) async fn run(
             },
         };
         match registered {
-            Ok(reg) => match ended(&ctx, serve(&ctx, reg).await, started, &mut attempt, &mut udp_blocked, &mut ready) {
-                Next::Stop => break,
-                Next::Now => continue,
-                Next::Backoff => {}
-            },
+            Ok(reg) => {
+                let span = spans::connection(reg.connection_id, reg.session.transport);
+                let end = serve(&ctx, reg).instrument(span).await;
+                match ended(&ctx, end, started, &mut attempt, &mut udp_blocked, &mut ready) {
+                    Next::Stop => break,
+                    Next::Now => continue,
+                    Next::Backoff => {}
+                }
+            }
             Err(e) => failed(&ctx, e),
         }
         attempt = if started.elapsed() >= STABLE_AFTER { 0 } else { attempt.saturating_add(1) };
@@ -172,7 +178,7 @@ fn ended(
         }
         Ended::Lost(reason) => {
             metrics.disconnect("lost");
-            warn!(edge = %ctx.dialer.edge.address, "tunnel connection lost: {reason}");
+            warn!("tunnel connection lost: {reason}");
             ctx.state.send_replace(TunnelState::Disconnected { reason });
             Next::Backoff
         }
@@ -181,18 +187,18 @@ fn ended(
 
 /// Counts and logs a failed attempt, and publishes why.
 fn failed(ctx: &Ctx<'_>, e: DialError) {
-    let (metrics, edge) = (&ctx.shared.metrics, &ctx.dialer.edge.address);
+    let metrics = &ctx.shared.metrics;
     match e {
         DialError::Rejected(reason) => {
             metrics.disconnect("rejected");
             metrics.dial_error("rejected");
-            error!(%edge, "edge rejected the tunnel: {reason}");
+            error!("edge rejected the tunnel: {reason}");
             ctx.state.send_replace(TunnelState::Rejected { reason });
         }
         e => {
             metrics.disconnect("dial_failed");
             metrics.dial_error(e.kind());
-            warn!(%edge, "tunnel connection failed: {e}");
+            warn!("tunnel connection failed: {e}");
             ctx.state.send_replace(TunnelState::Disconnected { reason: e.to_string() });
         }
     }
@@ -208,12 +214,12 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     let Registered { session, tunnel_id, connection_id, hostnames } = reg;
     let Session { control, mut incoming, closer, transport, remote } = session;
-    info!(tunnel = %tunnel_id, connection = connection_id, edge = %remote, %transport, ?hostnames, "tunnel registered");
+    info!(tunnel = %tunnel_id, %remote, ?hostnames, "tunnel registered");
     ctx.shared.metrics.registered(&transport.to_string());
     ctx.state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames, transport });
 
     let (control_rd, mut control_wr) = tokio::io::split(control);
-    let (reader, mut control) = read_control(control_rd);
+    let (reader, mut control) = read_control(control_rd, &ctx.dialer.tasks);
     let reprobe = reprobe(ctx, transport);
     tokio::pin!(reprobe);
     let streams = TaskTracker::new();
@@ -222,12 +228,15 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     let ended = loop {
         tokio::select! {
             accepted = incoming.accept() => match accepted {
-                Some((stream, open)) => { streams.spawn(serve_stream(stream, open, ctx.dialer.index, ctx.shared.clone(), drain.clone())); }
+                Some((stream, open)) => {
+                    let serve = serve_stream(stream, open, ctx.dialer.index, ctx.shared.clone(), drain.clone());
+                    streams.spawn(serve.in_current_span());
+                }
                 None => break Ended::Lost("connection closed".to_owned()),
             },
             msg = control.recv() => match msg.unwrap_or(Ok(None)) {
                 Ok(Some(Control::Drain { grace_ms })) => break Ended::Drained(Duration::from_millis(grace_ms)),
-                Ok(Some(other)) => debug!(connection = connection_id, "ignoring control message {other:?}"),
+                Ok(Some(other)) => debug!("ignoring control message {other:?}"),
                 Ok(None) => break Ended::Lost("edge closed the control stream".to_owned()),
                 Err(e) => break Ended::Lost(format!("control stream failed: {e}")),
             },
@@ -261,27 +270,34 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     };
     // Make-before-break: the caller connects anew now, while this connection finishes
     // its in-flight streams in the background.
-    info!(connection = connection_id, "moving off this connection; in-flight streams finish in the background");
+    info!("moving off this connection; in-flight streams finish in the background");
     let (shared, shutdown, index) = (ctx.shared.clone(), ctx.shutdown.clone(), ctx.dialer.index);
     let limit = grace.clamp(Duration::from_secs(1), ctx.shutdown_timeout.max(Duration::from_secs(1)));
-    ctx.lingering.spawn(async move {
-        tokio::select! {
-            _ = finish(&mut incoming, index, &shared, &streams, &drain, limit) => {}
-            _ = shutdown.cancelled() => drain.cancel(),
+    ctx.lingering.spawn(
+        async move {
+            tokio::select! {
+                _ = finish(&mut incoming, index, &shared, &streams, &drain, limit) => {}
+                _ = shutdown.cancelled() => drain.cancel(),
+            }
+            closer.close(b"drained").await;
         }
-        closer.close(b"drained").await;
-    });
+        .in_current_span(),
+    );
     ended
 }
 
-/// Reads the control stream in its own task (frame reads are not cancel-safe), handing
-/// each message (and the end or error that stops it) to the returned channel.
-fn read_control<R>(mut control: R) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Result<Option<Control>, FrameError>>)
+/// Reads the control stream in a task of `tasks` (frame reads are not cancel-safe; the
+/// caller aborts it when the connection ends), handing each message (and the end or
+/// error that stops it) to the returned channel.
+fn read_control<R>(
+    mut control: R,
+    tasks: &Tasks,
+) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Result<Option<Control>, FrameError>>)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(4);
-    let reader = tokio::spawn(async move {
+    let reader = tasks.spawn(async move {
         loop {
             let msg = frame::read::<Control, _>(&mut control, MAX_FRAME_LEN).await;
             let more = matches!(msg, Ok(Some(_)));
@@ -336,7 +352,7 @@ async fn finish(
     let late = CancellationToken::new();
     let done = async {
         while let Some((stream, open)) = incoming.accept().await {
-            streams.spawn(serve_stream(stream, open, connection, shared.clone(), late.clone()));
+            streams.spawn(serve_stream(stream, open, connection, shared.clone(), late.clone()).in_current_span());
         }
         streams.wait().await;
     };

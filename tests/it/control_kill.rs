@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::control::{admin, ctl, wait_admin};
+use crate::common::control::{admin, ctl};
 use crate::common::http::{mcp_post, send};
 use crate::common::python::{client, python, root, PyServer};
-use crate::common::{audit_records, free_port, poll, wait_settled, Stack, TUNNEL};
+use crate::common::{audit_records, poll, wait_settled, Stack, TUNNEL};
 use mcp_tunnel::gateway::TunnelState;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -89,9 +89,9 @@ fn kill_ms(text: &str) -> f64 {
     before.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no time in {text:?}"))
 }
 
-fn config(server: &PyServer, admin_port: u16, audit: &Path) -> String {
+fn config(server: &PyServer, audit: &Path) -> String {
     format!(
-        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [audit]\nsink = \"file\"\npath = \"{}\"\n[[routes]]\nhost = \"echo\"\nupstream = \"{}\"\n",
         audit.display(),
         server.upstream()
@@ -101,13 +101,11 @@ fn config(server: &PyServer, admin_port: u16, audit: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_kill_cuts_streams_refuses_calls_survives_restart_and_resumes() {
     let server = PyServer::start().await;
-    let admin_port = free_port();
     let audit_dir = tempfile::tempdir().expect("tempdir");
     let audit = audit_dir.path().join("audit.jsonl");
-    let stack = Stack::start(&config(&server, admin_port, &audit)).await;
+    let stack = Stack::start(&config(&server, &audit)).await;
     let state = stack.dir.path().join("state");
-    let admin_addr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
-    wait_admin(admin_addr).await;
+    let admin_addr = stack.gateway_admin.expect("admin endpoint bound");
     assert!(basic_ok(&stack, "before").await);
 
     let hold = Hold::start(&stack, STREAMS).await;
@@ -176,12 +174,10 @@ async fn route_kill_cuts_streams_refuses_calls_survives_restart_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_gateway_kill_takes_the_tunnel_offline_until_resumed() {
     let server = PyServer::start().await;
-    let admin_port = free_port();
     let audit_dir = tempfile::tempdir().expect("tempdir");
-    let stack = Stack::start(&config(&server, admin_port, &audit_dir.path().join("audit.jsonl"))).await;
+    let stack = Stack::start(&config(&server, &audit_dir.path().join("audit.jsonl"))).await;
     let state = stack.dir.path().join("state");
-    let admin_addr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
-    wait_admin(admin_addr).await;
+    let admin_addr = stack.gateway_admin.expect("admin endpoint bound");
     edge_live(&stack, 1).await;
 
     let hold = Hold::start(&stack, 12).await;

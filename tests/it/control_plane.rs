@@ -7,10 +7,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use crate::common::control::{admin, as_nobody, ctl, is_root, wait_admin};
+use crate::common::control::{admin, as_nobody, ctl, is_root};
 use crate::common::python::PyServer;
-use crate::common::{self, audit_records, free_port, Stack};
+use crate::common::{self, audit_records, Stack};
 use mcp_tunnel::config::gateway::GatewayConfig;
 use mcp_tunnel::control::client;
 use serde_json::{json, Value};
@@ -130,18 +131,16 @@ async fn bad_state_dir_is_refused_with_its_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_control_needs_the_token_and_refusals_are_audited() {
     let token = "mcpt_test-admin-token-0123456789";
-    let port = free_port();
     let audit = tempfile::tempdir().expect("tempdir");
     let audit_path = audit.path().join("audit.jsonl");
     let routes = format!(
-        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken_sha256 = \"{}\"\n\
+        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_sha256 = \"{}\"\n\
          [audit]\nsink = \"file\"\npath = \"{}\"\n",
         mcp_tunnel::auth::hash_token(token),
         audit_path.display()
     );
     let stack = Stack::start(&routes).await;
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_admin(addr).await;
+    let addr = stack.gateway_admin.expect("admin endpoint bound");
 
     let (status, challenge, body) = admin(addr, "POST", "/control/status", None, "").await;
     assert_eq!((status, challenge), (401, true), "{body}");
@@ -179,4 +178,80 @@ async fn admin_control_needs_the_token_and_refusals_are_audited() {
     assert_eq!(wrong["action"], "kill");
     let text = std::fs::read_to_string(&audit_path).expect("audit");
     assert!(!text.contains(token) && !text.contains("wrong"), "no token in the audit trail");
+}
+
+/// An admin address that cannot be bound stops the gateway's start, naming the address
+/// (before binding moved into `Gateway::new`, the gateway logged an error and ran on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_address_in_use_refuses_the_start() {
+    let stack = Stack::start("").await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let config = stack.gateway_config("certs", "certs/tunnel", &format!("[admin]\nlisten = \"{addr}\"\n"));
+    let Err(err) = mcp_tunnel::gateway::Gateway::new(config) else { panic!("a gateway started on {addr} in use") };
+    assert!(matches!(err, mcp_tunnel::gateway::GatewayError::AdminBind { addr: a, .. } if a == addr), "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+/// The edge binds its admin endpoint in `bind` too: the address is known before `run`,
+/// and an address in use stops the start. `run` returns once its background tasks ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_reports_its_admin_address_and_refuses_one_in_use() {
+    use mcp_tunnel::config::edge::EdgeConfig;
+    use mcp_tunnel::edge::{Edge, EdgeError};
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::write_pki(dir.path(), "certs", common::TUNNEL);
+    let load = |listen: &str| {
+        let tables = format!("[admin]\nlisten = \"{listen}\"\n");
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, common::config::EdgeToml { tables, ..common::config::EdgeToml::new("certs") }.render())
+            .expect("write edge.toml");
+        EdgeConfig::load(&path).expect("edge config")
+    };
+    let edge = Edge::bind(&load("127.0.0.1:0")).await.expect("bind");
+    let addr = edge.admin_addr().expect("admin address");
+    assert_ne!(addr.port(), 0);
+    let (shared, stop) = (edge.shared(), tokio_util::sync::CancellationToken::new());
+    let run = tokio::spawn(edge.run(stop.clone()));
+    let (status, _, _) = admin(addr, "GET", "/readyz", None, "").await;
+    assert_eq!(status, 200);
+    let Err(err) = Edge::bind(&load(&addr.to_string())).await else { panic!("an edge started on {addr} in use") };
+    assert!(matches!(err, EdgeError::Bind { what: "admin endpoint", addr: a, .. } if a == addr), "{err}");
+
+    stops_with_no_task_left("edge", run, &stop, &shared.tasks, addr).await;
+}
+
+/// Cancels `stop` with an idle admin connection open on `admin`; `run` must return in
+/// time, with no task of `tasks` left and the admin endpoint closed.
+async fn stops_with_no_task_left(
+    role: &str,
+    run: tokio::task::JoinHandle<()>,
+    stop: &tokio_util::sync::CancellationToken,
+    tasks: &mcp_tunnel::tasks::Tasks,
+    admin: std::net::SocketAddr,
+) {
+    let idle = tokio::net::TcpStream::connect(admin).await.expect("connect admin");
+    assert!(!tasks.is_empty(), "{role}: background tasks run");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("stopped in time").expect("run task");
+    assert!(tasks.is_empty(), "{role}: {} tasks left after run", tasks.len());
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err(), "{role}: the admin endpoint closed");
+    drop(idle);
+}
+
+/// `Gateway::run` returns only once its background tasks ended: the admin endpoint (with
+/// an idle connection open) is closed and the control socket removed by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_shutdown_waits_for_its_background_tasks() {
+    let stack = Stack::start("").await;
+    let config =
+        stack.gateway_config("certs", "certs/tunnel", "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let gateway = mcp_tunnel::gateway::Gateway::new(config).expect("gateway");
+    let (shared, addr, mut status) = (gateway.shared(), gateway.admin_addr().expect("admin"), gateway.status());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(gateway.run(stop.clone()));
+    let state = common::wait_settled(&mut status).await;
+    assert!(matches!(state, mcp_tunnel::gateway::TunnelState::Registered { .. }), "{state:?}");
+    stops_with_no_task_left("gateway", run, &stop, &shared.tasks, addr).await;
+    assert!(!stack.dir.path().join("state/control.sock").exists(), "the control socket removed");
 }

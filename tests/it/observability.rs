@@ -147,6 +147,22 @@ fn json_logs_are_one_object_per_line_and_rust_log_wins() {
     assert!(has(&gateway, "DEBUG", "proxied"), "--log-level debug reached the gateway");
     assert!(has(&edge, "DEBUG", "stream opened"), "--log-level debug reached the edge");
     assert!(has(&gateway, "INFO", "gateway stopped") && has(&edge, "INFO", "edge stopped"));
+    // The ids sit in spans (`span`: the innermost, `spans`: outermost first).
+    let spans = |lines: &[String], message: &str| {
+        let line = lines.iter().find(|l| json_message_is(l, message)).unwrap_or_else(|| panic!("no {message:?} line"));
+        let o = serde_json::Value::Object(json_line(line).expect("JSON"));
+        let names: Vec<String> = o["spans"].as_array().map_or_else(Vec::new, |spans| {
+            spans.iter().map(|s| s["name"].as_str().unwrap_or("?").to_owned()).collect()
+        });
+        (o, names, line.clone())
+    };
+    let (o, names, line) = spans(&gateway, "proxied");
+    assert_eq!(names, ["tunnel", "connection", "stream", "request"], "{line}");
+    assert!(o["spans"][0]["index"].is_u64() && o["spans"][1]["id"].is_u64() && o["spans"][2]["id"].is_u64(), "{line}");
+    assert!(o["span"]["route"].is_string() && o["span"]["method"].is_string(), "{line}");
+    let (o, names, line) = spans(&edge, "stream opened");
+    assert_eq!(names, ["stream"], "{line}");
+    assert!(o["span"]["id"].is_u64() && o["span"]["client"].is_string(), "{line}");
 
     // RUST_LOG=warn beats --log-level debug: only WARN and ERROR lines. The edge is a closed
     // port, so the gateway logs a WARN for every failed attempt.

@@ -10,8 +10,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use super::poll;
-
 /// One request to the admin endpoint: `(status, www-authenticate present, JSON body)`.
 pub async fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, bool, Value) {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect admin");
@@ -30,12 +28,6 @@ pub async fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&st
     let challenge = resp.headers().contains_key("www-authenticate");
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     (status, challenge, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-/// Waits (up to 15 s) until the admin endpoint accepts connections.
-pub async fn wait_admin(addr: SocketAddr) {
-    let what = format!("admin endpoint {addr} listening");
-    poll::eventually_async(Duration::from_secs(15), &what, || tokio::net::TcpStream::connect(addr)).await;
 }
 
 /// Whether this process runs as root (owner of /proc/self).

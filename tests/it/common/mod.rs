@@ -71,6 +71,8 @@ pub struct Stack {
     pub reload: Arc<tokio::sync::Notify>,
     /// Stops the main gateway alone (gracefully), leaving the edge running.
     pub gateway_stop: CancellationToken,
+    /// The main gateway's admin endpoint, bound before it runs (when `[admin]` is set).
+    pub gateway_admin: Option<SocketAddr>,
 }
 
 impl Drop for Stack {
@@ -128,6 +130,7 @@ impl Stack {
             gateway: None,
             reload: Arc::default(),
             gateway_stop: CancellationToken::new(),
+            gateway_admin: None,
         };
         // The main gateway runs from `gateway.toml` and reloads it when it changes.
         let path = stack.gateway_path();
@@ -136,6 +139,7 @@ impl Stack {
             .expect("gateway");
         stack.status = gateway.status();
         stack.gateway = Some(gateway.shared());
+        stack.gateway_admin = gateway.admin_addr();
         stack.gateway_stop = stack.shutdown.child_token();
         tokio::spawn(gateway.watch_config(path, stack.reload.clone()).run(stack.gateway_stop.clone()));
         let state = stack.wait_state().await;
