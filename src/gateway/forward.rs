@@ -38,20 +38,27 @@ impl Checked {
     }
 }
 
-/// Sends a request (its body already read) upstream to `path` and returns the response headers,
+/// Where a request goes: the route's upstream, at `path`, for the client of `conn` that
+/// asked for `host`.
+pub struct Destination<'a> {
+    pub route: &'a Route,
+    pub conn: &'a ConnInfo,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+/// Sends a request (its body already read) upstream and returns the response headers,
 /// or the error response to give the client. Only a request that passed every check gets
 /// here: it takes a [`Checked`].
 pub async fn send(
     _checked: &Checked,
-    route: &Route,
-    conn: &ConnInfo,
-    host: &str,
+    to: &Destination<'_>,
     parts: Parts,
-    path: &str,
     body: Bytes,
 ) -> Result<Response<Incoming>, Response<ClientBody>> {
-    let upstream_req = upstream_request(route, conn, host, parts, path, body)
-        .map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_request", &e, None))?;
+    let route = to.route;
+    let upstream_req =
+        upstream_request(to, parts, body).map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_request", &e, None))?;
     match tokio::time::timeout(route.timeout, route.client.request(upstream_req)).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
@@ -69,15 +76,9 @@ pub async fn send(
 /// Sends the gateway's own answer to a server→client request it refused (a JSON-RPC error
 /// it wrote, on the client's session): the server's reply status, or why it failed. Not a
 /// client's request, so it needs no [`Checked`].
-pub async fn answer(
-    route: &Route,
-    conn: &ConnInfo,
-    host: &str,
-    parts: Parts,
-    path: &str,
-    body: Bytes,
-) -> Result<StatusCode, String> {
-    let req = upstream_request(route, conn, host, parts, path, body)?;
+pub async fn answer(to: &Destination<'_>, parts: Parts, body: Bytes) -> Result<StatusCode, String> {
+    let route = to.route;
+    let req = upstream_request(to, parts, body)?;
     match tokio::time::timeout(route.timeout, route.client.request(req)).await {
         Ok(Ok(resp)) => Ok(resp.status()),
         Ok(Err(e)) => Err(error_chain(&e)),
@@ -85,14 +86,8 @@ pub async fn answer(
     }
 }
 
-fn upstream_request(
-    route: &Route,
-    conn: &ConnInfo,
-    host: &str,
-    mut parts: Parts,
-    path: &str,
-    body: Bytes,
-) -> Result<Request<UpstreamBody>, String> {
+fn upstream_request(to: &Destination<'_>, mut parts: Parts, body: Bytes) -> Result<Request<UpstreamBody>, String> {
+    let Destination { route, conn, host, path } = *to;
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),

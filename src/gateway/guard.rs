@@ -149,10 +149,14 @@ impl Answer {
         parts.extensions = self.extensions.clone();
         let status = match &self.route.stdio {
             Some(bridge) => bridge.handle(Request::from_parts(parts, body)).await.status(),
-            None => match forward::answer(&self.route, &self.conn, &self.host, parts, &self.path, body).await {
-                Ok(status) => status,
-                Err(e) => return warn!(route = %self.route.name, "cannot answer the server's refused request: {e}"),
-            },
+            None => {
+                let to =
+                    forward::Destination { route: &self.route, conn: &self.conn, host: &self.host, path: &self.path };
+                match forward::answer(&to, parts, body).await {
+                    Ok(status) => status,
+                    Err(e) => return warn!(route = %self.route.name, "cannot answer the server's refused request: {e}"),
+                }
+            }
         };
         debug!(route = %self.route.name, status = status.as_u16(), "answered a refused server request");
     }

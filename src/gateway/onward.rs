@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::conn::ConnInfo;
-use super::forward::{self, Checked};
+use super::forward::{self, Checked, Destination};
 use super::limits::{BodyTimer, EndReason, TimedBody};
 use super::metrics::GatewayMetrics;
 use super::respond::{full, ClientBody};
@@ -73,7 +73,8 @@ impl Onward {
             metrics.mcp_requests(&route.name, &info);
             return relay(&route, response, &method, trail, started, permit, guard);
         }
-        let response = match forward::send(&checked, &route, &conn, &host, parts, &upstream_path, body).await {
+        let to = Destination { route: &route, conn: &conn, host: &host, path: &upstream_path };
+        let response = match forward::send(&checked, &to, parts, body).await {
             Ok(r) => r,
             Err(resp) => {
                 trail.fail(resp.status().as_u16(), "upstream_failed");
