@@ -43,10 +43,23 @@ pub async fn watch<F>(
             _ = trigger.notified() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Some(next) = reload() {
-            files = next;
+        // Stamp before reading: a write that lands while `reload` runs (or while it
+        // rejects a half-written file) then differs from the stamp and triggers the next
+        // reload instead of being taken as already seen.
+        let before: Vec<_> = files.iter().map(stamp).collect();
+        match reload() {
+            Some(next) => {
+                stamps = next
+                    .iter()
+                    .map(|f| match files.iter().position(|old| old == f) {
+                        Some(i) => before[i],
+                        None => stamp(f),
+                    })
+                    .collect();
+                files = next;
+            }
+            None => stamps = before,
         }
-        stamps = files.iter().map(stamp).collect();
     }
 }
 
@@ -80,6 +93,41 @@ mod tests {
         std::fs::write(&file, "22").unwrap();
         done.notified().await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// A file rewritten while a reload is reading it (here: while the reload rejects the
+    /// version it read) is reloaded again, not taken as seen.
+    #[tokio::test]
+    async fn a_write_during_a_reload_is_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "bad").unwrap();
+        let (trigger, stop) = (Arc::new(Notify::new()), CancellationToken::new());
+        let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, done) = (reads.clone(), Arc::new(Notify::new()));
+        let (signal, path) = (done.clone(), file.clone());
+        let task = tokio::spawn(watch(
+            vec![file.clone()],
+            trigger.clone(),
+            Duration::from_millis(20),
+            stop.clone(),
+            move || {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text == "bad" {
+                    // The writer fixes the file while this reload is still rejecting it.
+                    std::fs::write(&path, "good config").unwrap();
+                }
+                seen.lock().unwrap().push(text);
+                signal.notify_one();
+                None
+            },
+        ));
+        trigger.notify_one();
+        done.notified().await;
+        done.notified().await;
+        assert_eq!(*reads.lock().unwrap(), ["bad", "good config"]);
         stop.cancel();
         task.await.unwrap();
     }
