@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
     /// One human-readable line per event (colours only on a terminal, and not with NO_COLOR),
-    /// after its spans: `tunnel{index=0 edge=…}:connection{id=3 transport=quic}:stream{id=7}:`.
+    /// after its spans: `tunnel{index=0}:connection{id=3 transport=quic edge=127.0.0.1:7844}:stream{id=7}:`.
     #[default]
     Text,
     /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`)

@@ -20,3 +20,9 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often an `auto` gateway on HTTP/2 retries QUIC.
 pub const QUIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+/// Dead-edge detection: a keep-alive every second, dead after 3 s without an answer
+/// (two lost keep-alives in a row are tolerated).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEAD_AFTER: Duration = Duration::from_secs(3);
+/// Longest `dead_after` (well inside QUIC's idle-timeout range).
+pub const DEAD_AFTER_MAX: Duration = Duration::from_secs(600);

@@ -45,6 +45,8 @@ struct RawEdge {
     quic_retry_interval: Option<Spanned<String>>,
     backoff_base: Option<Spanned<String>>,
     backoff_max: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<String>>,
+    dead_after: Option<Spanned<String>>,
     server_name: Option<Spanned<String>>,
     ca: Spanned<String>,
     cert: Spanned<String>,
@@ -89,12 +91,35 @@ pub struct EdgeTarget {
     /// (full jitter).
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How the gateway tells a live edge from a dead one.
+    pub liveness: Liveness,
     /// Name the edge's certificate must carry.
     pub server_name: ServerName<'static>,
     /// The pinned edge CA.
     pub ca: Vec<CertificateDer<'static>>,
     /// The gateway's client certificate (its tunnel identity) and key.
     pub identity: Identity,
+}
+
+/// Dead-edge detection. Every `keepalive_interval` the gateway sends a keep-alive (a QUIC
+/// PING frame, or an HTTP/2 PING); a connection that has heard nothing from the edge for
+/// `dead_after` is dead: the gateway drops it and redials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub keepalive_interval: Duration,
+    pub dead_after: Duration,
+}
+
+impl Liveness {
+    /// How long the answer to a keep-alive may take. The keep-alive goes out at most
+    /// `keepalive_interval` after the edge was last heard from, so an answer missing for
+    /// the rest of `dead_after` means dead. This is the HTTP/2 PONG deadline and the QUIC
+    /// idle timeout (QUIC restarts its idle timer at the first packet sent after one
+    /// received, RFC 9000 §10.1: a timeout of `dead_after` itself would fire up to
+    /// `keepalive_interval` late).
+    pub fn answer_deadline(&self) -> Duration {
+        self.dead_after.saturating_sub(self.keepalive_interval)
+    }
 }
 
 /// A validated gateway configuration.
@@ -219,6 +244,7 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
     if let (Some(at), true) = (&raw.backoff_max, backoff_max < backoff_base) {
         return Err(src.invalid("edge.backoff_max", at, "must not be smaller than backoff_base"));
     }
+    let liveness = liveness(src, raw)?;
     let mut addresses = Vec::new();
     for (i, a) in raw.addresses.iter().flatten().enumerate() {
         addresses.push(edge_addr(src, &format!("edge.addresses[{i}]"), a)?);
@@ -239,10 +265,32 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         quic_retry_interval,
         backoff_base,
         backoff_max,
+        liveness,
         server_name,
         ca,
         identity,
     })
+}
+
+/// `edge.keepalive_interval` and `edge.dead_after`: `dead_after` must leave room for at
+/// least two keep-alives (one lost packet is not a dead edge) and fit QUIC's idle timeout.
+fn liveness(src: &Source, raw: &RawEdge) -> Result<Liveness, ConfigError> {
+    let key = "edge.keepalive_interval";
+    let interval = src.positive_duration(key, raw.keepalive_interval.as_ref(), defaults::KEEPALIVE_INTERVAL)?;
+    let dead_after = src.positive_duration("edge.dead_after", raw.dead_after.as_ref(), defaults::DEAD_AFTER)?;
+    if dead_after < interval.saturating_mul(2) {
+        let (key, at) = match (&raw.dead_after, &raw.keepalive_interval) {
+            (Some(at), _) => ("edge.dead_after", at),
+            (None, Some(at)) => (key, at),
+            // The defaults satisfy the rule.
+            (None, None) => return Ok(Liveness { keepalive_interval: interval, dead_after }),
+        };
+        return Err(src.invalid(key, at, "dead_after must be at least twice keepalive_interval"));
+    }
+    if let (Some(at), true) = (&raw.dead_after, dead_after > defaults::DEAD_AFTER_MAX) {
+        return Err(src.invalid("edge.dead_after", at, "must be at most 10m"));
+    }
+    Ok(Liveness { keepalive_interval: interval, dead_after })
 }
 
 /// Validates an edge address and adds the default port when it has none.

@@ -149,7 +149,9 @@ pub async fn accept_h2(
         tasks.spawn(async move {
             let keepalive = async {
                 match ping {
-                    Some(p) => transport::h2_keepalive(p).await,
+                    Some(p) => {
+                        transport::h2_keepalive(p, transport::H2_PING_INTERVAL, transport::H2_PING_TIMEOUT).await
+                    }
                     None => std::future::pending().await,
                 }
             };

@@ -60,9 +60,11 @@ impl admin::AdminSource for GatewayAdmin {
                 let (transport, state) = state_words(s);
                 let mut entry = serde_json::json!({ "index": index, "state": state, "transport": transport });
                 match s {
-                    TunnelState::Registered { tunnel_id, connection_id, .. } => {
+                    TunnelState::Registered { tunnel_id, connection_id, edge, since, .. } => {
                         entry["tunnel_id"] = tunnel_id.clone().into();
                         entry["connection_id"] = (*connection_id).into();
+                        entry["edge"] = edge.to_string().into();
+                        entry["uptime_s"] = since.elapsed().as_secs().into();
                     }
                     TunnelState::Rejected { reason } | TunnelState::Disconnected { reason } => {
                         entry["reason"] = reason.clone().into();

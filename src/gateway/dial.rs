@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use super::dial_error::DialError;
 use crate::config::gateway::EdgeTarget;
@@ -139,6 +139,7 @@ pub async fn h2(
 ) -> Result<Session, DialError> {
     let address = edge.tcp_address.as_deref().unwrap_or(&edge.address);
     let addr = resolve(address).await?;
+    let live = edge.liveness;
     let setup = async {
         let tcp = TcpStream::connect(addr).await.map_err(DialError::Tcp)?;
         let _ = tcp.set_nodelay(true);
@@ -155,7 +156,13 @@ pub async fn h2(
         let (control_tx, control_rx) = oneshot::channel();
         let (streams_tx, streams_rx) = mpsc::channel(64);
         let (close, closed) = (CancellationToken::new(), CancellationToken::new());
-        tasks.spawn(drive(conn, ping, control_tx, streams_tx, close.clone(), closed.clone()).in_current_span());
+        let keepalive = async move {
+            match ping {
+                Some(p) => transport::h2_keepalive(p, live.keepalive_interval, live.answer_deadline()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tasks.spawn(drive(conn, keepalive, control_tx, streams_tx, close.clone(), closed.clone()).in_current_span());
         let control = control_rx
             .await
             .map_err(|_| DialError::Unexpected("HTTP/2 connection ended before the control stream".into()))?;
@@ -171,27 +178,27 @@ pub async fn h2(
 }
 
 /// Drives the HTTP/2 server connection: accepts the edge's requests (control first,
-/// then data streams), answers PINGs, and sends its own for liveness.
+/// then data streams), answers PINGs, and ends when `keepalive` (its own PINGs) finds
+/// the edge dead.
 async fn drive(
     mut conn: h2::server::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>,
-    ping: Option<h2::PingPong>,
+    keepalive: impl std::future::Future<Output = String>,
     control_tx: oneshot::Sender<TunnelStream>,
     streams: mpsc::Sender<(TunnelStream, Open)>,
     close: CancellationToken,
     closed: CancellationToken,
 ) {
     let mut control_tx = Some(control_tx);
-    let keepalive = async {
-        match ping {
-            Some(p) => transport::h2_keepalive(p).await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::pin!(keepalive);
     loop {
         let next = tokio::select! {
             next = conn.accept() => next,
-            why = &mut keepalive => { debug!("{why}"); break; }
+            why = &mut keepalive => {
+                // Dead: nothing to shut down gracefully, and no time to lose.
+                warn!("edge looks dead: {why}");
+                closed.cancel();
+                return;
+            }
             _ = close.cancelled() => break,
         };
         let Some(Ok((request, mut respond))) = next else { break };

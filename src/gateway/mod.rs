@@ -9,6 +9,7 @@
 mod admin_report;
 pub mod busy;
 pub mod conn;
+mod control_io;
 pub mod dial;
 pub mod dial_error;
 pub mod discovery;
@@ -54,11 +55,6 @@ use route::RouteTable;
 use serve::InnerTls;
 pub use tunnel::TunnelState;
 
-/// QUIC keep-alive: keeps NAT bindings open, detects a dead path, and lets a restarted
-/// edge answer with a stateless reset within a second.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
-/// QUIC idle timeout (ms) on the gateway side.
-pub const IDLE_TIMEOUT_MS: u32 = 20_000;
 /// Most data streams the edge may have open on one connection at once. Above the edge's
 /// default `public_listener.max_connections` (10 000), so one tunnel connection can carry
 /// every client an edge admits (10 000 long-lived SSE streams in docs/benchmarks.md).
@@ -79,6 +75,8 @@ pub enum GatewayError {
     KillState(#[from] crate::control::kill_store::KillStoreError),
     #[error("cannot bind the admin endpoint on {addr}: {source}")]
     AdminBind { addr: SocketAddr, source: std::io::Error },
+    #[error("edge.dead_after {0:?} is outside QUIC's idle-timeout range")]
+    IdleTimeout(Duration),
 }
 
 /// State shared by every stream the gateway serves.
@@ -277,18 +275,17 @@ impl Gateway {
     }
 
     /// Spawns one dial loop per tunnel connection (`[edge] connections`). Connection i
-    /// dials the i-th edge address (cycling), so several edge instances each get some.
+    /// starts on the i-th edge address (cycling), so several edge instances each get
+    /// some, and moves to the next address when its edge fails.
     fn dial_loops(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        let edge = &self.config.edge;
-        let addresses: Vec<&String> = std::iter::once(&edge.address).chain(&edge.addresses).collect();
         let mut loops = Vec::with_capacity(self.states.len());
         for (index, state) in (0u32..).zip(&self.states) {
-            let mut target = edge.clone();
-            target.address = addresses[index as usize % addresses.len()].clone();
-            let span = spans::tunnel(index, &target.address);
+            let edges = register::Dialer::edges(&self.config.edge, index);
+            let span = spans::tunnel(index);
             let dialer = register::Dialer {
                 index,
-                edge: target,
+                edges,
+                cursor: Default::default(),
                 quic: self.client.clone(),
                 h2_tls: self.h2_tls.clone(),
                 tasks: self.shared.tasks.clone(),
@@ -310,8 +307,13 @@ pub fn tunnel_client_configs(
     let h2_tls = Arc::new(configs::gateway_tunnel_client(&edge.identity, &edge.ca, &[ALPN_H2])?);
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(outer)?));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(KEEP_ALIVE));
-    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    // Keep-alives keep NAT bindings open, let a restarted edge answer with a stateless
+    // reset, and (with the idle timeout, the lower of both sides' applies) find a dead edge.
+    let live = edge.liveness;
+    transport.keep_alive_interval(Some(live.keepalive_interval));
+    let idle =
+        quinn::IdleTimeout::try_from(live.answer_deadline()).map_err(|_| GatewayError::IdleTimeout(live.dead_after))?;
+    transport.max_idle_timeout(Some(idle));
     transport.max_concurrent_bidi_streams(MAX_STREAMS.into());
     transport.max_concurrent_uni_streams(0u32.into());
     client.transport_config(Arc::new(transport));

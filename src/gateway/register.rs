@@ -1,6 +1,7 @@
 //! Dialing and registering one tunnel connection: the transport policy (QUIC; HTTP/2 over
 //! TCP when UDP looks blocked, in `auto` mode), then `Hello` and the edge's `Welcome`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +21,38 @@ pub(super) const QUIC_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) struct Dialer {
     /// Which of the gateway's parallel connections this dialer keeps (0-based).
     pub index: u32,
-    pub edge: EdgeTarget,
+    /// The edge config once per edge address, this connection's own address first.
+    pub edges: Vec<EdgeTarget>,
+    /// Which of `edges` is dialed now: moves on when a connection is lost or a dial
+    /// fails, so a dead edge instance is left for the next one.
+    pub cursor: AtomicUsize,
     pub quic: quinn::ClientConfig,
     pub h2_tls: Arc<rustls::ClientConfig>,
     /// The gateway's tasks (an HTTP/2 connection is driven in one).
     pub tasks: Tasks,
+}
+
+impl Dialer {
+    /// This connection's edges: the configured ones starting from address `index`
+    /// (cycling), so parallel connections start on different edges.
+    pub fn edges(edge: &EdgeTarget, index: u32) -> Vec<EdgeTarget> {
+        let addresses: Vec<&String> = std::iter::once(&edge.address).chain(&edge.addresses).collect();
+        let n = addresses.len();
+        (0..n).map(|k| EdgeTarget { address: addresses[(index as usize + k) % n].clone(), ..edge.clone() }).collect()
+    }
+
+    /// The edge dialed now.
+    pub fn edge(&self) -> &EdgeTarget {
+        &self.edges[self.cursor.load(Ordering::Relaxed) % self.edges.len()]
+    }
+
+    /// Moves on to the next edge address (no-op with one).
+    pub fn fail_over(&self) {
+        if self.edges.len() > 1 {
+            let next = self.cursor.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.edges.len();
+            warn!(address = %self.edges[next].address, "failing over to the next edge address");
+        }
+    }
 }
 
 /// A registered connection.
@@ -37,7 +65,7 @@ pub(super) struct Registered {
 
 /// Dials with the configured transport policy and registers.
 pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
-    let edge = &dialer.edge;
+    let edge = dialer.edge();
     match edge.transport {
         TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
         TransportMode::Http2 => {

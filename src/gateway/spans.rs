@@ -1,6 +1,6 @@
 //! The gateway's tracing spans, nested in the order a request travels: `tunnel` (one
-//! dial loop: its index and edge address) → `connection` (one registered connection: the
-//! edge's id for it and the transport) → `stream` (one client connection, by the edge's
+//! dial loop: its index) → `connection` (one registered connection: the edge's id for
+//! it, the transport and the edge's address) → `stream` (one client connection, by the edge's
 //! stream id) → `request` (one HTTP request: route, JSON-RPC method and id once known).
 //! Every log line inside carries these ids, so log calls do not repeat them.
 //!
@@ -16,14 +16,15 @@ use crate::transport::Transport;
 /// Longest JSON-RPC method or string id a span records; longer ones are left out.
 const MAX_FIELD: usize = 200;
 
-/// One dial loop: connection `index` of `[edge] connections`, dialing `edge`.
-pub(super) fn tunnel(index: u32, edge: &str) -> Span {
-    info_span!("tunnel", index, edge = %edge)
+/// One dial loop: connection `index` of `[edge] connections` (it may move between edge
+/// addresses; each connection's span names its edge).
+pub(super) fn tunnel(index: u32) -> Span {
+    info_span!("tunnel", index)
 }
 
-/// One registered connection: `id` is the edge's connection id.
-pub(super) fn connection(id: u64, transport: Transport) -> Span {
-    info_span!("connection", id, %transport)
+/// One registered connection: `id` is the edge's connection id, `edge` its address.
+pub(super) fn connection(id: u64, transport: Transport, edge: std::net::SocketAddr) -> Span {
+    info_span!("connection", id, %transport, %edge)
 }
 
 /// One tunnel stream (one client connection): `id` is the edge's stream id.

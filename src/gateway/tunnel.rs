@@ -5,21 +5,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 
+use super::control_io::{read_control, send_drain};
 use super::dial::{self, Incoming, Session};
-use super::dial_error::DialError;
+use super::dial_error::{describe_close, DialError};
 use super::register::{establish, register, Dialer, Registered, QUIC_PROBE_TIMEOUT};
 use super::serve::serve_stream;
 use super::spans;
 use super::GatewayShared;
 use crate::config::gateway::TransportMode;
-use crate::protocol::{frame, Control, FrameError, MAX_FRAME_LEN};
-use crate::tasks::Tasks;
+use crate::protocol::Control;
 use crate::transport::Transport;
 
 /// A connection that lasted this long resets the backoff.
@@ -31,7 +30,16 @@ pub enum TunnelState {
     /// Dialing (or waiting to redial).
     Connecting,
     /// Registered with the edge; streams flow.
-    Registered { tunnel_id: String, connection_id: u64, hostnames: Vec<String>, transport: Transport },
+    Registered {
+        tunnel_id: String,
+        connection_id: u64,
+        hostnames: Vec<String>,
+        transport: Transport,
+        /// The edge address this connection goes to.
+        edge: std::net::SocketAddr,
+        /// When it registered.
+        since: Instant,
+    },
     /// The edge refused this gateway (wrong identity, version...); retried with backoff.
     Rejected { reason: String },
     /// The last attempt or connection failed.
@@ -106,7 +114,7 @@ pub(super) async fn run(
         };
         match registered {
             Ok(reg) => {
-                let span = spans::connection(reg.connection_id, reg.session.transport);
+                let span = spans::connection(reg.connection_id, reg.session.transport, reg.session.remote);
                 let end = serve(&ctx, reg).instrument(span).await;
                 match ended(&ctx, end, started, &mut attempt, &mut udp_blocked, &mut ready) {
                     Next::Stop => break,
@@ -114,10 +122,13 @@ pub(super) async fn run(
                     Next::Backoff => {}
                 }
             }
-            Err(e) => failed(&ctx, e),
+            Err(e) => {
+                failed(&ctx, e);
+                dialer.fail_over();
+            }
         }
         attempt = if started.elapsed() >= STABLE_AFTER { 0 } else { attempt.saturating_add(1) };
-        let delay = backoff(attempt, dialer.edge.backoff_base, dialer.edge.backoff_max);
+        let delay = backoff(attempt, dialer.edge().backoff_base, dialer.edge().backoff_max);
         info!(attempt, delay_ms = delay.as_millis() as u64, "redialing the edge");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -180,6 +191,7 @@ fn ended(
             metrics.disconnect("lost");
             warn!("tunnel connection lost: {reason}");
             ctx.state.send_replace(TunnelState::Disconnected { reason });
+            ctx.dialer.fail_over();
             Next::Backoff
         }
     }
@@ -216,7 +228,9 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     let Session { control, mut incoming, closer, transport, remote } = session;
     info!(tunnel = %tunnel_id, %remote, ?hostnames, "tunnel registered");
     ctx.shared.metrics.registered(&transport.to_string());
-    ctx.state.send_replace(TunnelState::Registered { tunnel_id, connection_id, hostnames, transport });
+    let since = Instant::now();
+    let registered = TunnelState::Registered { tunnel_id, connection_id, hostnames, transport, edge: remote, since };
+    ctx.state.send_replace(registered);
 
     let (control_rd, mut control_wr) = tokio::io::split(control);
     let (reader, mut control) = read_control(control_rd, &ctx.dialer.tasks);
@@ -232,7 +246,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
                     let serve = serve_stream(stream, open, ctx.dialer.index, ctx.shared.clone(), drain.clone());
                     streams.spawn(serve.in_current_span());
                 }
-                None => break Ended::Lost("connection closed".to_owned()),
+                None => break Ended::Lost(lost_reason(&closer)),
             },
             msg = control.recv() => match msg.unwrap_or(Ok(None)) {
                 Ok(Some(Control::Drain { grace_ms })) => break Ended::Drained(Duration::from_millis(grace_ms)),
@@ -256,17 +270,18 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     };
     reader.abort();
     let grace = match &ended {
-        Ended::Drained(grace) => Some(*grace),
-        Ended::Upgraded(_) => Some(ctx.shutdown_timeout),
-        Ended::Lost(_) | Ended::Shutdown => None,
-        Ended::Killed => {
+        Ended::Drained(grace) => *grace,
+        Ended::Upgraded(_) => ctx.shutdown_timeout,
+        // Killed: at once. Lost: no one is left to say goodbye to, and waiting for the
+        // peer would only delay the redial and the state `/readyz` reports.
+        Ended::Killed | Ended::Lost(_) => {
             closer.close_now();
             return ended;
         }
-    };
-    let Some(grace) = grace else {
-        closer.close(b"bye").await;
-        return ended;
+        Ended::Shutdown => {
+            closer.close(b"bye").await;
+            return ended;
+        }
     };
     // Make-before-break: the caller connects anew now, while this connection finishes
     // its in-flight streams in the background.
@@ -286,38 +301,25 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
     ended
 }
 
-/// Reads the control stream in a task of `tasks` (frame reads are not cancel-safe; the
-/// caller aborts it when the connection ends), handing each message (and the end or
-/// error that stops it) to the returned channel.
-fn read_control<R>(
-    mut control: R,
-    tasks: &Tasks,
-) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Result<Option<Control>, FrameError>>)
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(4);
-    let reader = tasks.spawn(async move {
-        loop {
-            let msg = frame::read::<Control, _>(&mut control, MAX_FRAME_LEN).await;
-            let more = matches!(msg, Ok(Some(_)));
-            if tx.send(msg).await.is_err() || !more {
-                break;
-            }
-        }
-    });
-    (reader, rx)
+/// Why a connection that stopped yielding streams ended (QUIC says: "timed out" is a
+/// dead edge or path, found by the keep-alives and `edge.dead_after`).
+fn lost_reason(closer: &dial::Closer) -> String {
+    match closer.peer_close_reason() {
+        Some(quinn::ConnectionError::TimedOut) => "no answer from the edge within edge.dead_after (timed out)".into(),
+        Some(reason) => describe_close(&reason),
+        None => "connection closed".into(),
+    }
 }
 
 /// On HTTP/2 in `auto` mode, keeps checking whether QUIC works again, and completes with a
 /// registered QUIC connection when it does; otherwise never completes.
 async fn reprobe(ctx: &Ctx<'_>, transport: Transport) -> Registered {
-    if transport != Transport::Http2 || ctx.dialer.edge.transport != TransportMode::Auto {
+    if transport != Transport::Http2 || ctx.dialer.edge().transport != TransportMode::Auto {
         return std::future::pending().await;
     }
     loop {
-        tokio::time::sleep(ctx.dialer.edge.quic_retry_interval).await;
-        match dial::quic(&ctx.dialer.edge, &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
+        tokio::time::sleep(ctx.dialer.edge().quic_retry_interval).await;
+        match dial::quic(ctx.dialer.edge(), &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
             Ok(session) => match register(session, ctx.dialer.index).await {
                 Ok(reg) => return reg,
                 Err(e) => debug!("QUIC re-probe registered no connection: {e}"),
@@ -325,12 +327,6 @@ async fn reprobe(ctx: &Ctx<'_>, transport: Transport) -> Registered {
             Err(e) => debug!("QUIC re-probe failed: {e}"),
         }
     }
-}
-
-async fn send_drain<W: AsyncWrite + Unpin>(control: &mut W, grace: Duration) {
-    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
-    let _ = frame::write(control, &Control::Drain { grace_ms }, MAX_FRAME_LEN).await;
-    let _ = control.flush().await;
 }
 
 /// Lets in-flight streams finish (up to `limit`), still serving streams that raced the

@@ -37,7 +37,8 @@ pub const H2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 pub const H2_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 /// Largest HTTP/2 frame either side accepts.
 pub const H2_MAX_FRAME: u32 = 256 * 1024;
-/// PING interval on HTTP/2 tunnel connections, and how long a PONG may take.
+/// The edge's PING interval on HTTP/2 tunnel connections, and how long a PONG may take
+/// (the gateway's own are `[edge] keepalive_interval` and `dead_after`).
 pub const H2_PING_INTERVAL: Duration = Duration::from_secs(5);
 pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,15 +79,15 @@ pub fn parse_open(headers: &HeaderMap) -> Result<Open, String> {
     Ok(Open { stream_id, sni: get(H_SNI)?.to_owned(), client_addr })
 }
 
-/// Pings the peer every [`H2_PING_INTERVAL`]; returns when a PONG does not come back in
-/// time (the connection is dead) or the connection ends.
-pub async fn h2_keepalive(mut ping: h2::PingPong) -> String {
+/// Pings the peer `interval` after each PONG; returns when a PONG does not come back
+/// within `deadline` (the connection is dead) or the connection ends.
+pub async fn h2_keepalive(mut ping: h2::PingPong, interval: Duration, deadline: Duration) -> String {
     loop {
-        tokio::time::sleep(H2_PING_INTERVAL).await;
-        match tokio::time::timeout(H2_PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(deadline, ping.ping(h2::Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             Ok(Err(e)) => return format!("HTTP/2 ping failed: {e}"),
-            Err(_) => return format!("no HTTP/2 PONG within {H2_PING_TIMEOUT:?}"),
+            Err(_) => return format!("no HTTP/2 PONG within {deadline:?}"),
         }
     }
 }

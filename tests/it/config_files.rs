@@ -2,6 +2,7 @@
 //! the line, the key and the reason.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::common;
 use mcp_tunnel::config::edge::EdgeConfig;
@@ -106,6 +107,34 @@ fn top_level_gateway_mistakes_name_the_line() {
         let err = gateway_error_text(&format!("{top}{GATEWAY}"));
         assert!(err.contains(expected), "for {top:?}\n  got: {err}\n want: {expected}");
     }
+}
+
+/// The dead-edge timings: `dead_after` must leave room for two keep-alives and stay
+/// within QUIC's idle-timeout range; the error names the key that was set.
+#[test]
+fn liveness_mistakes_name_the_line() {
+    for (keys, expected) in [
+        (
+            "dead_after = \"1s\"\n",
+            "DIR/g.toml:3: `edge.dead_after`: dead_after must be at least twice keepalive_interval",
+        ),
+        ("keepalive_interval = \"2s\"\n", "DIR/g.toml:3: `edge.keepalive_interval`: dead_after must be at least twice"),
+        ("keepalive_interval = \"0s\"\n", "DIR/g.toml:3: `edge.keepalive_interval`: must be greater than zero"),
+        ("dead_after = \"11m\"\n", "DIR/g.toml:3: `edge.dead_after`: must be at most 10m"),
+        ("dead_after = \"soon\"\n", "DIR/g.toml:3: `edge.dead_after`: expected a duration"),
+    ] {
+        let err = gateway_error_text(&GATEWAY.replace("[edge]\n", &format!("[edge]\n{keys}")));
+        assert!(err.contains(expected), "for {keys:?}\n  got: {err}\n want: {expected}");
+    }
+    let dir = dir_with_certs();
+    let path = write(
+        dir.path(),
+        "g.toml",
+        &GATEWAY.replace("[edge]\n", "[edge]\nkeepalive_interval = \"500ms\"\ndead_after = \"1s\"\n"),
+    );
+    let live = GatewayConfig::load(&path).expect("valid timings").edge.liveness;
+    assert_eq!((live.keepalive_interval, live.dead_after), (Duration::from_millis(500), Duration::from_secs(1)));
+    assert_eq!(live.answer_deadline(), Duration::from_millis(500));
 }
 
 #[test]

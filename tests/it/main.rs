@@ -15,6 +15,7 @@ mod cli;
 mod config_files;
 mod control_kill;
 mod control_plane;
+mod dead_edge;
 mod doctor;
 mod edge_blind;
 mod faults_process;

@@ -13,6 +13,7 @@ pub mod raw;
 pub mod recorder;
 pub mod stdio;
 pub mod tap;
+pub mod tcp;
 pub mod udp;
 
 use std::net::SocketAddr;
