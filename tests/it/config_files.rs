@@ -22,6 +22,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// `text` with its commented-out settings enabled: `#` directly followed by a key or table.
+fn uncommented(text: &str) -> String {
+    fn enable(line: &str) -> Option<&str> {
+        line.strip_prefix('#').filter(|rest| rest.starts_with(|c: char| c.is_alphabetic() || c == '['))
+    }
+    text.lines().map(|l| enable(l).unwrap_or(l)).collect::<Vec<_>>().join("\n")
+}
+
 #[test]
 fn every_example_config_loads() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -40,6 +48,10 @@ fn every_example_config_loads() {
         } else {
             let c = GatewayConfig::load(&copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!c.routes.is_empty());
+            // The commented-out route shapes (`#` directly before the key) are valid too.
+            let all = write(dir.path(), "uncommented.toml", &uncommented(&text));
+            let c = GatewayConfig::load(&all).unwrap_or_else(|e| panic!("{} uncommented: {e}", path.display()));
+            assert!(c.routes.len() > 1, "{}: no commented-out routes", path.display());
         }
         seen += 1;
     }

@@ -29,6 +29,7 @@ mod mcp_sdk;
 mod mcp_stdio;
 mod observability;
 mod pinning;
+mod readme_deploy;
 mod rejections;
 mod reload;
 mod scale_out;

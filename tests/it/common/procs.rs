@@ -34,8 +34,13 @@ impl Proc {
     /// Starts `mcp-tunnel <args>` with `RUST_LOG` and `MCPT_LOG_FORMAT` removed from the
     /// environment, then `env` added.
     pub fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::spawn_in(Path::new("."), name, args, env)
+    }
+
+    /// Like [`Proc::spawn`], in the working directory `dir`.
+    pub fn spawn_in(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).env_remove("RUST_LOG").env_remove("MCPT_LOG_FORMAT").envs(env.iter().copied());
+        cmd.current_dir(dir).args(args).env_remove("RUST_LOG").env_remove("MCPT_LOG_FORMAT").envs(env.iter().copied());
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn mcp-tunnel");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
@@ -117,7 +122,12 @@ pub fn start_role(role: &str, dir: &Path, ready: &str) -> Proc {
 
 /// Runs `mcp-tunnel <args>` to its end, with `RUST_LOG` removed from the environment.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("run mcp-tunnel")
+    run_in(Path::new("."), args)
+}
+
+/// Like [`run`], in the working directory `dir`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).current_dir(dir).args(args).env_remove("RUST_LOG").output().expect("run mcp-tunnel")
 }
 
 /// Tunnel domain of the PKI [`certs_init`] writes (for tunnel `acme`).
