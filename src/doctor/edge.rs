@@ -113,7 +113,7 @@ fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
 /// client finishes first; the edge confirms with HANDSHAKE_DONE or refuses with a close.
 async fn probe_quic(edge: &EdgeTarget, client: &quinn::ClientConfig, timeout: Duration) -> Result<Duration, Cause> {
     let started = Instant::now();
-    let session = dial::quic(edge, client, timeout).await.map_err(|e| timed(classify(&e), timeout))?;
+    let session = dial::quic(edge, 0, client, timeout).await.map_err(|e| timed(classify(&e), timeout))?;
     let Closer::Quic { conn, endpoint } = &session.closer else {
         return Err(Cause::Other("QUIC dial returned another transport".into()));
     };
@@ -148,7 +148,7 @@ async fn probe_tcp(
     let started = Instant::now();
     // The probe's own tracker: the connection task ends within a second of the close.
     let tasks = crate::tasks::Tasks::new();
-    let session = dial::h2(edge, tls, &tasks, timeout).await.map_err(|e| timed(classify(&e), timeout))?;
+    let session = dial::h2(edge, 0, tls, &tasks, timeout).await.map_err(|e| timed(classify(&e), timeout))?;
     let took = started.elapsed();
     // The connection task sends GOAWAY in the background; the probe does not wait for it.
     session.closer.close_now();

@@ -93,18 +93,30 @@ impl Closer {
     }
 }
 
-async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
+/// Resolves `address` and takes entry `pick` (cycling) of its addresses, sorted: a name
+/// for an edge fleet (round-robin DNS, a headless Service) resolves to every replica, and
+/// parallel connections (and failovers) then land on different ones, whatever order the
+/// resolver returns.
+async fn resolve(address: &str, pick: usize) -> Result<SocketAddr, DialError> {
     let err = |detail: String| DialError::Resolve { address: address.to_owned(), detail };
-    tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("no addresses".into()))
+    let mut all: Vec<SocketAddr> = tokio::net::lookup_host(address).await.map_err(|e| err(e.to_string()))?.collect();
+    all.sort();
+    all.dedup();
+    match all.len() {
+        0 => Err(err("no addresses".into())),
+        n => Ok(all[pick % n]),
+    }
 }
 
-/// QUIC: handshake within `timeout`, then open the control stream.
-pub async fn quic(edge: &EdgeTarget, client: &quinn::ClientConfig, timeout: Duration) -> Result<Session, DialError> {
-    let addr = resolve(&edge.address).await?;
+/// QUIC: handshake within `timeout`, then open the control stream. `pick` chooses among
+/// the addresses the edge's name resolves to (see [`resolve`]).
+pub async fn quic(
+    edge: &EdgeTarget,
+    pick: usize,
+    client: &quinn::ClientConfig,
+    timeout: Duration,
+) -> Result<Session, DialError> {
+    let addr = resolve(&edge.address, pick).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
@@ -133,12 +145,13 @@ pub async fn quic(edge: &EdgeTarget, client: &quinn::ClientConfig, timeout: Dura
 /// `tasks` that ends when the session's [`Closer`] closes it or the connection ends.
 pub async fn h2(
     edge: &EdgeTarget,
+    pick: usize,
     tls: &Arc<rustls::ClientConfig>,
     tasks: &Tasks,
     timeout: Duration,
 ) -> Result<Session, DialError> {
     let address = edge.tcp_address.as_deref().unwrap_or(&edge.address);
-    let addr = resolve(address).await?;
+    let addr = resolve(address, pick).await?;
     let live = edge.liveness;
     let setup = async {
         let tcp = TcpStream::connect(addr).await.map_err(DialError::Tcp)?;

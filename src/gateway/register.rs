@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::dial::{self, Session};
 use super::dial_error::{describe_close, DialError};
@@ -46,12 +46,19 @@ impl Dialer {
         &self.edges[self.cursor.load(Ordering::Relaxed) % self.edges.len()]
     }
 
-    /// Moves on to the next edge address (no-op with one).
+    /// Which of the addresses the edge's name resolves to is dialed now: connection
+    /// `index` starts on its own and moves on with each failover.
+    pub fn pick(&self) -> usize {
+        // Connections i and i + n (n configured addresses) share an address: give them
+        // different entries of what it resolves to.
+        (self.index as usize / self.edges.len()).wrapping_add(self.cursor.load(Ordering::Relaxed))
+    }
+
+    /// Moves on to the next edge: the next configured address, and the next address its
+    /// name resolves to (a fleet behind one name).
     pub fn fail_over(&self) {
-        if self.edges.len() > 1 {
-            let next = self.cursor.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.edges.len();
-            warn!(address = %self.edges[next].address, "failing over to the next edge address");
-        }
+        let next = self.cursor.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.edges.len();
+        debug!(address = %self.edges[next].address, "moving on to the next edge");
     }
 }
 
@@ -65,21 +72,23 @@ pub(super) struct Registered {
 
 /// Dials with the configured transport policy and registers.
 pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
-    let edge = dialer.edge();
+    let (edge, pick) = (dialer.edge(), dialer.pick());
     match edge.transport {
-        TransportMode::Quic => register(dial::quic(edge, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
+        TransportMode::Quic => register(dial::quic(edge, pick, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
         TransportMode::Http2 => {
-            register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index).await
+            register(dial::h2(edge, pick, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index).await
         }
         TransportMode::Auto => {
             if !*udp_blocked {
-                match dial::quic(edge, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
+                match dial::quic(edge, pick, &dialer.quic, QUIC_PROBE_TIMEOUT).await {
                     Ok(session) => return register(session, dialer.index).await,
                     Err(e) if e.udp_looks_blocked() => {
                         // Only when HTTP/2 then works is UDP the problem, not a down edge.
-                        let reg =
-                            register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index)
-                                .await?;
+                        let reg = register(
+                            dial::h2(edge, pick, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?,
+                            dialer.index,
+                        )
+                        .await?;
                         warn!(
                             "QUIC to the edge failed ({e}) but HTTP/2 over TCP works: UDP looks blocked; \
                              using HTTP/2 and retrying QUIC every {:?}",
@@ -91,7 +100,7 @@ pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result
                     Err(e) => return Err(e),
                 }
             }
-            register(dial::h2(edge, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index).await
+            register(dial::h2(edge, pick, &dialer.h2_tls, &dialer.tasks, DIAL_TIMEOUT).await?, dialer.index).await
         }
     }
 }

@@ -319,7 +319,7 @@ async fn reprobe(ctx: &Ctx<'_>, transport: Transport) -> Registered {
     }
     loop {
         tokio::time::sleep(ctx.dialer.edge().quic_retry_interval).await;
-        match dial::quic(ctx.dialer.edge(), &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
+        match dial::quic(ctx.dialer.edge(), ctx.dialer.pick(), &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
             Ok(session) => match register(session, ctx.dialer.index).await {
                 Ok(reg) => return reg,
                 Err(e) => debug!("QUIC re-probe registered no connection: {e}"),

@@ -42,24 +42,35 @@ async fn noticed(status: &mut watch::Receiver<TunnelState>, since: Instant, what
     took
 }
 
-/// An edge process with its own listeners on `ip`, serving tunnel `acme` from the PKI in
-/// `dir` (written by `certs init`). Returns it with its public address.
-fn edge_on(dir: &Path, name: &str, ip: &str) -> (Proc, SocketAddr, SocketAddr) {
-    let (tunnel, public): (SocketAddr, SocketAddr) = (free_on(ip), free_on(ip));
+/// An edge process with its tunnel listener on `tunnel` and its public one on a free
+/// port of the same IP, serving tunnel `acme` from the PKI in `dir` (written by `certs
+/// init`). Returns it with its public address.
+fn edge_at(dir: &Path, name: &str, tunnel: SocketAddr) -> (Proc, SocketAddr) {
+    let public = free_on(&tunnel.ip().to_string(), |_| true);
     let mut toml = acme_configs(tunnel.port(), public.port(), "http://127.0.0.1:1").0;
     toml = EdgeToml { tunnel_listen: tunnel.to_string(), public_listen: public.to_string(), ..toml };
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml.render()).expect("write edge config");
     let proc = Proc::spawn(name, &["edge", "--config", path.to_str().expect("utf8")], &[("RUST_LOG", "info")]);
     proc.wait_line("edge listening", Duration::from_secs(20), |l| l.contains("edge listening"));
-    (proc, tunnel, public)
+    (proc, public)
 }
 
-/// A port on `ip` free for both UDP and TCP right now.
-fn free_on(ip: &str) -> SocketAddr {
-    let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind UDP");
-    let addr = udp.local_addr().expect("UDP address");
-    std::net::TcpListener::bind(addr).map(|_| addr).unwrap_or_else(|_| free_on(ip))
+/// A port on `ip` free for both UDP and TCP right now, for which `also` holds.
+fn free_on(ip: &str, also: impl Fn(u16) -> bool) -> SocketAddr {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind UDP");
+        let addr = udp.local_addr().expect("UDP address");
+        if std::net::TcpListener::bind(addr).is_ok() && also(addr.port()) {
+            return addr;
+        }
+    }
+    panic!("no free port on {ip}");
+}
+
+/// Whether `port` is free for UDP and TCP on `ip`.
+fn free_at(ip: &str, port: u16) -> bool {
+    std::net::UdpSocket::bind((ip, port)).is_ok() && std::net::TcpListener::bind((ip, port)).is_ok()
 }
 
 /// An in-process gateway from `gateway.toml` in `dir`, with its admin endpoint.
@@ -90,7 +101,8 @@ async fn ready(admin: &str) -> (u16, String) {
 async fn a_killed_edge_is_noticed_within_dead_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(certs_init(dir.path()).status.success());
-    let (mut edge, tunnel, _) = edge_on(dir.path(), "edge", "127.0.0.1");
+    let tunnel = free_on("127.0.0.1", |_| true);
+    let (mut edge, _) = edge_at(dir.path(), "edge", tunnel);
     let gateway =
         GatewayToml { edge: "transport = \"quic\"".into(), ..acme_configs(tunnel.port(), 1, "http://127.0.0.1:1").1 };
     let stop = CancellationToken::new();
@@ -146,20 +158,42 @@ async fn a_partitioned_edge_is_noticed_within_dead_after_on_both_transports() {
 }
 
 /// Fault: two edges on different loopback addresses (127.0.0.1, 127.0.0.2), the gateway
-/// keeping one connection to each; one edge is SIGKILLed under load through the other.
-/// Expect: not one request through the surviving edge fails, `/readyz` stays 200 all the
-/// while, and the lost connection fails over to the surviving edge.
+/// keeping one connection to each (`address` + `addresses`); one edge is SIGKILLed under
+/// load through the other. Expect: not one request through the surviving edge fails,
+/// `/readyz` stays 200 all the while, and the lost connection fails over to the survivor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_edge_killed_the_other_serves_without_a_failure() {
+    let (a, b) = (free_on("127.0.0.1", |_| true), free_on("127.0.0.2", |_| true));
+    let edge = format!("transport = \"quic\"\nconnections = 2\naddresses = [\"{b}\"]");
+    fleet_survives_a_kill(a, b, format!("127.0.0.1:{}", a.port()), edge).await;
+}
+
+/// The same with one name for both edges (`/etc/hosts` lists it twice, as round-robin DNS
+/// or a headless Service would): `connections = 2` lands one connection on each address
+/// the name resolves to, and the lost one fails over to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_behind_one_name_gets_a_connection_per_edge_and_survives_one_dying() {
+    let a = free_on("127.0.0.1", |port| free_at("127.0.0.2", port));
+    let b = SocketAddr::from(([127, 0, 0, 2], a.port()));
+    let Some(hosts) = HostsEntry::add(&format!("fleet-{}.mcpt.test", std::process::id()), &[a.ip(), b.ip()]) else {
+        eprintln!("SKIP: /etc/hosts is not writable here (not root)");
+        return;
+    };
+    let edge = "transport = \"quic\"\nconnections = 2".to_owned();
+    fleet_survives_a_kill(a, b, format!("{}:{}", hosts.name, a.port()), edge).await;
+}
+
+/// Edges on `a` and `b`, a gateway dialing `address` with `edge` lines: each of its two
+/// connections on its own edge; SIGKILL `a` under load through `b`.
+async fn fleet_survives_a_kill(a: SocketAddr, b: SocketAddr, address: String, edge: String) {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(certs_init(dir.path()).status.success());
     let (up_port, stop_up) = common::demo_upstream().await;
-    let (edge_a, tunnel_a, _) = edge_on(dir.path(), "edge-a", "127.0.0.1");
-    let (_edge_b, tunnel_b, public_b) = edge_on(dir.path(), "edge-b", "127.0.0.2");
-    let (_, gateway) = acme_configs(tunnel_a.port(), 1, &format!("http://127.0.0.1:{up_port}"));
-    let edge = format!("transport = \"quic\"\nconnections = 2\naddresses = [\"{tunnel_b}\"]");
+    let (edge_a, _) = edge_at(dir.path(), "edge-a", a);
+    let (_edge_b, public_b) = edge_at(dir.path(), "edge-b", b);
+    let (_, gateway) = acme_configs(a.port(), 1, &format!("http://127.0.0.1:{up_port}"));
     let stop = CancellationToken::new();
-    let (mut statuses, admin) = start_gateway(dir.path(), GatewayToml { edge, ..gateway }, &stop);
+    let (mut statuses, admin) = start_gateway(dir.path(), GatewayToml { address, edge, ..gateway }, &stop);
     for status in &mut statuses {
         tokio::time::timeout(Duration::from_secs(15), status.wait_for(registered))
             .await
@@ -170,8 +204,8 @@ async fn one_edge_killed_the_other_serves_without_a_failure() {
         TunnelState::Registered { edge, .. } => Some(*edge),
         _ => None,
     };
-    assert_eq!(edge_of(&statuses[0].borrow()), Some(tunnel_a));
-    assert_eq!(edge_of(&statuses[1].borrow()), Some(tunnel_b));
+    assert_eq!(edge_of(&statuses[0].borrow()), Some(a));
+    assert_eq!(edge_of(&statuses[1].borrow()), Some(b));
 
     let ca = Arc::new(mcp_tunnel::tls::pem::load_certs(&dir.path().join("inner/ca.pem")).expect("inner CA"));
     let load = Load::start(4, 5_000, move || {
@@ -190,7 +224,7 @@ async fn one_edge_killed_the_other_serves_without_a_failure() {
     let moved = || async {
         let (code, body) = ready(&admin).await;
         assert_eq!(code, 200, "readyz while edge B serves: {body}");
-        edge_of(&statuses[0].borrow()) == Some(tunnel_b)
+        edge_of(&statuses[0].borrow()) == Some(b)
     };
     poll::eventually_async(Duration::from_secs(20), "connection 0 failing over to edge B", moved).await;
     load.wait_ok(20).await;
@@ -199,4 +233,45 @@ async fn one_edge_killed_the_other_serves_without_a_failure() {
     assert_eq!(failed, 0, "requests through the surviving edge never fail");
     stop.cancel();
     stop_up.cancel();
+}
+
+/// Lines `<ip> <name>` added to `/etc/hosts`, removed again on drop.
+struct HostsEntry {
+    name: String,
+}
+
+impl HostsEntry {
+    const PATH: &'static str = "/etc/hosts";
+
+    /// `None` where the file cannot be written. Appends (no moment without `localhost`
+    /// for other tests resolving it).
+    fn add(name: &str, ips: &[std::net::IpAddr]) -> Option<HostsEntry> {
+        use std::io::Write;
+        let text = std::fs::read_to_string(Self::PATH).ok()?;
+        let mut lines = if text.is_empty() || text.ends_with('\n') { String::new() } else { "\n".into() };
+        for ip in ips {
+            lines.push_str(&format!("{ip} {name}\n"));
+        }
+        let mut file = std::fs::OpenOptions::new().append(true).open(Self::PATH).ok()?;
+        file.write_all(lines.as_bytes()).ok()?;
+        Some(HostsEntry { name: name.to_owned() })
+    }
+}
+
+impl Drop for HostsEntry {
+    /// Removes the lines: by rename where possible (atomic for concurrent readers), in
+    /// place where `/etc/hosts` is a bind mount (a container's).
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(Self::PATH) else { return };
+        let kept: String = text
+            .split_inclusive('\n')
+            .filter(|line| line.split_whitespace().nth(1) != Some(self.name.as_str()))
+            .collect();
+        let tmp = format!("{}.mcpt-{}", Self::PATH, std::process::id());
+        let renamed = std::fs::write(&tmp, &kept).is_ok() && std::fs::rename(&tmp, Self::PATH).is_ok();
+        if !renamed {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::write(Self::PATH, kept);
+        }
+    }
 }
