@@ -10,16 +10,19 @@
 //! - [`ctl`], [`approvals`], [`tools`]: a running gateway over its control socket
 //!   (`crate::control::client`).
 //!
+//! - [`exit`]: the exit statuses and how `main` prints an error.
+//!
 //! This is the binary's edge, the one library module whose errors are `anyhow`: all that is
-//! done with them is `main` printing them (`Error: …` and its causes, exit status 1). The
-//! modules below keep their typed errors, and none of them imports `cli`
-//! (`scripts/module_graph.py` checks it).
+//! done with them is [`exit::finish`] printing them (`error: …` and its causes, no
+//! backtrace) and picking the exit status. The modules below keep their typed errors, and
+//! none of them imports `cli` (`scripts/module_graph.py` checks it).
 
 pub mod approvals;
 pub mod auth;
 pub mod certs;
 pub mod check;
 pub mod ctl;
+pub mod exit;
 pub mod serve;
 pub mod tools;
 

@@ -3,14 +3,31 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::procs::{acme_configs, admin_get, certs_init, run, start_role};
+use crate::common::procs::{acme_configs, admin_get, certs_init, run, start_role, BIN};
 use crate::common::{free_port, poll};
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs `mcp-tunnel <args>` to its end with backtraces asked for (`RUST_BACKTRACE=1`,
+/// `RUST_LIB_BACKTRACE=1`) and `env` set, `RUST_LOG` removed.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG").env("RUST_BACKTRACE", "1").env("RUST_LIB_BACKTRACE", "1");
+    cmd.envs(env.iter().copied()).output().expect("run mcp-tunnel")
+}
+
+/// Asserts the run printed an `error: …` line and no backtrace, and exited with `status`.
+fn assert_error(out: &Output, status: i32) -> String {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(status), "{all}");
+    assert!(!all.to_lowercase().contains("stack backtrace"), "{all}");
+    assert!(!all.contains("Caused by:") && !all.contains("Error: "), "anyhow's Debug form: {all}");
+    all
 }
 
 #[test]
@@ -65,13 +82,48 @@ fn check_accepts_valid_configs_and_names_the_problem_in_bad_ones() {
     let bad = dir.path().join("gateway.toml");
     let fixed = std::fs::read_to_string(&bad).expect("read");
     std::fs::write(&bad, fixed.replace("http://127.0.0.1:9", "127.0.0.1:9")).expect("write");
-    let out = run(&["check", "--config", bad.to_str().expect("utf8")]);
-    assert!(!out.status.success());
+    // A config error: one `error:` line naming the line and key, status 2, no backtrace
+    // even when one is asked for.
+    let out = run_env(&["check", "--config", bad.to_str().expect("utf8")], &[]);
+    let all = assert_error(&out, 2);
     assert!(
-        text(&out).contains("gateway.toml:14: `routes[0].upstream`: scheme must be http:// or https://"),
-        "{}",
-        text(&out)
+        all.contains("error: ")
+            && all.contains("gateway.toml:14: `routes[0].upstream`: scheme must be http:// or https://"),
+        "{all}"
     );
+}
+
+/// Exit statuses (src/cli/exit.rs): 2 for a usage or config error, 1 for a runtime
+/// failure; every error is `error: …` plus its causes, never a backtrace.
+#[test]
+fn exit_statuses_and_error_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml");
+    let out = run_env(&["check", "--config", missing.to_str().expect("utf8")], &[]);
+    let all = assert_error(&out, 2);
+    assert!(all.starts_with("error: ") && all.contains("missing.toml: cannot read config"), "{all}");
+
+    let syntax = dir.path().join("syntax.toml");
+    std::fs::write(&syntax, "tunnel_domain = \"a.test\"\n[edge\n").expect("write");
+    let all = assert_error(&run_env(&["check", "--config", syntax.to_str().expect("utf8")], &[]), 2);
+    assert!(all.contains("syntax.toml: TOML parse error at line 2"), "{all}");
+
+    let neither = dir.path().join("neither.toml");
+    std::fs::write(&neither, "colour = \"red\"\n").expect("write");
+    let all = assert_error(&run_env(&["check", "--config", neither.to_str().expect("utf8")], &[]), 2);
+    assert!(all.contains("neither an edge config"), "{all}");
+
+    // Usage errors found by clap, and by us after clap.
+    assert_error(&run_env(&["check"], &[]), 2);
+    assert_error(&run_env(&["no-such-command"], &[]), 2);
+    let all = assert_error(&run_env(&["certs", "renew", "--dir", ".", "--renew-before", "3x"], &[]), 2);
+    assert!(all.contains("error: --renew-before: unknown unit"), "{all}");
+
+    // A runtime failure: nothing listens on the probed port.
+    let port = free_port().to_string();
+    let all = assert_error(&run_env(&["probe", "--admin", &format!("127.0.0.1:{port}"), "live"], &[]), 1);
+    assert!(all.starts_with("error: live: "), "{all}");
+    assert!(run_env(&["--help"], &[]).status.success());
 }
 
 #[test]
