@@ -102,6 +102,11 @@ fn exit_statuses_and_error_lines() {
     let out = run_env(&["check", "--config", missing.to_str().expect("utf8")], &[]);
     let all = assert_error(&out, 2);
     assert!(all.starts_with("error: ") && all.contains("missing.toml: cannot read config"), "{all}");
+    for role in ["gateway", "edge", "doctor"] {
+        let out = run_env(&[role, "--config", missing.to_str().expect("utf8")], &[]);
+        let all = assert_error(&out, if role == "doctor" { 1 } else { 2 });
+        assert!(all.contains("missing.toml"), "{role}: {all}");
+    }
 
     let syntax = dir.path().join("syntax.toml");
     std::fs::write(&syntax, "tunnel_domain = \"a.test\"\n[edge\n").expect("write");
