@@ -53,12 +53,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the reference tunnel edge.
     Edge {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
     },
     /// Run the gateway inside the private network (outbound connections only).
     Gateway {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
     },
     /// Certificate tools.
@@ -84,7 +86,8 @@ pub enum Command {
     /// Preflight a gateway config: certificates, the edge over QUIC and TCP, and every
     /// upstream; one OK/WARN/FAIL line per check (exit 1 if any check fails).
     Doctor {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
         /// Time allowed for each network check, e.g. 3s.
         #[arg(long, default_value = "3s")]
@@ -100,7 +103,8 @@ pub enum Command {
     },
     /// Validate a config file (edge or gateway) and exit.
     Check {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
     },
     /// Approve or deny tool calls held by a running gateway's approval gates.

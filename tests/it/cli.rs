@@ -14,10 +14,11 @@ fn text(out: &Output) -> String {
 }
 
 /// Runs `mcp-tunnel <args>` to its end with backtraces asked for (`RUST_BACKTRACE=1`,
-/// `RUST_LIB_BACKTRACE=1`) and `env` set, `RUST_LOG` removed.
+/// `RUST_LIB_BACKTRACE=1`) and `env` set, `RUST_LOG` and `MCPT_CONFIG` removed.
 fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG").env("RUST_BACKTRACE", "1").env("RUST_LIB_BACKTRACE", "1");
+    cmd.args(args).env_remove("RUST_LOG").env_remove("MCPT_CONFIG");
+    cmd.env("RUST_BACKTRACE", "1").env("RUST_LIB_BACKTRACE", "1");
     cmd.envs(env.iter().copied()).output().expect("run mcp-tunnel")
 }
 
@@ -196,4 +197,41 @@ fn admin_endpoint_and_probe() {
     for proc in [&mut gateway, &mut edge] {
         proc.terminate(Duration::from_secs(20));
     }
+}
+
+/// `MCPT_CONFIG` stands in for `--config` (the flag wins), and `${VAR}` in a gateway
+/// config's string values comes from the environment; an unset one names itself, the key
+/// and the line.
+#[test]
+fn config_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(certs_init(dir.path()).status.success());
+    write_configs(dir.path(), 7844, 8443);
+    let gateway = dir.path().join("gateway.toml");
+    let (edge, gateway_str) = (dir.path().join("edge.toml"), gateway.to_str().expect("utf8"));
+
+    let out = run_env(&["check"], &[("MCPT_CONFIG", gateway_str)]);
+    assert!(out.status.success() && text(&out).contains("valid gateway config"), "{}", text(&out));
+    let out = run_env(&["check", "--config", edge.to_str().expect("utf8")], &[("MCPT_CONFIG", "missing.toml")]);
+    assert!(out.status.success() && text(&out).contains("valid edge config"), "flag wins: {}", text(&out));
+
+    let plain = std::fs::read_to_string(&gateway).expect("read");
+    let domain = format!("tunnel_domain = \"{}\"", crate::common::procs::ACME_DOMAIN);
+    assert!(plain.contains(&domain), "{plain}");
+    let templated = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:9\"\ntoken_sha256 = \"${{MCPT_IT_ADMIN_HASH}}\"\n",
+        plain.replace(&domain, "tunnel_domain = \"${MCPT_IT_DOMAIN}\"")
+    );
+    std::fs::write(&gateway, &templated).expect("write");
+    let hash = format!("sha256:{}", "ab".repeat(32));
+    let both = [("MCPT_IT_DOMAIN", crate::common::procs::ACME_DOMAIN), ("MCPT_IT_ADMIN_HASH", hash.as_str())];
+    let out = run_env(&["check", "--config", gateway_str], &both);
+    assert!(out.status.success() && text(&out).contains("valid gateway config"), "{}", text(&out));
+
+    let out = run_env(&["check", "--config", gateway_str], &both[..1]);
+    let all = assert_error(&out, 2);
+    let line = templated.lines().count();
+    let expected =
+        format!("gateway.toml:{line}: `admin.token_sha256`: environment variable `MCPT_IT_ADMIN_HASH` is not set");
+    assert!(all.contains(&expected), "{all}");
 }
