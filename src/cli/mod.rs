@@ -10,6 +10,7 @@
 //! - [`ctl`], [`approvals`], [`tools`]: a running gateway over its control socket
 //!   (`crate::control::client`).
 //!
+//! - [`generate`]: `completions` and `man`, generated from these clap definitions.
 //! - [`exit`]: the exit statuses and how `main` prints an error.
 //!
 //! This is the binary's edge, the one library module whose errors are `anyhow`: all that is
@@ -23,6 +24,7 @@ pub mod certs;
 pub mod check;
 pub mod ctl;
 pub mod exit;
+pub mod generate;
 pub mod serve;
 pub mod tools;
 
@@ -129,6 +131,18 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print a shell completion script, e.g. `mcp-tunnel completions bash >
+    /// /etc/bash_completion.d/mcp-tunnel`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with `--dir` write one page per subcommand there.
+    Man {
+        /// Directory for `mcp-tunnel.1`, `mcp-tunnel-gateway.1`, … (created if missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 impl Command {
@@ -166,6 +180,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ExampleServer { listen } => serve::example_server(listen).await,
+        Command::Completions { shell } => generate::completions(shell, &mut std::io::stdout()),
+        Command::Man { dir } => generate::man(dir.as_deref(), &mut std::io::stdout()),
         Command::Demo { public_port, dir, once } => {
             serve::demo(crate::demo::DemoOptions { public_port, dir, once }).await
         }

@@ -235,3 +235,28 @@ fn config_from_the_environment() {
         format!("gateway.toml:{line}: `admin.token_sha256`: environment variable `MCPT_IT_ADMIN_HASH` is not set");
     assert!(all.contains(&expected), "{all}");
 }
+
+/// `completions` and `man` come from the clap definitions: they run and know the
+/// subcommands.
+#[test]
+fn completions_and_man_pages() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_env(&["completions", shell], &[]);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("gateway") && script.contains("doctor"), "{shell}: {script}");
+    }
+    assert_error(&run_env(&["completions", "tcsh"], &[]), 2);
+    let out = run_env(&["man"], &[]);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && page.contains(".TH mcp-tunnel 1"), "{}", text(&out));
+    assert!(page.contains("gateway") && page.contains("doctor"), "{page}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pages = dir.path().join("man1");
+    let out = run_env(&["man", "--dir", pages.to_str().expect("utf8")], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let gateway = std::fs::read_to_string(pages.join("mcp-tunnel-gateway.1")).expect("gateway page");
+    assert!(gateway.contains("MCPT_CONFIG"), "{gateway}");
+    assert!(pages.join("mcp-tunnel-certs-renew.1").exists());
+}
