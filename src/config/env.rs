@@ -2,8 +2,9 @@
 //! secrets (`[admin] token_sha256 = "${MCPT_ADMIN_TOKEN_SHA256}"`) can stay out of the file.
 //! `$${` is a literal `${`; any other `$` is itself.
 //!
-//! It works on parsed values, never on the raw text: the file is parsed once into a tree of
-//! string values with their spans, each string value holding `${` is expanded, and its
+//! It works on parsed values, never on the raw text: the file is parsed once (by
+//! `toml_edit`, the parser under `toml`) into a document that keeps each value's position,
+//! each string value holding `${` is expanded, and its
 //! literal in the text is replaced by a TOML string literal encoding the result (every
 //! quote, backslash and control character escaped). A variable's value can therefore never
 //! become TOML syntax, and only string values are touched: not keys, not table names, not
@@ -11,83 +12,21 @@
 //! multi-line basic string with line-ending backslashes), so later errors name the same
 //! lines as the file.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::ops::Range;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use toml::Spanned;
+use toml_edit::{ImDocument, Item, Table, Value};
 
 use super::{ConfigError, Source};
 
-/// The parts of a parsed TOML document that substitution needs: string values, and the
-/// tables and arrays that hold them.
-enum Node {
-    Str(String),
-    Table(Vec<(String, Spanned<Node>)>),
-    Array(Vec<Spanned<Node>>),
-    Other,
-}
-
-/// What toml calls the one key of the table it presents a date-time as.
-const DATETIME_KEY: &str = "$__toml_private_datetime";
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::Str(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        Ok(Node::Str(v))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == DATETIME_KEY {
-                map.next_value::<IgnoredAny>()?;
-                return Ok(Node::Other);
-            }
-            entries.push((key, map.next_value()?));
-        }
-        Ok(Node::Table(entries))
-    }
-}
-
-/// One string value to rewrite: where its literal is, its key, its expanded value.
+/// One string value to rewrite: where its literal is, and its expanded value.
 struct Rewrite {
     span: Range<usize>,
     value: String,
 }
+
+/// Looks a variable up (`std::env::var` outside tests).
+type Lookup<'a> = &'a dyn Fn(&str) -> Result<String, std::env::VarError>;
 
 /// Why a value could not be expanded.
 enum Failure {
@@ -112,7 +51,7 @@ impl Failure {
 }
 
 /// Expands `${NAME}` and `$${` in one string, looking names up with `lookup`.
-fn expand(text: &str, lookup: &dyn Fn(&str) -> Result<String, std::env::VarError>) -> Result<String, Failure> {
+fn expand(text: &str, lookup: Lookup) -> Result<String, Failure> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -174,16 +113,17 @@ fn literal(value: &str, newlines: usize) -> String {
 impl Source {
     /// Expands `${VAR}` in every string value (see the module doc), with `lookup` giving
     /// variables' values. An unset variable is an error naming it, the key and the line.
-    pub(crate) fn expand_env(
-        mut self,
-        lookup: &dyn Fn(&str) -> Result<String, std::env::VarError>,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn expand_env(mut self, lookup: Lookup) -> Result<Self, ConfigError> {
         if !self.text.contains("${") {
             return Ok(self);
         }
-        let root: Node = self.parse()?;
+        let doc = ImDocument::parse(self.text.as_str()).map_err(|e| ConfigError::Syntax {
+            path: self.path.clone(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
         let mut rewrites = Vec::new();
-        self.collect(&root, "", lookup, &mut rewrites)?;
+        self.in_table(doc.as_table(), "", lookup, &mut rewrites)?;
+        drop(doc);
         rewrites.sort_by_key(|r| r.span.start);
         let mut text = String::with_capacity(self.text.len());
         let mut copied = 0;
@@ -199,33 +139,47 @@ impl Source {
         Ok(self)
     }
 
-    fn collect(
-        &self,
-        node: &Node,
-        key: &str,
-        lookup: &dyn Fn(&str) -> Result<String, std::env::VarError>,
-        out: &mut Vec<Rewrite>,
-    ) -> Result<(), ConfigError> {
-        let visit = |child: &Spanned<Node>, key: String, out: &mut Vec<Rewrite>| match child.get_ref() {
-            Node::Str(s) if s.contains("${") => {
-                let value = expand(s, lookup).map_err(|f| self.invalid(&key, child, f.reason()))?;
-                out.push(Rewrite { span: child.span(), value });
-                Ok(())
+    fn in_table(&self, table: &Table, key: &str, lookup: Lookup, out: &mut Vec<Rewrite>) -> Result<(), ConfigError> {
+        for (name, item) in table.iter() {
+            let key = if key.is_empty() { name.to_owned() } else { format!("{key}.{name}") };
+            match item {
+                Item::Value(v) => self.in_value(v, &key, lookup, out)?,
+                Item::Table(t) => self.in_table(t, &key, lookup, out)?,
+                Item::ArrayOfTables(tables) => {
+                    for (i, t) in tables.iter().enumerate() {
+                        self.in_table(t, &format!("{key}[{i}]"), lookup, out)?;
+                    }
+                }
+                Item::None => {}
             }
-            other => self.collect(other, &key, lookup, out),
-        };
-        match node {
-            Node::Table(entries) => {
-                for (name, child) in entries {
-                    visit(child, if key.is_empty() { name.clone() } else { format!("{key}.{name}") }, out)?;
+        }
+        Ok(())
+    }
+
+    fn in_value(&self, value: &Value, key: &str, lookup: Lookup, out: &mut Vec<Rewrite>) -> Result<(), ConfigError> {
+        match value {
+            Value::String(s) if s.value().contains("${") => {
+                let span = s.span().ok_or_else(|| self.invalid_key(key, "cannot locate this value in the file"))?;
+                let invalid = |f: Failure| ConfigError::Invalid {
+                    path: self.path.clone(),
+                    line: self.line_of(&span),
+                    key: key.to_owned(),
+                    reason: f.reason(),
+                };
+                let value = expand(s.value(), lookup).map_err(invalid)?;
+                out.push(Rewrite { span, value });
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    self.in_value(v, &format!("{key}[{i}]"), lookup, out)?;
                 }
             }
-            Node::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    visit(child, format!("{key}[{i}]"), out)?;
+            Value::InlineTable(t) => {
+                for (name, v) in t.iter() {
+                    self.in_value(v, &format!("{key}.{name}"), lookup, out)?;
                 }
             }
-            Node::Str(_) | Node::Other => {}
+            _ => {}
         }
         Ok(())
     }

@@ -40,16 +40,18 @@ ${A}
 """
 [table]
 key = "${A}"
+[implicit.sub]
+dotted.key = "${A}"
 [[routes]]
 host = "one"
 [[routes]]
 upstream = "${URL}"
-after = "line 15"
+after = "line 17"
 "#;
     let src = expanded(text, &[("A", "alpha"), ("URL", "http://10.0.0.5:8080")]).expect("expands");
     assert_eq!(src.text.lines().count(), text.lines().count(), "{}", src.text);
     let line_of_after = src.text.lines().position(|l| l.starts_with("after")).map(|i| i + 1);
-    assert_eq!(line_of_after, Some(15));
+    assert_eq!(line_of_after, Some(17));
     let table: toml::Table = src.parse().expect("still TOML");
     assert_eq!(table["top"].as_str(), Some("alpha"));
     assert_eq!(table["list"].as_array().map(|a| a.len()), Some(3));
@@ -58,6 +60,7 @@ after = "line 15"
     assert_eq!(table["inline"]["k"].as_str(), Some("<alpha>"));
     assert_eq!(table["multi"].as_str(), Some("alpha\n"));
     assert_eq!(table["table"]["key"].as_str(), Some("alpha"));
+    assert_eq!(table["implicit"]["sub"]["dotted"]["key"].as_str(), Some("alpha"));
     assert_eq!(table["routes"][1]["upstream"].as_str(), Some("http://10.0.0.5:8080"));
     assert!(table["when"].is_datetime());
 }
@@ -80,6 +83,9 @@ fn an_unset_variable_names_itself_the_key_and_the_line() {
         msg.starts_with("x.toml:4: `admin.token_sha256`: environment variable `MCPT_ADMIN_TOKEN_SHA256` is not set"),
         "{msg}"
     );
+    let text = "[tunnels.acme]\nhostnames = [\"${HOSTS}\"]\n";
+    let msg = expanded(text, &[]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.starts_with("x.toml:2: `tunnels.acme.hostnames[0]`: environment variable `HOSTS`"), "{msg}");
     let text = "[[routes]]\nhost = \"a\"\n[[routes]]\nhost = \"b\"\ntokens = [\"x\", \"${TOK}\"]\n";
     let msg = expanded(text, &[]).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.starts_with("x.toml:5: `routes[1].tokens[1]`: environment variable `TOK` is not set"), "{msg}");

@@ -234,6 +234,17 @@ fn config_from_the_environment() {
     let expected =
         format!("gateway.toml:{line}: `admin.token_sha256`: environment variable `MCPT_IT_ADMIN_HASH` is not set");
     assert!(all.contains(&expected), "{all}");
+
+    // The edge config too.
+    let wildcard = format!("\"*.{}\"", crate::common::procs::ACME_DOMAIN);
+    let edge_text = std::fs::read_to_string(&edge).expect("read");
+    assert!(edge_text.contains(&wildcard), "{edge_text}");
+    std::fs::write(&edge, edge_text.replace(&wildcard, "\"*.${MCPT_IT_DOMAIN}\"")).expect("write");
+    let edge_str = edge.to_str().expect("utf8");
+    let out = run_env(&["check", "--config", edge_str], &both[..1]);
+    assert!(out.status.success() && text(&out).contains("valid edge config"), "{}", text(&out));
+    let all = assert_error(&run_env(&["check", "--config", edge_str], &[]), 2);
+    assert!(all.contains("`tunnels.acme.hostnames[0]`: environment variable `MCPT_IT_DOMAIN` is not set"), "{all}");
 }
 
 /// `completions` and `man` come from the clap definitions: they run and know the
