@@ -75,7 +75,8 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
         }
         CertsCommand::Inspect { file } => print!("{}", inspect(&file)?),
         CertsCommand::Renew { dir, renew_before } => {
-            let window = crate::config::parse_duration(&renew_before).map_err(anyhow::Error::msg)?;
+            let window = crate::config::parse_duration(&renew_before)
+                .map_err(|e| super::exit::UsageError(format!("--renew-before: {e}")))?;
             match renew(&dir, window)? {
                 Renewal::NotDue { expires_in } => println!("not due: expires in {} days", expires_in.as_secs() / 86400),
                 Renewal::Renewed { domain } => println!("renewed the certificate for *.{domain}"),

@@ -4,15 +4,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
-use crate::config::{edge::EdgeConfig, gateway::GatewayConfig};
+use super::exit::{Reported, UsageError, FAILURE};
+use crate::config::{edge::EdgeConfig, gateway::GatewayConfig, Source};
 
 /// `mcp-tunnel check`: validates an edge or gateway config, telling which by its top-level
 /// keys.
 pub fn config(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let table: toml::Table = Source::read(path)?.parse()?;
     if table.contains_key("tunnel_listener") || table.contains_key("public_listener") {
         let c = EdgeConfig::load(path)?;
         println!("{}: valid edge config ({} tunnels)", path.display(), c.tunnels.len());
@@ -20,10 +20,8 @@ pub fn config(path: &Path) -> Result<()> {
         let c = GatewayConfig::load(path)?;
         println!("{}: valid gateway config ({} routes, edge {})", path.display(), c.routes.len(), c.edge.address);
     } else {
-        bail!(
-            "{}: neither an edge config (needs [tunnel_listener]) nor a gateway config (needs tunnel_domain)",
-            path.display()
-        );
+        let what = "neither an edge config (needs [tunnel_listener]) nor a gateway config (needs tunnel_domain)";
+        return Err(UsageError(format!("{}: {what}", path.display())).into());
     }
     Ok(())
 }
@@ -31,7 +29,7 @@ pub fn config(path: &Path) -> Result<()> {
 /// `mcp-tunnel doctor`: prints each finding as it comes (or one JSON document at the end)
 /// and exits with status 1 if any check failed.
 pub async fn doctor(config: &Path, timeout: &str, json: bool) -> Result<()> {
-    let timeout = crate::config::parse_duration(timeout).map_err(anyhow::Error::msg)?;
+    let timeout = crate::config::parse_duration(timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
     let opts = crate::doctor::Options { timeout };
     let report = crate::doctor::run(config, &opts, |f| {
         if !json {
@@ -41,8 +39,8 @@ pub async fn doctor(config: &Path, timeout: &str, json: bool) -> Result<()> {
     .await;
     println!("{}", if json { report.to_json() } else { report.summary() });
     if report.failed() {
-        // A failed check is a finding, already printed: exit 1 without main's `Error: …`.
-        std::process::exit(1);
+        // A failed check is a finding, already printed: exit 1 without an `error: …` line.
+        return Err(Reported(FAILURE).into());
     }
     Ok(())
 }

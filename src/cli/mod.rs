@@ -10,16 +10,21 @@
 //! - [`ctl`], [`approvals`], [`tools`]: a running gateway over its control socket
 //!   (`crate::control::client`).
 //!
+//! - [`generate`]: `completions` and `man`, generated from these clap definitions.
+//! - [`exit`]: the exit statuses and how `main` prints an error.
+//!
 //! This is the binary's edge, the one library module whose errors are `anyhow`: all that is
-//! done with them is `main` printing them (`Error: …` and its causes, exit status 1). The
-//! modules below keep their typed errors, and none of them imports `cli`
-//! (`scripts/module_graph.py` checks it).
+//! done with them is [`exit::finish`] printing them (`error: …` and its causes, no
+//! backtrace) and picking the exit status. The modules below keep their typed errors, and
+//! none of them imports `cli` (`scripts/module_graph.py` checks it).
 
 pub mod approvals;
 pub mod auth;
 pub mod certs;
 pub mod check;
 pub mod ctl;
+pub mod exit;
+pub mod generate;
 pub mod serve;
 pub mod tools;
 
@@ -50,12 +55,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the reference tunnel edge.
     Edge {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
     },
     /// Run the gateway inside the private network (outbound connections only).
     Gateway {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
     },
     /// Certificate tools.
@@ -81,7 +88,8 @@ pub enum Command {
     /// Preflight a gateway config: certificates, the edge over QUIC and TCP, and every
     /// upstream; one OK/WARN/FAIL line per check (exit 1 if any check fails).
     Doctor {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
         /// Time allowed for each network check, e.g. 3s.
         #[arg(long, default_value = "3s")]
@@ -97,7 +105,8 @@ pub enum Command {
     },
     /// Validate a config file (edge or gateway) and exit.
     Check {
-        #[arg(long, short)]
+        /// The config file; `--config` wins over `MCPT_CONFIG`.
+        #[arg(long, short, env = "MCPT_CONFIG")]
         config: PathBuf,
     },
     /// Approve or deny tool calls held by a running gateway's approval gates.
@@ -121,6 +130,18 @@ pub enum Command {
         /// Exit after the MCP session instead of serving until Ctrl-C.
         #[arg(long)]
         once: bool,
+    },
+    /// Print a shell completion script, e.g. `mcp-tunnel completions bash >
+    /// /etc/bash_completion.d/mcp-tunnel`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with `--dir` write one page per subcommand there.
+    Man {
+        /// Directory for `mcp-tunnel.1`, `mcp-tunnel-gateway.1`, … (created if missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -159,6 +180,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ExampleServer { listen } => serve::example_server(listen).await,
+        Command::Completions { shell } => generate::completions(shell, &mut std::io::stdout()),
+        Command::Man { dir } => generate::man(dir.as_deref(), &mut std::io::stdout()),
         Command::Demo { public_port, dir, once } => {
             serve::demo(crate::demo::DemoOptions { public_port, dir, once }).await
         }

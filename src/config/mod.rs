@@ -9,6 +9,7 @@ pub mod controls;
 pub mod defaults;
 pub mod edge;
 mod edge_tunnels;
+mod env;
 pub mod gateway;
 mod route;
 
@@ -56,26 +57,36 @@ pub struct Source {
     text: String,
     /// Every file the config referred to, so a watcher can reload when one changes.
     referenced: std::cell::RefCell<Vec<PathBuf>>,
+    /// Whether `${VAR}` substitution changed `text` (then its errors quote no text: a
+    /// line of it may hold a secret).
+    expanded: bool,
 }
 
 impl Source {
-    /// Reads a config file.
+    /// Reads a config file and expands `${VAR}` in its string values from the process's
+    /// environment (see `env.rs`).
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Ok(Self { path: path.to_owned(), text, referenced: Default::default() })
+        Self::from_text(path, &text).expand_env(&|name| std::env::var(name))
     }
 
-    /// Wraps text that did not come from a file (tests, examples).
+    /// Wraps text that did not come from a file (tests, examples); no `${VAR}` expansion.
     pub fn from_text(path: &Path, text: &str) -> Self {
-        Self { path: path.to_owned(), text: text.to_owned(), referenced: Default::default() }
+        Self { path: path.to_owned(), text: text.to_owned(), referenced: Default::default(), expanded: false }
     }
 
     /// Parses the text into a raw (unvalidated) config.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| ConfigError::Syntax {
-            path: self.path.clone(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+        toml::from_str(&self.text).map_err(|e| {
+            let message = match e.span() {
+                // toml's message quotes the line; after substitution it may hold a secret.
+                Some(span) if self.expanded => {
+                    format!("TOML parse error at line {}: {}", self.line_of(&span).0.unwrap_or(1), e.message())
+                }
+                _ => e.to_string().trim_end().replace('\n', "\n  "),
+            };
+            ConfigError::Syntax { path: self.path.clone(), message }
         })
     }
 
