@@ -89,7 +89,24 @@ fn describe_status(v: &Value) -> String {
             out.push(stop_line(&format!("route {route} (not in the config)"), k));
         }
     }
+    out.extend(v["connections"].as_array().into_iter().flatten().map(connection_line));
     out.join("\n")
+}
+
+/// `connection 0: registered to 10.0.0.7:7844 over quic, up 3600 s, rtt 1.2 ms (last error: …)`.
+fn connection_line(c: &Value) -> String {
+    let mut line = format!("connection {}: {}", c["index"], text(c, "state"));
+    if text(c, "state") == "registered" {
+        line.push_str(&format!(" to {} over {}, up {} s", text(c, "edge"), text(c, "transport"), c["uptime_s"]));
+        if let Some(ms) = c["rtt_ms"].as_f64() {
+            line.push_str(&format!(", rtt {ms:.1} ms"));
+        }
+    }
+    let why = c["reason"].as_str().or(c["last_error"].as_str());
+    if let Some(why) = why {
+        line.push_str(&format!(" (last error: {why})"));
+    }
+    line
 }
 
 fn describe_kill(v: &Value) -> String {

@@ -150,7 +150,8 @@ pub async fn accept_h2(
             let keepalive = async {
                 match ping {
                     Some(p) => {
-                        transport::h2_keepalive(p, transport::H2_PING_INTERVAL, transport::H2_PING_TIMEOUT).await
+                        let rtt = std::sync::atomic::AtomicU64::new(0);
+                        transport::h2_keepalive(p, transport::H2_PING_INTERVAL, transport::H2_PING_TIMEOUT, &rtt).await
                     }
                     None => std::future::pending().await,
                 }

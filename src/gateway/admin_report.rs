@@ -36,16 +36,6 @@ impl GatewayAdmin {
     }
 }
 
-fn state_words(state: &TunnelState) -> (String, String) {
-    match state {
-        TunnelState::Registered { transport, .. } => (transport.to_string(), "registered".into()),
-        TunnelState::Connecting => ("none".into(), "connecting".into()),
-        TunnelState::Rejected { .. } => ("none".into(), "rejected".into()),
-        TunnelState::Disconnected { .. } => ("none".into(), "disconnected".into()),
-        TunnelState::Stopped => ("none".into(), "stopped".into()),
-    }
-}
-
 impl admin::AdminSource for GatewayAdmin {
     /// Ready when at least one tunnel connection is registered and the gateway is not
     /// stopped by the kill switch (a stopped route alone leaves it ready).
@@ -53,27 +43,7 @@ impl admin::AdminSource for GatewayAdmin {
         let states = self.states();
         let kill = self.shared.kill.state();
         let ready = kill.all.is_none() && states.iter().any(|s| matches!(s, TunnelState::Registered { .. }));
-        let connections: Vec<_> = states
-            .iter()
-            .enumerate()
-            .map(|(index, s)| {
-                let (transport, state) = state_words(s);
-                let mut entry = serde_json::json!({ "index": index, "state": state, "transport": transport });
-                match s {
-                    TunnelState::Registered { tunnel_id, connection_id, edge, since, .. } => {
-                        entry["tunnel_id"] = tunnel_id.clone().into();
-                        entry["connection_id"] = (*connection_id).into();
-                        entry["edge"] = edge.to_string().into();
-                        entry["uptime_s"] = since.elapsed().as_secs().into();
-                    }
-                    TunnelState::Rejected { reason } | TunnelState::Disconnected { reason } => {
-                        entry["reason"] = reason.clone().into();
-                    }
-                    _ => {}
-                }
-                entry
-            })
-            .collect();
+        let connections: Vec<_> = states.iter().enumerate().map(|(index, s)| s.describe(index)).collect();
         let detail =
             serde_json::json!({ "connections": connections, "routes": self.shared.routes().len(), "kill": kill });
         (ready, detail)
@@ -84,7 +54,7 @@ impl admin::AdminSource for GatewayAdmin {
     }
 
     fn metrics(&self) -> String {
-        let states: Vec<_> = self.states().iter().map(state_words).collect();
+        let states: Vec<_> = self.states().iter().map(TunnelState::words).collect();
         self.shared.metrics.render(&states)
     }
 }

@@ -2,6 +2,7 @@
 //! source of incoming data streams with their `Open` metadata, and a way to close.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
 use super::dial_error::DialError;
+use super::state::Rtt;
 use crate::config::gateway::EdgeTarget;
 use crate::protocol::{codes, Open};
 use crate::stream::TunnelStream;
@@ -32,6 +34,8 @@ pub struct Session {
     pub closer: Closer,
     pub transport: Transport,
     pub remote: SocketAddr,
+    /// The connection's round-trip time, as it goes.
+    pub rtt: Rtt,
 }
 
 /// Data streams arriving on a session. On QUIC the `Open` preamble is still in-band
@@ -134,6 +138,7 @@ pub async fn quic(
     Ok(Session {
         control: TunnelStream::quic(send, recv),
         incoming: Incoming::Quic(conn.clone()),
+        rtt: Rtt::Quic(conn.clone()),
         closer: Closer::Quic { conn, endpoint },
         transport: Transport::Quic,
         remote: addr,
@@ -169,9 +174,11 @@ pub async fn h2(
         let (control_tx, control_rx) = oneshot::channel();
         let (streams_tx, streams_rx) = mpsc::channel(64);
         let (close, closed) = (CancellationToken::new(), CancellationToken::new());
+        let rtt = Arc::new(AtomicU64::new(0));
+        let measured = rtt.clone();
         let keepalive = async move {
             match ping {
-                Some(p) => transport::h2_keepalive(p, live.keepalive_interval, live.answer_deadline()).await,
+                Some(p) => transport::h2_keepalive(p, live.keepalive_interval, live.answer_deadline(), &measured).await,
                 None => std::future::pending().await,
             }
         };
@@ -185,6 +192,7 @@ pub async fn h2(
             closer: Closer::H2 { close, closed },
             transport: Transport::Http2,
             remote: addr,
+            rtt: Rtt::H2(rtt),
         })
     };
     tokio::time::timeout(timeout, setup).await.map_err(|_| DialError::Timeout(timeout))?

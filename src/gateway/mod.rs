@@ -32,6 +32,7 @@ pub mod retire;
 pub mod route;
 pub mod serve;
 mod spans;
+pub mod state;
 pub mod trail;
 pub mod tunnel;
 
@@ -53,7 +54,7 @@ use crate::transport::ALPN_H2;
 use crate::{admin, reload};
 use route::RouteTable;
 use serve::InnerTls;
-pub use tunnel::TunnelState;
+pub use state::{Rtt, TunnelState};
 
 /// Most data streams the edge may have open on one connection at once. Above the edge's
 /// default `public_listener.max_connections` (10 000), so one tunnel connection can carry
@@ -105,6 +106,8 @@ pub struct GatewayShared {
     pub pins: Arc<crate::pinning::Pins>,
     /// Every background task of the gateway; `run` waits for them at shutdown.
     pub tasks: crate::tasks::Tasks,
+    /// The state of each tunnel connection (`[edge] connections`), for `ctl status`.
+    pub tunnels: Vec<watch::Receiver<TunnelState>>,
 }
 
 impl GatewayShared {
@@ -173,7 +176,9 @@ impl Gateway {
         let pins = Arc::new(crate::pinning::Pins::new(config.state_dir.as_deref()));
         pins.load(config.routes.routes().map(|r| r.name.as_str()));
         let kill = crate::control::kill::KillSwitch::load(config.state_dir.clone(), metrics.kill.clone())?;
+        let states: Vec<_> = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
         let shared = Arc::new(GatewayShared {
+            tunnels: states.iter().map(watch::Sender::subscribe).collect(),
             approvals: crate::approval::Approvals::new(metrics.approvals.clone()),
             kill,
             pins,
@@ -190,7 +195,6 @@ impl Gateway {
         shared.metrics.cert_expiry.set("inner", &config.inner.chain);
         shared.metrics.cert_expiry.set("gateway_client", &config.edge.identity.chain);
         shared.metrics.cert_expiry.set("edge_ca", &config.edge.ca);
-        let states = (0..config.edge.connections).map(|_| watch::channel(TunnelState::Connecting).0).collect();
         // Bound here, not in `run`, so a state directory or an admin address we cannot
         // use stops the start, and callers learn the admin address (port 0) before `run`.
         let control = config.state_dir.as_deref().map(crate::control::socket::bind).transpose()?;

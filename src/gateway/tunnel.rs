@@ -16,6 +16,7 @@ use super::dial_error::{describe_close, DialError};
 use super::register::{establish, register, Dialer, Registered, QUIC_PROBE_TIMEOUT};
 use super::serve::serve_stream;
 use super::spans;
+use super::state::TunnelState;
 use super::GatewayShared;
 use crate::config::gateway::TransportMode;
 use crate::protocol::Control;
@@ -23,30 +24,6 @@ use crate::transport::Transport;
 
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-
-/// Where the tunnel stands, for readiness checks, tests and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelState {
-    /// Dialing (or waiting to redial).
-    Connecting,
-    /// Registered with the edge; streams flow.
-    Registered {
-        tunnel_id: String,
-        connection_id: u64,
-        hostnames: Vec<String>,
-        transport: Transport,
-        /// The edge address this connection goes to.
-        edge: std::net::SocketAddr,
-        /// When it registered.
-        since: Instant,
-    },
-    /// The edge refused this gateway (wrong identity, version...); retried with backoff.
-    Rejected { reason: String },
-    /// The last attempt or connection failed.
-    Disconnected { reason: String },
-    /// Shut down.
-    Stopped,
-}
 
 /// How a registered connection ended.
 pub(super) enum Ended {
@@ -93,6 +70,7 @@ pub(super) async fn run(
     let mut attempt: u32 = 0;
     let mut udp_blocked = false;
     let mut ready: Option<Registered> = None;
+    let mut last_error: Option<String> = None;
     let mut killed = shared.kill.tunnel_off();
     while !shutdown.is_cancelled() {
         let off = *killed.borrow_and_update();
@@ -102,6 +80,10 @@ pub(super) async fn run(
                 _ = killed.wait_for(|off| !*off) => {}
                 _ = shutdown.cancelled() => break,
             }
+        }
+        // Kept for the next registration's `last_error`, which operators see in `ctl status`.
+        if let TunnelState::Disconnected { reason } | TunnelState::Rejected { reason } = &*state.borrow() {
+            last_error = Some(reason.clone());
         }
         state.send_replace(TunnelState::Connecting);
         let started = Instant::now();
@@ -115,7 +97,7 @@ pub(super) async fn run(
         match registered {
             Ok(reg) => {
                 let span = spans::connection(reg.connection_id, reg.session.transport, reg.session.remote);
-                let end = serve(&ctx, reg).instrument(span).await;
+                let end = serve(&ctx, reg, last_error.clone()).instrument(span).await;
                 match ended(&ctx, end, started, &mut attempt, &mut udp_blocked, &mut ready) {
                     Next::Stop => break,
                     Next::Now => continue,
@@ -222,15 +204,22 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     cap.mul_f64(fastrand::f64())
 }
 
+/// Logs, counts and publishes a new registration.
+fn announce(ctx: &Ctx<'_>, state: TunnelState) {
+    if let TunnelState::Registered { tunnel_id, edge, hostnames, transport, .. } = &state {
+        info!(tunnel = %tunnel_id, remote = %edge, ?hostnames, "tunnel registered");
+        ctx.shared.metrics.registered(&transport.to_string());
+    }
+    ctx.state.send_replace(state);
+}
+
 /// Serves a registered connection until it ends.
-async fn serve(ctx: &Ctx<'_>, reg: Registered) -> Ended {
+async fn serve(ctx: &Ctx<'_>, reg: Registered, last_error: Option<String>) -> Ended {
     let Registered { session, tunnel_id, connection_id, hostnames } = reg;
-    let Session { control, mut incoming, closer, transport, remote } = session;
-    info!(tunnel = %tunnel_id, %remote, ?hostnames, "tunnel registered");
-    ctx.shared.metrics.registered(&transport.to_string());
+    let Session { control, mut incoming, closer, transport, remote: edge, rtt } = session;
     let since = Instant::now();
-    let registered = TunnelState::Registered { tunnel_id, connection_id, hostnames, transport, edge: remote, since };
-    ctx.state.send_replace(registered);
+    let up = TunnelState::Registered { tunnel_id, connection_id, hostnames, transport, edge, since, rtt, last_error };
+    announce(ctx, up);
 
     let (control_rd, mut control_wr) = tokio::io::split(control);
     let (reader, mut control) = read_control(control_rd, &ctx.dialer.tasks);

@@ -79,13 +79,23 @@ pub fn parse_open(headers: &HeaderMap) -> Result<Open, String> {
     Ok(Open { stream_id, sni: get(H_SNI)?.to_owned(), client_addr })
 }
 
-/// Pings the peer `interval` after each PONG; returns when a PONG does not come back
-/// within `deadline` (the connection is dead) or the connection ends.
-pub async fn h2_keepalive(mut ping: h2::PingPong, interval: Duration, deadline: Duration) -> String {
+/// Pings the peer `interval` after each PONG, storing each round trip in `rtt` (µs);
+/// returns when a PONG does not come back within `deadline` (the connection is dead) or
+/// the connection ends.
+pub async fn h2_keepalive(
+    mut ping: h2::PingPong,
+    interval: Duration,
+    deadline: Duration,
+    rtt: &std::sync::atomic::AtomicU64,
+) -> String {
     loop {
         tokio::time::sleep(interval).await;
+        let sent = std::time::Instant::now();
         match tokio::time::timeout(deadline, ping.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
+            Ok(Ok(_pong)) => {
+                let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                rtt.store(us, std::sync::atomic::Ordering::Relaxed);
+            }
             Ok(Err(e)) => return format!("HTTP/2 ping failed: {e}"),
             Err(_) => return format!("no HTTP/2 PONG within {deadline:?}"),
         }

@@ -69,6 +69,9 @@ async fn control_socket_is_private_and_answers_its_owner() {
     let status = client::call(&state, "status", json!({})).await.expect("status over the socket");
     assert_eq!(status["routes"], json!(["echo.tunnel.test"]), "{status}");
     assert!(status["kill"]["all"].is_null(), "{status}");
+    let conn = &status["connections"][0];
+    assert_eq!((conn["state"].as_str(), conn["transport"].as_str()), (Some("registered"), Some("quic")), "{status}");
+    assert_eq!(conn["edge"], stack.tunnel.to_string(), "{status}");
     let err = client::call(&state, "no.such.op", json!({})).await.expect_err("unknown op refused");
     assert!(err.to_string().contains("unknown_op"), "{err}");
 
@@ -76,6 +79,8 @@ async fn control_socket_is_private_and_answers_its_owner() {
     let (ok, text, stderr) = ctl(&[], &state, &["status"]).await;
     assert!(ok, "ctl status failed: {text} {stderr}");
     assert!(text.contains("gateway: running") && text.contains("route echo.tunnel.test: running"), "{text}");
+    let connection = format!("connection 0: registered to {} over quic, up ", stack.tunnel);
+    assert!(text.contains(&connection) && text.contains("ms"), "{text}");
     let (_, text, _) = ctl(&[], &state, &["--json", "status"]).await;
     let parsed: Value = serde_json::from_str(&text).expect("ctl --json prints JSON");
     assert_eq!(parsed["routes"], json!(["echo.tunnel.test"]));

@@ -79,7 +79,8 @@ fn start_gateway(
     gateway: GatewayToml,
     stop: &CancellationToken,
 ) -> (Vec<watch::Receiver<TunnelState>>, String) {
-    let tables = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{}", gateway.tables);
+    // Audit records (stdout by default) stay out of the test output.
+    let tables = format!("[audit]\nsink = \"off\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}", gateway.tables);
     let path = dir.join("gateway.toml");
     std::fs::write(&path, GatewayToml { tables, ..gateway }.render()).expect("write gateway.toml");
     let gateway = Gateway::new(GatewayConfig::load(&path).expect("gateway config")).expect("gateway");
@@ -144,7 +145,12 @@ async fn a_partitioned_edge_is_noticed_within_dead_after_on_both_transports() {
         let extra = format!("transport = \"{transport}\"");
         let text = stack.gateway_toml_at(gate, &extra, "certs", "certs/tunnel", "");
         let mut status = stack.spawn_gateway(stack.load_gateway(&text));
-        assert!(registered(&common::wait_settled(&mut status).await), "{transport}: {:?}", *status.borrow());
+        let TunnelState::Registered { rtt, .. } = common::wait_settled(&mut status).await else {
+            panic!("{transport}: {:?}", *status.borrow());
+        };
+        // The RTT operators see: QUIC's estimate at once, HTTP/2's after the first PONG.
+        let measured = poll::eventually(Duration::from_secs(5), "an RTT measurement", || rtt.get()).await;
+        assert!(measured < Duration::from_secs(1), "{transport}: loopback RTT {measured:?}");
 
         open.store(false, Ordering::Relaxed);
         let cut = Instant::now();
@@ -227,6 +233,12 @@ async fn fleet_survives_a_kill(a: SocketAddr, b: SocketAddr, address: String, ed
         edge_of(&statuses[0].borrow()) == Some(b)
     };
     poll::eventually_async(Duration::from_secs(20), "connection 0 failing over to edge B", moved).await;
+    let (_, body) = ready(&admin).await;
+    let report: serde_json::Value = serde_json::from_str(&body).expect("readyz JSON");
+    let first = &report["detail"]["connections"][0];
+    assert_eq!(first["edge"], b.to_string(), "{report}");
+    assert!(first["last_error"].as_str().is_some_and(|e| e.contains("dead_after")), "the edge's death: {report}");
+    assert!(first["rtt_ms"].as_f64().is_some() && first["uptime_s"].as_u64().is_some(), "{report}");
     load.wait_ok(20).await;
     let (ok, failed) = load.stop().await;
     eprintln!("through edge B during the kill: {ok} ok, {failed} failed");

@@ -69,10 +69,13 @@ pub fn resume(shared: &Arc<GatewayShared>, caller: &Caller, route: Option<&str>)
     }))
 }
 
-/// `status`: the routes and what is stopped.
+/// `status`: the routes, what is stopped, and each tunnel connection (its edge,
+/// transport, uptime, RTT and last error).
 pub fn status(shared: &GatewayShared) -> Value {
     let routes: Vec<String> = shared.routes().routes().map(|r| r.name.clone()).collect();
-    json!({ "routes": routes, "kill": shared.kill.state() })
+    let connections: Vec<Value> =
+        shared.tunnels.iter().enumerate().map(|(index, s)| s.borrow().describe(index)).collect();
+    json!({ "routes": routes, "kill": shared.kill.state(), "connections": connections })
 }
 
 /// Ends the live stdio sessions of the stopped route(s) and waits until their children
