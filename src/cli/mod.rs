@@ -25,6 +25,7 @@ pub mod check;
 pub mod ctl;
 pub mod exit;
 pub mod generate;
+mod sd;
 pub mod serve;
 pub mod tools;
 

@@ -14,20 +14,29 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::sd;
 use crate::config::{edge::EdgeConfig, gateway::GatewayConfig};
 use crate::{demo, edge::Edge, gateway::Gateway};
 
 /// `mcp-tunnel edge`: runs the reference edge until SIGINT or SIGTERM.
 pub async fn edge(config: PathBuf) -> Result<()> {
     let edge = Edge::bind(&EdgeConfig::load(&config)?).await?;
-    edge.watch_config(config, reload_on_sighup()?).run(shutdown_on_signal()?).await;
+    let shutdown = shutdown_on_signal()?;
+    sd::edge_ready();
+    let watchdog = tokio::spawn(sd::watchdog(shutdown.clone()));
+    edge.watch_config(config, reload_on_sighup()?).run(shutdown).await;
+    let _ = watchdog.await;
     Ok(())
 }
 
 /// `mcp-tunnel gateway`: runs the gateway until SIGINT or SIGTERM.
 pub async fn gateway(config: PathBuf) -> Result<()> {
     let gateway = Gateway::new(GatewayConfig::load(&config)?)?;
-    gateway.watch_config(config, reload_on_sighup()?).run(shutdown_on_signal()?).await;
+    let shutdown = shutdown_on_signal()?;
+    let ready = tokio::spawn(sd::gateway_ready(gateway.statuses(), shutdown.clone()));
+    let watchdog = tokio::spawn(sd::watchdog(shutdown.clone()));
+    gateway.watch_config(config, reload_on_sighup()?).run(shutdown).await;
+    let _ = tokio::join!(ready, watchdog);
     Ok(())
 }
 

@@ -59,7 +59,10 @@ required=(
     "User=mcp-tunnel"
     "ExecStart=/usr/local/bin/mcp-tunnel gateway --config /etc/mcp-tunnel/gateway.toml"
     'ExecReload=/bin/kill -HUP $MAINPID'
+    "Type=notify"
+    "WatchdogSec=30s"
     "StateDirectory=mcp-tunnel"
+    "LogsDirectory=mcp-tunnel"
     "NoNewPrivileges=yes"
     "ProtectSystem=strict"
     "ProtectHome=yes"
@@ -104,7 +107,8 @@ if [ -x "$bin" ]; then
     pki=$work/pki
     if "$bin" certs init --out "$pki" --tunnel-id acme --tunnel-domain mcp.acme.example \
         --edge-name edge.example.com >/dev/null 2>&1; then
-        mkdir -p "$work/etc/mcp-tunnel/certs" "$work/var/lib/mcp-tunnel"
+        mkdir -p "$work/etc/mcp-tunnel/certs" "$work/var/lib/mcp-tunnel" "$work/var/log/mcp-tunnel"
+        chmod 0700 "$work/var/lib/mcp-tunnel" "$work/var/log/mcp-tunnel"
         cp -r "$pki/edge" "$pki/tunnel" "$work/etc/mcp-tunnel/certs/"
         cp -r "$pki/inner" "$work/var/lib/mcp-tunnel/"
         sed -e "s#\"/etc/#\"$work/etc/#" -e "s#\"/var/#\"$work/var/#" "$units_dir/gateway.toml" >"$work/gateway.toml"

@@ -33,5 +33,6 @@ mod readme_deploy;
 mod rejections;
 mod reload;
 mod scale_out;
+mod service_notify;
 mod stdio_bridge;
 mod transport_fallback;
