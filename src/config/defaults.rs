@@ -26,3 +26,5 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// Longest `dead_after` (well inside QUIC's idle-timeout range).
 pub const DEAD_AFTER_MAX: Duration = Duration::from_secs(600);
+/// After a failover, how often a connection checks whether its own edge is back.
+pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(30);

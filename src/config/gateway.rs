@@ -47,6 +47,7 @@ struct RawEdge {
     backoff_max: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<String>>,
     dead_after: Option<Spanned<String>>,
+    rebalance_interval: Option<Spanned<String>>,
     server_name: Option<Spanned<String>>,
     ca: Spanned<String>,
     cert: Spanned<String>,
@@ -93,6 +94,8 @@ pub struct EdgeTarget {
     pub backoff_max: Duration,
     /// How the gateway tells a live edge from a dead one.
     pub liveness: Liveness,
+    /// After a failover, how often a connection checks whether its own edge serves again.
+    pub rebalance_interval: Duration,
     /// Name the edge's certificate must carry.
     pub server_name: ServerName<'static>,
     /// The pinned edge CA.
@@ -245,6 +248,9 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         return Err(src.invalid("edge.backoff_max", at, "must not be smaller than backoff_base"));
     }
     let liveness = liveness(src, raw)?;
+    let rebalance = raw.rebalance_interval.as_ref();
+    let rebalance_interval =
+        src.positive_duration("edge.rebalance_interval", rebalance, defaults::REBALANCE_INTERVAL)?;
     let mut addresses = Vec::new();
     for (i, a) in raw.addresses.iter().flatten().enumerate() {
         addresses.push(edge_addr(src, &format!("edge.addresses[{i}]"), a)?);
@@ -266,6 +272,7 @@ fn edge_target(src: &Source, raw: &RawEdge) -> Result<EdgeTarget, ConfigError> {
         backoff_base,
         backoff_max,
         liveness,
+        rebalance_interval,
         server_name,
         ca,
         identity,

@@ -38,8 +38,8 @@ const MCP_METHODS: &[&str] = &[
 ];
 
 /// `cause` values of `tunnel_disconnects_total` (see `tunnel::run`).
-pub const DISCONNECT_CAUSES: [&str; 7] =
-    ["lost", "drained", "moved_to_quic", "shutdown", "rejected", "dial_failed", "killed"];
+pub const DISCONNECT_CAUSES: [&str; 8] =
+    ["lost", "drained", "moved_to_quic", "returned", "shutdown", "rejected", "dial_failed", "killed"];
 /// `kind` values of `tunnel_dial_errors_total` (see `DialError::kind`).
 pub const DIAL_ERROR_KINDS: [&str; 9] =
     ["resolve", "bind", "connect", "handshake", "http2", "timeout", "protocol", "rejected", "closed"];

@@ -25,6 +25,7 @@ pub mod ops;
 pub mod outcome;
 pub mod path;
 pub mod pins;
+pub mod probe;
 pub mod proxy;
 pub mod register;
 pub mod respond;

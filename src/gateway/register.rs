@@ -54,6 +54,16 @@ impl Dialer {
         (self.index as usize / self.edges.len()).wrapping_add(self.cursor.load(Ordering::Relaxed))
     }
 
+    /// Whether a failover moved this connection off its own edge.
+    pub fn away(&self) -> bool {
+        self.cursor.load(Ordering::Relaxed) != 0
+    }
+
+    /// Back on its own edge.
+    pub fn home(&self) {
+        self.cursor.store(0, Ordering::Relaxed);
+    }
+
     /// Moves on to the next edge: the next configured address, and the next address its
     /// name resolves to (a fleet behind one name).
     pub fn fail_over(&self) {
@@ -70,9 +80,23 @@ pub(super) struct Registered {
     pub hostnames: Vec<String>,
 }
 
-/// Dials with the configured transport policy and registers.
+/// Dials the current edge with the configured transport policy and registers.
 pub(super) async fn establish(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
-    let (edge, pick) = (dialer.edge(), dialer.pick());
+    establish_to(dialer, dialer.edge(), dialer.pick(), udp_blocked).await
+}
+
+/// Dials the connection's own edge (where it started, before any failover).
+pub(super) async fn establish_home(dialer: &Dialer, udp_blocked: &mut bool) -> Result<Registered, DialError> {
+    establish_to(dialer, &dialer.edges[0], dialer.index as usize / dialer.edges.len(), udp_blocked).await
+}
+
+/// Dials `edge` (entry `pick` of what its name resolves to) and registers.
+async fn establish_to(
+    dialer: &Dialer,
+    edge: &EdgeTarget,
+    pick: usize,
+    udp_blocked: &mut bool,
+) -> Result<Registered, DialError> {
     match edge.transport {
         TransportMode::Quic => register(dial::quic(edge, pick, &dialer.quic, DIAL_TIMEOUT).await?, dialer.index).await,
         TransportMode::Http2 => {

@@ -13,14 +13,13 @@ use tracing::{debug, error, info, warn, Instrument};
 use super::control_io::{read_control, send_drain};
 use super::dial::{self, Incoming, Session};
 use super::dial_error::{describe_close, DialError};
-use super::register::{establish, register, Dialer, Registered, QUIC_PROBE_TIMEOUT};
+use super::probe;
+use super::register::{establish, Dialer, Registered};
 use super::serve::serve_stream;
 use super::spans;
 use super::state::TunnelState;
 use super::GatewayShared;
-use crate::config::gateway::TransportMode;
 use crate::protocol::Control;
-use crate::transport::Transport;
 
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -33,6 +32,9 @@ pub(super) enum Ended {
     Drained(Duration),
     /// QUIC works again: this HTTP/2 connection drains and the new one takes over.
     Upgraded(Box<Registered>),
+    /// The connection's own edge serves again after a failover: this connection drains
+    /// and the new one, on the own edge, takes over.
+    Returned(Box<Registered>),
     /// The gateway is shutting down.
     Shutdown,
     /// The kill switch stopped the whole gateway: closed at once, no redial until resumed.
@@ -158,6 +160,13 @@ fn ended(
             *ready = Some(*reg);
             Next::Now
         }
+        Ended::Returned(reg) => {
+            metrics.disconnect("returned");
+            info!(edge = %reg.session.remote, "this connection's own edge serves again; moved back to it");
+            ctx.dialer.home();
+            *ready = Some(*reg);
+            Next::Now
+        }
         // Make-before-break: replace a drained connection at once, unless the edge drains
         // every connection right away (then back off).
         Ended::Drained(_) if started.elapsed() > Duration::from_secs(1) => {
@@ -223,8 +232,8 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered, last_error: Option<String>) -> En
 
     let (control_rd, mut control_wr) = tokio::io::split(control);
     let (reader, mut control) = read_control(control_rd, &ctx.dialer.tasks);
-    let reprobe = reprobe(ctx, transport);
-    tokio::pin!(reprobe);
+    let (reprobe, homecoming) = (probe::quic_again(ctx.dialer, transport), probe::homecoming(ctx.dialer, edge));
+    tokio::pin!(reprobe, homecoming);
     let streams = TaskTracker::new();
     let drain = CancellationToken::new();
     let (mut killed, _live) = (ctx.shared.kill.tunnel_off(), ctx.shared.kill.connection());
@@ -249,6 +258,10 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered, last_error: Option<String>) -> En
                 send_drain(&mut control_wr, ctx.shutdown_timeout).await;
                 break Ended::Upgraded(Box::new(reg));
             }
+            reg = &mut homecoming => {
+                send_drain(&mut control_wr, ctx.shutdown_timeout).await;
+                break Ended::Returned(Box::new(reg));
+            }
             _ = ctx.shutdown.cancelled() => {
                 // Graceful: tell the edge to route nothing new here, let in-flight finish.
                 send_drain(&mut control_wr, ctx.shutdown_timeout).await;
@@ -260,7 +273,7 @@ async fn serve(ctx: &Ctx<'_>, reg: Registered, last_error: Option<String>) -> En
     reader.abort();
     let grace = match &ended {
         Ended::Drained(grace) => *grace,
-        Ended::Upgraded(_) => ctx.shutdown_timeout,
+        Ended::Upgraded(_) | Ended::Returned(_) => ctx.shutdown_timeout,
         // Killed: at once. Lost: no one is left to say goodbye to, and waiting for the
         // peer would only delay the redial and the state `/readyz` reports.
         Ended::Killed | Ended::Lost(_) => {
@@ -297,24 +310,6 @@ fn lost_reason(closer: &dial::Closer) -> String {
         Some(quinn::ConnectionError::TimedOut) => "no answer from the edge within edge.dead_after (timed out)".into(),
         Some(reason) => describe_close(&reason),
         None => "connection closed".into(),
-    }
-}
-
-/// On HTTP/2 in `auto` mode, keeps checking whether QUIC works again, and completes with a
-/// registered QUIC connection when it does; otherwise never completes.
-async fn reprobe(ctx: &Ctx<'_>, transport: Transport) -> Registered {
-    if transport != Transport::Http2 || ctx.dialer.edge().transport != TransportMode::Auto {
-        return std::future::pending().await;
-    }
-    loop {
-        tokio::time::sleep(ctx.dialer.edge().quic_retry_interval).await;
-        match dial::quic(ctx.dialer.edge(), ctx.dialer.pick(), &ctx.dialer.quic, QUIC_PROBE_TIMEOUT).await {
-            Ok(session) => match register(session, ctx.dialer.index).await {
-                Ok(reg) => return reg,
-                Err(e) => debug!("QUIC re-probe registered no connection: {e}"),
-            },
-            Err(e) => debug!("QUIC re-probe failed: {e}"),
-        }
     }
 }
 

@@ -51,9 +51,15 @@ fn edge_at(dir: &Path, name: &str, tunnel: SocketAddr) -> (Proc, SocketAddr) {
     toml = EdgeToml { tunnel_listen: tunnel.to_string(), public_listen: public.to_string(), ..toml };
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml.render()).expect("write edge config");
+    (spawn_edge(dir, name), public)
+}
+
+/// Starts (or restarts) the edge process whose config `edge_at` wrote.
+fn spawn_edge(dir: &Path, name: &str) -> Proc {
+    let path = dir.join(format!("{name}.toml"));
     let proc = Proc::spawn(name, &["edge", "--config", path.to_str().expect("utf8")], &[("RUST_LOG", "info")]);
     proc.wait_line("edge listening", Duration::from_secs(20), |l| l.contains("edge listening"));
-    (proc, public)
+    proc
 }
 
 /// A port on `ip` free for both UDP and TCP right now, for which `also` holds.
@@ -165,12 +171,13 @@ async fn a_partitioned_edge_is_noticed_within_dead_after_on_both_transports() {
 
 /// Fault: two edges on different loopback addresses (127.0.0.1, 127.0.0.2), the gateway
 /// keeping one connection to each (`address` + `addresses`); one edge is SIGKILLed under
-/// load through the other. Expect: not one request through the surviving edge fails,
-/// `/readyz` stays 200 all the while, and the lost connection fails over to the survivor.
+/// load through the other, then restarted. Expect: not one request through the surviving
+/// edge fails, `/readyz` stays 200 all the while, the lost connection fails over to the
+/// survivor and returns to its own edge once that is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_edge_killed_the_other_serves_without_a_failure() {
     let (a, b) = (free_on("127.0.0.1", |_| true), free_on("127.0.0.2", |_| true));
-    let edge = format!("transport = \"quic\"\nconnections = 2\naddresses = [\"{b}\"]");
+    let edge = format!("transport = \"quic\"\nconnections = 2\naddresses = [\"{b}\"]\nrebalance_interval = \"1s\"");
     fleet_survives_a_kill(a, b, format!("127.0.0.1:{}", a.port()), edge).await;
 }
 
@@ -185,7 +192,7 @@ async fn a_fleet_behind_one_name_gets_a_connection_per_edge_and_survives_one_dyi
         eprintln!("SKIP: /etc/hosts is not writable here (not root)");
         return;
     };
-    let edge = "transport = \"quic\"\nconnections = 2".to_owned();
+    let edge = "transport = \"quic\"\nconnections = 2\nrebalance_interval = \"1s\"".to_owned();
     fleet_survives_a_kill(a, b, format!("{}:{}", hosts.name, a.port()), edge).await;
 }
 
@@ -239,6 +246,11 @@ async fn fleet_survives_a_kill(a: SocketAddr, b: SocketAddr, address: String, ed
     assert_eq!(first["edge"], b.to_string(), "{report}");
     assert!(first["last_error"].as_str().is_some_and(|e| e.contains("dead_after")), "the edge's death: {report}");
     assert!(first["rtt_ms"].as_f64().is_some() && first["uptime_s"].as_u64().is_some(), "{report}");
+
+    // Edge A comes back: connection 0 returns to it (make-before-break), still no failure.
+    let _edge_a = spawn_edge(dir.path(), "edge-a");
+    let back = || edge_of(&statuses[0].borrow()) == Some(a);
+    poll::eventually(Duration::from_secs(20), "connection 0 returning to edge A", back).await;
     load.wait_ok(20).await;
     let (ok, failed) = load.stop().await;
     eprintln!("through edge B during the kill: {ok} ok, {failed} failed");
