@@ -24,7 +24,7 @@ pub struct CtlArgs {
 /// `ctl` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CtlCommand {
-    /// What is stopped, and the routes.
+    /// What is stopped, the routes, and where each tunnel connection is (edge, transport, RTT).
     Status,
     /// Stop one route (--route) or the whole gateway: in-flight calls and streams are cut,
     /// new ones refused (503), and the stop survives restarts. Returns when the cut is complete.

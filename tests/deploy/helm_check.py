@@ -202,6 +202,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "logFormat": "json",
     }),
     "single-replica": merged({"replicaCount": 1, "networkPolicy": {"enabled": False}}),
+    "state-dir": merged({"stateDir": {"enabled": True}}),
+    "state-dir-claim": merged({"stateDir": {"enabled": True, "path": "/state", "existingClaim": "gw-state"}}),
 }
 # `ca: None` above is not a valid value: drop it (None is how YAML `~` would arrive).
 del VALUE_SETS["several-routes"]["config"]["routes"][3]["ca"]
@@ -276,7 +278,7 @@ def assert_hardened_container(c: dict[str, Any]) -> None:
 
 
 def assert_exec_probes(c: dict[str, Any], admin: str) -> None:
-    for probe, arg in [("livenessProbe", "live"), ("readinessProbe", "ready")]:
+    for probe, arg in [("startupProbe", "live"), ("livenessProbe", "live"), ("readinessProbe", "ready")]:
         p = c.get(probe)
         expect(p, f"{probe} missing")
         expect(set(p) & {"httpGet", "tcpSocket", "grpc"} == set(), f"{probe} is not exec-only: {p}")
@@ -520,6 +522,22 @@ def check_existing_secret() -> None:
     expect("checksum/config" in ann, "checksum/config")
 
 
+def check_state_dir() -> None:
+    for name, path, volume in [("state-dir", "/var/lib/mcp-tunnel", {"emptyDir": {"sizeLimit": "64Mi"}}),
+                               ("state-dir-claim", "/state", {"persistentVolumeClaim": {"claimName": "gw-state"}})]:
+        docs = rendered(name)
+        _, cfg = gateway_toml(docs)
+        expect(cfg.get("state_dir") == path, f"{name}: state_dir {cfg.get('state_dir')!r}")
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        mount = next((m for m in c["volumeMounts"] if m["mountPath"] == path), None)
+        expect(mount is not None and not mount.get("readOnly"), f"{name}: no writable mount at {path}")
+        vol = next((v for v in pod["volumes"] if v["name"] == mount["name"]), None)
+        expect(vol is not None and {k: v for k, v in vol.items() if k != "name"} == volume, f"{name}: volume {vol}")
+    _, cfg = gateway_toml(rendered("standalone-default"))
+    expect("state_dir" not in cfg, "state_dir set without stateDir.enabled")
+
+
 def check_several_routes() -> None:
     docs = rendered("several-routes")
     text, cfg = gateway_toml(docs)
@@ -758,6 +776,7 @@ def main() -> int:
     check("sidecar: no Deployment, snippet container hardened with exec probes", check_sidecar)
     check("certRenew: CronJob, PVC, CA only in the job, deny-all policy", check_cert_renew)
     check("existingSecret: no Secret rendered, custom key names mounted", check_existing_secret)
+    check("stateDir: state_dir in gateway.toml on a writable emptyDir or claim", check_state_dir)
     check("several routes: gateway.toml routes, upstream CAs, replicas, grace", check_several_routes)
     check("kubernetes-validate --strict on every rendered object", check_kubernetes_validate)
     if BIN:

@@ -161,6 +161,9 @@ shutdown_timeout = "{{ $c.shutdownTimeoutSeconds }}s"
 {{- if $c.idleTimeout }}
 idle_timeout = {{ $c.idleTimeout | toJson }}
 {{- end }}
+{{- if .Values.stateDir.enabled }}
+state_dir = {{ .Values.stateDir.path | toJson }}
+{{- end }}
 
 [edge]
 address = {{ $c.edge.address | toJson }}
@@ -254,6 +257,15 @@ seccompProfile:
     - gateway
     - --config
     - /etc/mcp-tunnel/gateway.toml
+  startupProbe:
+    exec:
+      command:
+        - /mcp-tunnel
+        - probe
+        - --admin
+        - {{ include "mcp-tunnel.probeAddress" . | quote }}
+        - live
+    {{- toYaml .Values.probes.startup | nindent 4 }}
   livenessProbe:
     exec:
       command:
@@ -286,6 +298,10 @@ seccompProfile:
     - name: mcp-tunnel-inner-tls
       mountPath: {{ .Values.certRenew.dir }}
       readOnly: true
+    {{- end }}
+    {{- if .Values.stateDir.enabled }}
+    - name: mcp-tunnel-state
+      mountPath: {{ .Values.stateDir.path }}
     {{- end }}
 {{- end }}
 
@@ -338,6 +354,16 @@ renewal PVC. `mode` is the file mode as a decimal number.
   persistentVolumeClaim:
     claimName: {{ include "mcp-tunnel.innerClaimName" . }}
     readOnly: true
+{{- end }}
+{{- if .Values.stateDir.enabled }}
+- name: mcp-tunnel-state
+  {{- if .Values.stateDir.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.stateDir.existingClaim }}
+  {{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.stateDir.sizeLimit }}
+  {{- end }}
 {{- end }}
 {{- end }}
 
