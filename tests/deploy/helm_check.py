@@ -203,7 +203,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     }),
     "single-replica": merged({"replicaCount": 1, "networkPolicy": {"enabled": False}}),
     "state-dir": merged({"stateDir": {"enabled": True}}),
-    "state-dir-claim": merged({"stateDir": {"enabled": True, "path": "/state", "existingClaim": "gw-state"}}),
+    "state-dir-claim": merged({"stateDir": {"enabled": True, "path": "/state", "existingClaim": "gw-state"},
+                               "config": {"audit": {"sink": "file"}}}),
 }
 # `ca: None` above is not a valid value: drop it (None is how YAML `~` would arrive).
 del VALUE_SETS["several-routes"]["config"]["routes"][3]["ca"]
@@ -534,8 +535,11 @@ def check_state_dir() -> None:
         expect(mount is not None and not mount.get("readOnly"), f"{name}: no writable mount at {path}")
         vol = next((v for v in pod["volumes"] if v["name"] == mount["name"]), None)
         expect(vol is not None and {k: v for k, v in vol.items() if k != "name"} == volume, f"{name}: volume {vol}")
+    _, cfg = gateway_toml(rendered("state-dir-claim"))
+    expect(cfg["audit"] == {"sink": "file", "path": "/state/audit.jsonl"}, f"audit on the volume: {cfg['audit']}")
     _, cfg = gateway_toml(rendered("standalone-default"))
     expect("state_dir" not in cfg, "state_dir set without stateDir.enabled")
+    expect(cfg["audit"] == {"sink": "stdout"}, f"default audit: {cfg['audit']}")
 
 
 def check_several_routes() -> None:
@@ -557,7 +561,7 @@ def check_several_routes() -> None:
     ]
     expect(cfg["routes"] == want, f"routes {cfg['routes']}")
     allowed_keys = {"tunnel_domain", "shutdown_timeout", "idle_timeout", "edge", "inner_tls", "upstream", "admin",
-                    "routes"}
+                    "audit", "routes"}
     expect(set(cfg) <= allowed_keys, f"unexpected top-level keys {set(cfg) - allowed_keys}")
     dep = one(docs, "Deployment")
     pod = dep["spec"]["template"]["spec"]
@@ -675,6 +679,8 @@ def check_render_rejects() -> None:
         ("unknown upstream CA", merged({"config": {"routes": [{"host": "a", "upstream": "https://10.0.0.1:1",
                                                                "ca": "nope.pem"}]}}), "neither a key"),
         ("renewal without CA", merged({"certRenew": {"enabled": True}}), "certRenew.ca.caCert is required"),
+        ("audit file without a volume", merged({"config": {"audit": {"sink": "file"}}}),
+         "writes to the stateDir volume: set stateDir.enabled"),
     ]
     with helm.Chart.load(str(CHART)) as chart:
         for label, values, message in cases:
@@ -776,7 +782,7 @@ def main() -> int:
     check("sidecar: no Deployment, snippet container hardened with exec probes", check_sidecar)
     check("certRenew: CronJob, PVC, CA only in the job, deny-all policy", check_cert_renew)
     check("existingSecret: no Secret rendered, custom key names mounted", check_existing_secret)
-    check("stateDir: state_dir in gateway.toml on a writable emptyDir or claim", check_state_dir)
+    check("stateDir: state_dir and a file audit trail on a writable emptyDir or claim", check_state_dir)
     check("several routes: gateway.toml routes, upstream CAs, replicas, grace", check_several_routes)
     check("kubernetes-validate --strict on every rendered object", check_kubernetes_validate)
     if BIN:

@@ -194,6 +194,15 @@ timeout = {{ $c.upstream.timeout | toJson }}
 [admin]
 # Loopback only: probed from inside the container by `mcp-tunnel probe`.
 listen = {{ $c.admin.listen | toJson }}
+
+[audit]
+sink = {{ $c.audit.sink | toJson }}
+{{- if eq $c.audit.sink "file" }}
+{{- if not .Values.stateDir.enabled }}
+{{- fail "config.audit.sink \"file\" writes to the stateDir volume: set stateDir.enabled" }}
+{{- end }}
+path = {{ printf "%s/%s" .Values.stateDir.path $c.audit.file | toJson }}
+{{- end }}
 {{- range $c.routes }}
 
 [[routes]]
