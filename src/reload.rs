@@ -68,33 +68,50 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A watch of `file` (polled every 20 ms) whose reload runs `reload`, rejects the
+    /// config (returns `None`) and then signals the returned `done`.
+    struct Watching {
+        trigger: Arc<Notify>,
+        done: Arc<Notify>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Watching {
+        fn start(file: &std::path::Path, mut reload: impl FnMut() + Send + 'static) -> Watching {
+            let (trigger, done, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()), CancellationToken::new());
+            let signal = done.clone();
+            let interval = Duration::from_millis(20);
+            let task = tokio::spawn(watch(vec![file.to_owned()], trigger.clone(), interval, stop.clone(), move || {
+                reload();
+                signal.notify_one();
+                None
+            }));
+            Watching { trigger, done, stop, task }
+        }
+
+        async fn finish(self) {
+            self.stop.cancel();
+            self.task.await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn reloads_on_change_and_on_request() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.toml");
         std::fs::write(&file, "1").unwrap();
-        let (trigger, stop) = (Arc::new(Notify::new()), CancellationToken::new());
         let calls = Arc::new(AtomicUsize::new(0));
-        let (seen, done) = (calls.clone(), Arc::new(Notify::new()));
-        let signal = done.clone();
-        let task = tokio::spawn(watch(
-            vec![file.clone()],
-            trigger.clone(),
-            Duration::from_millis(20),
-            stop.clone(),
-            move || {
-                seen.fetch_add(1, Ordering::SeqCst);
-                signal.notify_one();
-                None
-            },
-        ));
-        trigger.notify_one();
-        done.notified().await;
+        let seen = calls.clone();
+        let w = Watching::start(&file, move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        });
+        w.trigger.notify_one();
+        w.done.notified().await;
         std::fs::write(&file, "22").unwrap();
-        done.notified().await;
+        w.done.notified().await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        stop.cancel();
-        task.await.unwrap();
+        w.finish().await;
     }
 
     /// A file rewritten while a reload is reading it (here: while the reload rejects the
@@ -104,31 +121,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.toml");
         std::fs::write(&file, "bad").unwrap();
-        let (trigger, stop) = (Arc::new(Notify::new()), CancellationToken::new());
         let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (seen, done) = (reads.clone(), Arc::new(Notify::new()));
-        let (signal, path) = (done.clone(), file.clone());
-        let task = tokio::spawn(watch(
-            vec![file.clone()],
-            trigger.clone(),
-            Duration::from_millis(20),
-            stop.clone(),
-            move || {
-                let text = std::fs::read_to_string(&path).unwrap();
-                if text == "bad" {
-                    // The writer fixes the file while this reload is still rejecting it.
-                    std::fs::write(&path, "good config").unwrap();
-                }
-                seen.lock().unwrap().push(text);
-                signal.notify_one();
-                None
-            },
-        ));
-        trigger.notify_one();
-        done.notified().await;
-        done.notified().await;
+        let (seen, path) = (reads.clone(), file.clone());
+        let w = Watching::start(&file, move || {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text == "bad" {
+                // The writer fixes the file while this reload is still rejecting it.
+                std::fs::write(&path, "good config").unwrap();
+            }
+            seen.lock().unwrap().push(text);
+        });
+        w.trigger.notify_one();
+        w.done.notified().await;
+        w.done.notified().await;
         assert_eq!(*reads.lock().unwrap(), ["bad", "good config"]);
-        stop.cancel();
-        task.await.unwrap();
+        w.finish().await;
     }
 }

@@ -285,13 +285,13 @@ fn liveness(src: &Source, raw: &RawEdge) -> Result<Liveness, ConfigError> {
     let key = "edge.keepalive_interval";
     let interval = src.positive_duration(key, raw.keepalive_interval.as_ref(), defaults::KEEPALIVE_INTERVAL)?;
     let dead_after = src.positive_duration("edge.dead_after", raw.dead_after.as_ref(), defaults::DEAD_AFTER)?;
-    if dead_after < interval.saturating_mul(2) {
-        let (key, at) = match (&raw.dead_after, &raw.keepalive_interval) {
-            (Some(at), _) => ("edge.dead_after", at),
-            (None, Some(at)) => (key, at),
-            // The defaults satisfy the rule.
-            (None, None) => return Ok(Liveness { keepalive_interval: interval, dead_after }),
-        };
+    // The defaults satisfy both rules, so a broken one has a key that was set: name it.
+    let set = raw
+        .dead_after
+        .as_ref()
+        .map(|at| ("edge.dead_after", at))
+        .or(raw.keepalive_interval.as_ref().map(|at| (key, at)));
+    if let (Some((key, at)), true) = (set, dead_after < interval.saturating_mul(2)) {
         return Err(src.invalid(key, at, "dead_after must be at least twice keepalive_interval"));
     }
     if let (Some(at), true) = (&raw.dead_after, dead_after > defaults::DEAD_AFTER_MAX) {

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::common::config::{EdgeToml, GatewayToml};
 use crate::common::load::Load;
 use crate::common::procs::{acme_configs, admin_get, certs_init, Proc, ACME_DOMAIN};
-use crate::common::{self, http, poll, tcp, udp, Stack};
+use crate::common::{self, free_on, http, poll, tcp, udp, Stack};
 
 /// The default `dead_after`.
 const DEAD_AFTER: Duration = Duration::from_secs(3);
@@ -60,18 +60,6 @@ fn spawn_edge(dir: &Path, name: &str) -> Proc {
     let proc = Proc::spawn(name, &["edge", "--config", path.to_str().expect("utf8")], &[("RUST_LOG", "info")]);
     proc.wait_line("edge listening", Duration::from_secs(20), |l| l.contains("edge listening"));
     proc
-}
-
-/// A port on `ip` free for both UDP and TCP right now, for which `also` holds.
-fn free_on(ip: &str, also: impl Fn(u16) -> bool) -> SocketAddr {
-    for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind UDP");
-        let addr = udp.local_addr().expect("UDP address");
-        if std::net::TcpListener::bind(addr).is_ok() && also(addr.port()) {
-            return addr;
-        }
-    }
-    panic!("no free port on {ip}");
 }
 
 /// Whether `port` is free for UDP and TCP on `ip`.

@@ -256,14 +256,20 @@ pub async fn demo_upstream() -> (u16, CancellationToken) {
 /// processes whose bound address nobody reports (`[admin] listen`, a binary's listeners),
 /// and as an address where nothing listens.
 pub fn free_port() -> u16 {
+    free_on("127.0.0.1", |_| true).port()
+}
+
+/// Like [`free_port`], on `ip` (any of 127.0.0.0/8), for which `also` holds too (e.g.
+/// free on another IP as well).
+pub fn free_on(ip: &str, also: impl Fn(u16) -> bool) -> SocketAddr {
     for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        let port = udp.local_addr().expect("UDP address").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind UDP");
+        let addr = udp.local_addr().expect("UDP address");
+        if std::net::TcpListener::bind(addr).is_ok() && also(addr.port()) {
+            return addr;
         }
     }
-    panic!("no loopback port free for both TCP and UDP in 100 tries");
+    panic!("no port on {ip} free for both TCP and UDP in 100 tries");
 }
 
 /// Waits up to 15 s for a gateway to reach Registered, Rejected or Disconnected.
